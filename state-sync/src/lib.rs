@@ -1,0 +1,1 @@
+//! Objects: replicated automerge documents. Filled in by the objects issue; empty until then.
