@@ -1,0 +1,869 @@
+//! Membership: who is in the mesh, whether each member is alive, and how far away it is.
+//!
+//! # Assumptions
+//! - Every message arrives, if at all, from an authenticated peer: the driver admits only
+//!   nodes that proved they hold the cluster secret, and tells us who sent what.
+//! - Messages may be lost, delayed, duplicated and reordered. Clocks are not compared
+//!   between nodes: every timeout is measured on the local `now` alone.
+//!
+//! # The protocol
+//! SWIM (Das et al., 2002) with the refinements of HashiCorp's memberlist and serf:
+//! 1. **Probing.** Every `probe_interval` a node pings one random member. No ack within
+//!    `probe_timeout` → it asks `indirect_probes` other members to ping the target for it. No
+//!    ack by the end of the interval → the target becomes *suspect*. Acks measure RTTs.
+//! 2. **Suspicion.** A suspect that does not refute within `suspicion_mult × log10(n) ×
+//!    probe_interval` is declared *down*. A node that hears it is suspected or down refutes by
+//!    raising its *incarnation* number; a higher incarnation always wins, and at equal
+//!    incarnations `left > down > suspect > alive`.
+//! 3. **Dissemination.** Changes are piggybacked on pings and acks, each retransmitted
+//!    `retransmit_mult × log10(n + 1)` times.
+//! 4. **Anti-entropy.** Every `sync_interval` a node sends a 64-bit digest of its whole view to
+//!    a random member; only if the digests differ do the two exchange full states (push-pull).
+//!    Every `reconnect_interval` a node does the same with a random *down* member, which is how
+//!    the two sides of a healed partition find each other again.
+//! 5. **Joining.** When the driver connects to a peer (bootstrap address, mDNS, a remembered
+//!    address), the node sends `Join`; the peer adds it and answers with its full state.
+//! 6. **Leaving.** A node shutting down gossips `left` about itself to a few members.
+//!
+//! # Bounds
+//! Members: `members_max` (further newcomers are refused and counted). Gossip queue:
+//! `gossip_queue_max` (the most-retransmitted update is dropped first). Indirect-probe relays:
+//! `relays_max` (further requests are ignored; the requester then suspects, as if lost).
+
+use std::collections::{BTreeSet, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand_chacha::ChaCha8Rng;
+use rand_core::RngCore;
+use serde::{Deserialize, Serialize};
+
+use crate::{NodeId, NodeInfo, Output, Time};
+
+/// Membership tuning. The defaults suit a LAN or WAN mesh of up to tens of thousands of nodes.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// How often a node probes one random member.
+    pub probe_interval: Duration,
+    /// How long to wait for a direct ack before asking others to probe.
+    pub probe_timeout: Duration,
+    /// How many members are asked to probe indirectly.
+    pub indirect_probes: usize,
+    /// Suspicion lasts `suspicion_mult × max(1, log10(n)) × probe_interval`.
+    pub suspicion_mult: u32,
+    /// Each change is piggybacked `retransmit_mult × ceil(log10(n + 1))` times.
+    pub retransmit_mult: u32,
+    /// The most changes piggybacked on one message.
+    pub gossip_per_message: usize,
+    /// How often to compare digests with a random alive member.
+    pub sync_interval: Duration,
+    /// How often to try a random down member again.
+    pub reconnect_interval: Duration,
+    /// The most members a view holds.
+    pub members_max: usize,
+    /// The most pending changes to disseminate.
+    pub gossip_queue_max: usize,
+    /// The most indirect probes run on behalf of others at once.
+    pub relays_max: usize,
+    /// How many members a leaving node tells directly.
+    pub leave_fanout: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            probe_interval: Duration::from_secs(1),
+            probe_timeout: Duration::from_millis(500),
+            indirect_probes: 3,
+            suspicion_mult: 4,
+            retransmit_mult: 4,
+            gossip_per_message: 16,
+            sync_interval: Duration::from_secs(15),
+            reconnect_interval: Duration::from_secs(10),
+            members_max: 100_000,
+            gossip_queue_max: 8192,
+            relays_max: 1024,
+            leave_fanout: 8,
+        }
+    }
+}
+
+/// A member's liveness as this node sees it.
+///
+/// The order is the precedence at equal incarnations.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Answering probes.
+    Alive,
+    /// Missed a probe; declared down unless it refutes in time.
+    Suspect,
+    /// Failed: missed probes and did not refute.
+    Down,
+    /// Left the mesh on purpose.
+    Left,
+}
+
+impl Status {
+    /// The status users see: a member that left is shown as down.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Alive => "alive",
+            Status::Suspect => "suspect",
+            Status::Down | Status::Left => "down",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// One claim about one member, as gossiped and as held in full states.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Update {
+    /// Whom the claim is about.
+    pub id: NodeId,
+    /// The incarnation the claim is about.
+    pub incarnation: u32,
+    /// The claimed status.
+    pub status: Status,
+    /// The member's self-description; always present in full states and `alive` claims.
+    pub info: Option<Arc<NodeInfo>>,
+}
+
+/// Membership messages.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Message {
+    /// "Are you alive?" Carries gossip.
+    Ping {
+        /// Matches the ack to the probe.
+        seq: u64,
+        /// Piggybacked changes.
+        gossip: Vec<Update>,
+    },
+    /// "Yes." Carries gossip.
+    Ack {
+        /// The probe's sequence number.
+        seq: u64,
+        /// Piggybacked changes.
+        gossip: Vec<Update>,
+    },
+    /// "Please probe `target` for me and relay its ack."
+    PingReq {
+        /// The requester's probe sequence number.
+        seq: u64,
+        /// The member to probe.
+        target: NodeId,
+        /// Piggybacked changes.
+        gossip: Vec<Update>,
+    },
+    /// Changes sent on their own (a leaving node's farewell, a refutation).
+    Gossip {
+        /// The changes.
+        updates: Vec<Update>,
+    },
+    /// "I am here": sent on every new connection; answered with the full state.
+    Join {
+        /// The sender's self-description.
+        info: Arc<NodeInfo>,
+        /// The sender's current incarnation.
+        incarnation: u32,
+    },
+    /// "This is the digest of my view": answered with the full state if they differ.
+    Digest {
+        /// The sender's view digest.
+        digest: u64,
+    },
+    /// A full view, for push-pull anti-entropy.
+    State {
+        /// Every member the sender knows, itself included.
+        entries: Vec<Update>,
+        /// The sender's digest, so the receiver can tell if it should push back.
+        digest: u64,
+        /// Whether the receiver should answer with its own state if the views still differ.
+        respond: bool,
+    },
+}
+
+impl Message {
+    /// A short, stable name of the message kind.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Message::Ping { .. } => "ping",
+            Message::Ack { .. } => "ack",
+            Message::PingReq { .. } => "ping_req",
+            Message::Gossip { .. } => "gossip",
+            Message::Join { .. } => "join",
+            Message::Digest { .. } => "digest",
+            Message::State { .. } => "state",
+        }
+    }
+}
+
+/// A change in this node's view, for logs, metrics and the simulator's checkers.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StatusChange {
+    /// The member.
+    pub id: NodeId,
+    /// Its status before, `None` if it was unknown.
+    pub from: Option<Status>,
+    /// Its status now.
+    pub to: Status,
+    /// Whether this node itself decided it (a failed probe or an expired suspicion), as
+    /// opposed to learning it from gossip.
+    pub local: bool,
+}
+
+/// One member as seen from this node.
+#[derive(Clone, Debug)]
+pub struct MemberView {
+    /// Its self-description.
+    pub info: Arc<NodeInfo>,
+    /// Its incarnation.
+    pub incarnation: u32,
+    /// Its status.
+    pub status: Status,
+    /// When the status last changed, on this node's clock.
+    pub since: Time,
+    /// Smoothed round-trip time of direct probes, if any were answered.
+    pub rtt: Option<Duration>,
+    /// Whether this is the node itself.
+    pub is_self: bool,
+}
+
+/// What a node remembers across restarts.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Persisted {
+    /// The last incarnation used: a restart continues above it, so its `join` wins over any
+    /// "down" claim about its previous life.
+    pub incarnation: u32,
+    /// Addresses of some alive members, dialled at start so a node rejoins without bootstrap.
+    pub peer_addrs: Vec<String>,
+}
+
+/// Counters, for metrics.
+#[derive(Clone, Debug, Default)]
+pub struct Stats {
+    /// Newcomers refused because the view was full.
+    pub members_refused: u64,
+    /// Gossip dropped because the queue was full.
+    pub gossip_dropped: u64,
+    /// Indirect probe requests ignored because too many were running.
+    pub relays_refused: u64,
+    /// Times this node refuted a claim about itself.
+    pub refutations: u64,
+}
+
+#[derive(Clone, Debug)]
+struct Member {
+    info: Arc<NodeInfo>,
+    incarnation: u32,
+    status: Status,
+    since: Time,
+    rtt_us: u32,
+}
+
+struct Probe {
+    seq: u64,
+    target: NodeId,
+    sent_at: Time,
+    deadline: Time,
+    indirect_sent: bool,
+}
+
+struct Relay {
+    seq: u64,
+    requester: NodeId,
+    their_seq: u64,
+    expires: Time,
+}
+
+struct Pending {
+    update: Update,
+    sent: u32,
+}
+
+/// The membership state machine. See the module docs for the protocol.
+///
+/// Call order: `handle_*` with the current time for every input, then drain
+/// [`Output`]s (the caller owns the queue) and ask [`Membership::poll_timeout`] when to call
+/// [`Membership::handle_timeout`] next.
+pub struct Membership {
+    cfg: Config,
+    me: Arc<NodeInfo>,
+    incarnation: u32,
+    leaving: bool,
+    /// Sorted by id; the node itself is not in it.
+    members: Vec<Member>,
+    counts: [usize; 4],
+    /// XOR of the entry hashes of `members` (the node itself is mixed in on demand).
+    members_digest: u64,
+    gossip: Vec<Pending>,
+    probe: Option<Probe>,
+    next_probe_at: Time,
+    relays: VecDeque<Relay>,
+    suspicions: BTreeSet<(Time, NodeId)>,
+    next_sync_at: Time,
+    next_reconnect_at: Time,
+    next_persist_at: Time,
+    persist_dirty: bool,
+    seq: u64,
+    rng: ChaCha8Rng,
+    stats: Stats,
+}
+
+fn entry_hash(id: &NodeId, incarnation: u32, status: Status) -> u64 {
+    // splitmix64 finaliser over the id fingerprint, incarnation and status.
+    let mut z = id.fingerprint() ^ (u64::from(incarnation) << 8) ^ (status as u64);
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+fn log10_ceil(n: usize) -> u32 {
+    let mut k = 1;
+    let mut p = 10usize;
+    while p < n {
+        k += 1;
+        p = p.saturating_mul(10);
+    }
+    k
+}
+
+impl Membership {
+    /// A node that knows only itself. `restored` continues a previous life's incarnation.
+    pub fn new(cfg: Config, me: NodeInfo, restored: Option<&Persisted>, rng: ChaCha8Rng, now: Time) -> Self {
+        let mut m = Membership {
+            incarnation: restored.map_or(0, |p| p.incarnation.saturating_add(1)),
+            me: Arc::new(me),
+            leaving: false,
+            members: Vec::new(),
+            counts: [0; 4],
+            members_digest: 0,
+            gossip: Vec::new(),
+            probe: None,
+            next_probe_at: now,
+            relays: VecDeque::new(),
+            suspicions: BTreeSet::new(),
+            next_sync_at: now,
+            next_reconnect_at: now,
+            next_persist_at: now,
+            persist_dirty: true,
+            seq: 0,
+            rng,
+            stats: Stats::default(),
+            cfg,
+        };
+        // Spread the first timers over one period so simulated nodes started together do not
+        // all probe in the same instant.
+        m.next_probe_at = now + m.jitter(m.cfg.probe_interval);
+        m.next_sync_at = now + m.cfg.sync_interval + m.jitter(m.cfg.sync_interval);
+        m.next_reconnect_at = now + m.cfg.reconnect_interval + m.jitter(m.cfg.reconnect_interval);
+        m
+    }
+
+    /// This node's self-description.
+    pub fn me(&self) -> &Arc<NodeInfo> {
+        &self.me
+    }
+
+    /// This node's current incarnation.
+    pub fn incarnation(&self) -> u32 {
+        self.incarnation
+    }
+
+    /// The digest of the whole view (the node itself included): equal digests mean equal
+    /// views, with overwhelming probability.
+    pub fn digest(&self) -> u64 {
+        let me = if self.leaving { Status::Left } else { Status::Alive };
+        self.members_digest ^ entry_hash(&self.me.id, self.incarnation, me)
+    }
+
+    /// Members known, the node itself excluded, by status: `[alive, suspect, down, left]`.
+    pub fn counts(&self) -> [usize; 4] {
+        self.counts
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// Every member including this node, ordered by id.
+    pub fn members(&self, now: Time) -> impl Iterator<Item = MemberView> + '_ {
+        let me = MemberView {
+            info: self.me.clone(),
+            incarnation: self.incarnation,
+            status: if self.leaving { Status::Left } else { Status::Alive },
+            since: Time::ZERO,
+            rtt: Some(Duration::ZERO),
+            is_self: true,
+        };
+        let _ = now;
+        let pos = self.find(&self.me.id).unwrap_or_else(|i| i);
+        let view = |m: &Member| MemberView {
+            info: m.info.clone(),
+            incarnation: m.incarnation,
+            status: m.status,
+            since: m.since,
+            rtt: (m.rtt_us > 0).then(|| Duration::from_micros(u64::from(m.rtt_us))),
+            is_self: false,
+        };
+        self.members[..pos].iter().map(view).chain(std::iter::once(me)).chain(self.members[pos..].iter().map(view))
+    }
+
+    /// One member's status, `None` if unknown (or the node itself).
+    pub fn status_of(&self, id: &NodeId) -> Option<Status> {
+        self.find(id).ok().map(|i| self.members[i].status)
+    }
+
+    /// The addresses of a member, for the driver to dial.
+    pub fn addrs_of(&self, id: &NodeId) -> Option<&[String]> {
+        self.find(id).ok().map(|i| self.members[i].info.addrs.as_slice())
+    }
+
+    /// What to remember across a restart.
+    pub fn persisted(&self) -> Persisted {
+        const PEERS_REMEMBERED: usize = 32;
+        Persisted {
+            incarnation: self.incarnation,
+            peer_addrs: self
+                .members
+                .iter()
+                .filter(|m| m.status == Status::Alive)
+                .flat_map(|m| m.info.addrs.iter().take(1).cloned())
+                .take(PEERS_REMEMBERED)
+                .collect(),
+        }
+    }
+
+    /// The next time [`Membership::handle_timeout`] has work to do.
+    pub fn poll_timeout(&self) -> Time {
+        let mut t = self.next_probe_at.min(self.next_sync_at).min(self.next_reconnect_at);
+        if let Some(p) = &self.probe {
+            t = t.min(p.deadline);
+        }
+        if let Some(r) = self.relays.front() {
+            t = t.min(r.expires);
+        }
+        if let Some((s, _)) = self.suspicions.first() {
+            t = t.min(*s);
+        }
+        if self.persist_dirty {
+            t = t.min(self.next_persist_at);
+        }
+        t
+    }
+
+    /// A transport session to `peer` was established and authenticated: introduce ourselves.
+    pub fn handle_connected(&mut self, _now: Time, peer: NodeId, out: &mut VecDeque<Output>) {
+        if peer == self.me.id {
+            return;
+        }
+        let msg = Message::Join { info: self.me.clone(), incarnation: self.incarnation };
+        out.push_back(Output::send(peer, msg));
+    }
+
+    /// The node is shutting down: tell a few members, so they need not wait for suspicion.
+    pub fn handle_leave(&mut self, _now: Time, out: &mut VecDeque<Output>) {
+        self.leaving = true;
+        let update = Update { id: self.me.id, incarnation: self.incarnation, status: Status::Left, info: None };
+        let targets = self.random_members(self.cfg.leave_fanout, |m| m.status == Status::Alive, None);
+        for to in targets {
+            out.push_back(Output::send(to, Message::Gossip { updates: vec![update.clone()] }));
+        }
+    }
+
+    /// A message from an authenticated peer.
+    pub fn handle_message(&mut self, now: Time, from: NodeId, msg: Message, out: &mut VecDeque<Output>) {
+        match msg {
+            Message::Ping { seq, gossip } => {
+                self.merge_all(now, gossip, Some(from), out);
+                let gossip = self.take_gossip();
+                out.push_back(Output::send(from, Message::Ack { seq, gossip }));
+            }
+            Message::Ack { seq, gossip } => {
+                self.merge_all(now, gossip, Some(from), out);
+                self.handle_ack(now, from, seq, out);
+            }
+            Message::PingReq { seq, target, gossip } => {
+                self.merge_all(now, gossip, Some(from), out);
+                if self.relays.len() >= self.cfg.relays_max || target == self.me.id {
+                    self.stats.relays_refused += 1;
+                    return;
+                }
+                let my_seq = self.next_seq();
+                self.relays.push_back(Relay {
+                    seq: my_seq,
+                    requester: from,
+                    their_seq: seq,
+                    expires: now + self.cfg.probe_interval,
+                });
+                let gossip = self.take_gossip();
+                out.push_back(Output::send(target, Message::Ping { seq: my_seq, gossip }));
+            }
+            Message::Gossip { updates } => self.merge_all(now, updates, Some(from), out),
+            Message::Join { info, incarnation } => {
+                if info.id != from {
+                    // A peer may only introduce itself.
+                    return;
+                }
+                let update = Update { id: info.id, incarnation, status: Status::Alive, info: Some(info) };
+                self.merge(now, update, Some(from), out);
+                self.send_state(from, true, out);
+            }
+            Message::Digest { digest } => {
+                if digest != self.digest() {
+                    self.send_state(from, true, out);
+                }
+            }
+            Message::State { entries, digest, respond } => {
+                // Full states are not re-gossiped: anti-entropy spreads them by itself, and
+                // re-gossiping every entry of every join would cost O(n²) messages.
+                for u in entries {
+                    self.merge_quiet(now, u, from, out);
+                }
+                if respond && digest != self.digest() {
+                    self.send_state(from, false, out);
+                }
+            }
+        }
+    }
+
+    /// Time passed: run whatever is due.
+    pub fn handle_timeout(&mut self, now: Time, out: &mut VecDeque<Output>) {
+        // A pending probe's deadline comes before the next probe at the same instant.
+        if let Some(p) = &self.probe {
+            if now >= p.deadline {
+                self.probe_deadline(now, out);
+            }
+        }
+        if now >= self.next_probe_at {
+            if self.probe.is_some() {
+                // Only reachable if timeouts were configured longer than the interval.
+                self.probe_failed(now, out);
+            }
+            self.next_probe_at = now + self.cfg.probe_interval;
+            self.start_probe(now, out);
+        }
+        while self.relays.front().is_some_and(|r| r.expires <= now) {
+            self.relays.pop_front();
+        }
+        while let Some(&(at, id)) = self.suspicions.first() {
+            if at > now {
+                break;
+            }
+            self.suspicions.pop_first();
+            if let Ok(i) = self.find(&id) {
+                let m = &self.members[i];
+                if m.status == Status::Suspect && now >= m.since + self.suspicion_timeout() {
+                    let update = Update { id, incarnation: m.incarnation, status: Status::Down, info: None };
+                    self.merge_local(now, update, out);
+                }
+            }
+        }
+        if now >= self.next_sync_at {
+            self.next_sync_at = now + self.cfg.sync_interval;
+            if let Some(to) = self.random_member(|m| m.status == Status::Alive, None) {
+                out.push_back(Output::send(to, Message::Digest { digest: self.digest() }));
+            }
+        }
+        if now >= self.next_reconnect_at {
+            self.next_reconnect_at = now + self.cfg.reconnect_interval;
+            if self.counts[Status::Down.index()] > 0 {
+                if let Some(to) = self.random_member(|m| m.status == Status::Down, None) {
+                    out.push_back(Output::send(to, Message::Digest { digest: self.digest() }));
+                }
+            }
+        }
+        if self.persist_dirty && now >= self.next_persist_at {
+            self.persist_dirty = false;
+            // Persisting member addresses at most this often keeps a large join cheap.
+            self.next_persist_at = now + Duration::from_secs(30);
+            out.push_back(Output::Persist(self.persisted()));
+        }
+    }
+
+    fn start_probe(&mut self, now: Time, out: &mut VecDeque<Output>) {
+        let Some(target) = self.random_member(|m| matches!(m.status, Status::Alive | Status::Suspect), None) else {
+            return;
+        };
+        let seq = self.next_seq();
+        self.probe =
+            Some(Probe { seq, target, sent_at: now, deadline: now + self.cfg.probe_timeout, indirect_sent: false });
+        let gossip = self.take_gossip();
+        out.push_back(Output::send(target, Message::Ping { seq, gossip }));
+    }
+
+    fn probe_deadline(&mut self, now: Time, out: &mut VecDeque<Output>) {
+        let Some(p) = &mut self.probe else { return };
+        if p.indirect_sent {
+            self.probe_failed(now, out);
+            return;
+        }
+        p.indirect_sent = true;
+        p.deadline = p.sent_at + self.cfg.probe_interval;
+        let (seq, target) = (p.seq, p.target);
+        let helpers = self.random_members(self.cfg.indirect_probes, |m| m.status == Status::Alive, Some(target));
+        for helper in helpers {
+            let gossip = self.take_gossip();
+            out.push_back(Output::send(helper, Message::PingReq { seq, target, gossip }));
+        }
+    }
+
+    fn probe_failed(&mut self, now: Time, out: &mut VecDeque<Output>) {
+        let Some(p) = self.probe.take() else { return };
+        if let Ok(i) = self.find(&p.target) {
+            let m = &self.members[i];
+            if m.status == Status::Alive {
+                let update = Update { id: p.target, incarnation: m.incarnation, status: Status::Suspect, info: None };
+                self.merge_local(now, update, out);
+            }
+        }
+    }
+
+    fn handle_ack(&mut self, now: Time, from: NodeId, seq: u64, out: &mut VecDeque<Output>) {
+        if let Some(p) = &self.probe {
+            if p.seq == seq {
+                if from == p.target {
+                    let sample = u32::try_from(now.since(p.sent_at).as_micros()).unwrap_or(u32::MAX).max(1);
+                    if let Ok(i) = self.find(&from) {
+                        let m = &mut self.members[i];
+                        m.rtt_us = if m.rtt_us == 0 {
+                            sample
+                        } else {
+                            // EWMA with weight 1/5 for the new sample.
+                            u32::try_from((u64::from(m.rtt_us) * 4 + u64::from(sample)) / 5).unwrap_or(u32::MAX)
+                        };
+                    }
+                }
+                self.probe = None;
+                return;
+            }
+        }
+        if let Some(pos) = self.relays.iter().position(|r| r.seq == seq) {
+            if let Some(r) = self.relays.remove(pos) {
+                if r.expires > now {
+                    let gossip = self.take_gossip();
+                    out.push_back(Output::send(r.requester, Message::Ack { seq: r.their_seq, gossip }));
+                }
+            }
+        }
+    }
+
+    fn send_state(&mut self, to: NodeId, respond: bool, out: &mut VecDeque<Output>) {
+        let mut entries = Vec::with_capacity(self.members.len() + 1);
+        entries.push(Update {
+            id: self.me.id,
+            incarnation: self.incarnation,
+            status: if self.leaving { Status::Left } else { Status::Alive },
+            info: Some(self.me.clone()),
+        });
+        entries.extend(self.members.iter().map(|m| Update {
+            id: m.info.id,
+            incarnation: m.incarnation,
+            status: m.status,
+            info: Some(m.info.clone()),
+        }));
+        out.push_back(Output::send(to, Message::State { entries, digest: self.digest(), respond }));
+    }
+
+    fn merge_all(&mut self, now: Time, updates: Vec<Update>, from: Option<NodeId>, out: &mut VecDeque<Output>) {
+        for u in updates {
+            self.merge(now, u, from, out);
+        }
+    }
+
+    fn merge_local(&mut self, now: Time, update: Update, out: &mut VecDeque<Output>) {
+        self.merge(now, update, None, out);
+    }
+
+    fn merge(&mut self, now: Time, update: Update, from: Option<NodeId>, out: &mut VecDeque<Output>) {
+        if let Some(u) = self.apply(now, update, from, out) {
+            self.enqueue_gossip(u);
+        }
+    }
+
+    fn merge_quiet(&mut self, now: Time, update: Update, from: NodeId, out: &mut VecDeque<Output>) {
+        self.apply(now, update, Some(from), out);
+    }
+
+    /// Applies one claim; returns it (completed with the member's info if it is an `alive`
+    /// claim) when it changed the view and should be spread. `from` is the peer that told us,
+    /// `None` for this node's own decisions.
+    fn apply(&mut self, now: Time, mut u: Update, from: Option<NodeId>, out: &mut VecDeque<Output>) -> Option<Update> {
+        if u.id == self.me.id {
+            self.about_me(&u, from, out);
+            return None;
+        }
+        if u.info.as_ref().is_some_and(|i| i.id != u.id) {
+            return None;
+        }
+        match self.find(&u.id) {
+            Err(pos) => {
+                let info = u.info.clone()?;
+                if self.members.len() >= self.cfg.members_max {
+                    self.stats.members_refused += 1;
+                    return None;
+                }
+                self.members
+                    .insert(pos, Member { info, incarnation: u.incarnation, status: u.status, since: now, rtt_us: 0 });
+                self.counts[u.status.index()] += 1;
+                self.members_digest ^= entry_hash(&u.id, u.incarnation, u.status);
+                if u.status == Status::Suspect {
+                    self.suspicions.insert((now + self.suspicion_timeout(), u.id));
+                }
+                self.persist_dirty |= u.status == Status::Alive;
+                out.push_back(Output::Event(StatusChange {
+                    id: u.id,
+                    from: None,
+                    to: u.status,
+                    local: from.is_none(),
+                }));
+            }
+            Ok(i) => {
+                let m = &self.members[i];
+                let newer = u.incarnation > m.incarnation || (u.incarnation == m.incarnation && u.status > m.status);
+                if !newer {
+                    return None;
+                }
+                let old = m.status;
+                self.members_digest ^= entry_hash(&u.id, m.incarnation, old);
+                self.members_digest ^= entry_hash(&u.id, u.incarnation, u.status);
+                let m = &mut self.members[i];
+                m.incarnation = u.incarnation;
+                if let Some(info) = &u.info {
+                    m.info = info.clone();
+                } else if u.status == Status::Alive {
+                    u.info = Some(m.info.clone());
+                }
+                if old != u.status {
+                    m.status = u.status;
+                    m.since = now;
+                    self.counts[old.index()] -= 1;
+                    self.counts[u.status.index()] += 1;
+                    if u.status == Status::Suspect {
+                        self.suspicions.insert((now + self.suspicion_timeout(), u.id));
+                    }
+                    out.push_back(Output::Event(StatusChange {
+                        id: u.id,
+                        from: Some(old),
+                        to: u.status,
+                        local: from.is_none(),
+                    }));
+                }
+            }
+        }
+        if u.status == Status::Alive && u.info.is_none() {
+            return None;
+        }
+        Some(u)
+    }
+
+    fn about_me(&mut self, u: &Update, from: Option<NodeId>, out: &mut VecDeque<Output>) {
+        if self.leaving || u.incarnation < self.incarnation {
+            return;
+        }
+        let current = u.status == Status::Alive
+            && u.incarnation == self.incarnation
+            && u.info.as_ref().is_none_or(|i| **i == *self.me);
+        if current {
+            return;
+        }
+        // Someone believes something older or worse about us: refute with a higher incarnation.
+        self.incarnation = u.incarnation.saturating_add(1);
+        self.stats.refutations += 1;
+        self.persist_dirty = true;
+        let alive = Update {
+            id: self.me.id,
+            incarnation: self.incarnation,
+            status: Status::Alive,
+            info: Some(self.me.clone()),
+        };
+        self.enqueue_gossip(alive.clone());
+        if let Some(peer) = from {
+            // Tell the one who said it directly: across a healed partition, nobody else would.
+            out.push_back(Output::send(peer, Message::Gossip { updates: vec![alive] }));
+        }
+    }
+
+    fn enqueue_gossip(&mut self, update: Update) {
+        if let Some(pos) = self.gossip.iter().position(|p| p.update.id == update.id) {
+            self.gossip.swap_remove(pos);
+        }
+        if self.gossip.len() >= self.cfg.gossip_queue_max {
+            if let Some((pos, _)) = self.gossip.iter().enumerate().max_by_key(|(_, p)| p.sent) {
+                self.gossip.swap_remove(pos);
+                self.stats.gossip_dropped += 1;
+            }
+        }
+        self.gossip.push(Pending { update, sent: 0 });
+    }
+
+    fn take_gossip(&mut self) -> Vec<Update> {
+        if self.gossip.is_empty() {
+            return Vec::new();
+        }
+        let limit = self.cfg.retransmit_mult * log10_ceil(self.members.len() + 2);
+        // Least-sent first, so new changes spread fastest; ties by id for determinism.
+        self.gossip.sort_by(|a, b| a.sent.cmp(&b.sent).then(a.update.id.cmp(&b.update.id)));
+        let n = self.gossip.len().min(self.cfg.gossip_per_message);
+        let taken = self.gossip[..n].iter_mut().map(|p| {
+            p.sent += 1;
+            p.update.clone()
+        });
+        let taken: Vec<Update> = taken.collect();
+        self.gossip.retain(|p| p.sent < limit);
+        taken
+    }
+
+    fn suspicion_timeout(&self) -> Duration {
+        let n = self.members.len() + 1;
+        let scale = log10_ceil(n).max(1);
+        self.cfg.probe_interval * self.cfg.suspicion_mult * scale
+    }
+
+    fn find(&self, id: &NodeId) -> Result<usize, usize> {
+        self.members.binary_search_by(|m| m.info.id.cmp(id))
+    }
+
+    fn next_seq(&mut self) -> u64 {
+        self.seq += 1;
+        self.seq
+    }
+
+    fn jitter(&mut self, max: Duration) -> Duration {
+        let us = u64::try_from(max.as_micros()).unwrap_or(u64::MAX).max(1);
+        Duration::from_micros(self.rng.next_u64() % us)
+    }
+
+    /// A random member matching `pred`: a random start, then the next match in id order.
+    fn random_member(&mut self, pred: impl Fn(&Member) -> bool, except: Option<NodeId>) -> Option<NodeId> {
+        let n = self.members.len();
+        if n == 0 {
+            return None;
+        }
+        let start = usize::try_from(self.rng.next_u64() % n as u64).unwrap_or(0);
+        (0..n).map(|k| &self.members[(start + k) % n]).find(|m| pred(m) && Some(m.info.id) != except).map(|m| m.info.id)
+    }
+
+    fn random_members(&mut self, k: usize, pred: impl Fn(&Member) -> bool, except: Option<NodeId>) -> Vec<NodeId> {
+        let mut picked: Vec<NodeId> = Vec::with_capacity(k);
+        for _ in 0..k * 3 {
+            if picked.len() == k {
+                break;
+            }
+            if let Some(id) = self.random_member(&pred, except) {
+                if !picked.contains(&id) {
+                    picked.push(id);
+                }
+            }
+        }
+        picked
+    }
+}
+
+#[cfg(test)]
+mod tests;
