@@ -1,0 +1,262 @@
+//! Scenarios: what to simulate, read from a TOML file.
+//!
+//! # Format
+//! Durations are strings with units (`"250ms"`, `"30s"`, `"2m"`, `"1m30s"`, `"1h"`);
+//! bandwidths too (`"100Mbps"`, `"1Gbps"`, `"512kbps"`); loss rates are numbers in [0, 1].
+//! Every table refuses unknown keys.
+//!
+//! ```toml
+//! name = "small"                 # required: shown in the report
+//! description = "…"              # optional
+//! seed = 7                       # optional, default 1; `--seed` overrides it
+//! duration = "4m"                # required: virtual time to simulate
+//! join_window = "20s"            # default 10s: nodes boot at uniform random times in it
+//! bootstrap = "cloud-0-0"        # default: the first cloud node (else fog, else the first node)
+//! sample_interval = "1s"         # default 1s: how often convergence is checked
+//! disk_latency = "2ms"           # default 2ms: a persist becomes durable this long after
+//! connect_retry = "5s"           # default 5s: a failed dial is retried this much later
+//! rejoin_peers = 1               # default 1: a restarted node also dials this many remembered peers
+//!
+//! [[sites]]                      # required, at least one
+//! name = "edge"                  # group name; its sites are edge-0 … edge-(count-1)
+//! tier = "edge"                  # edge | fog | cloud
+//! count = 4                      # default: one site, named exactly `name`
+//! nodes = 8                      # nodes per site, named SITE-0 … SITE-(nodes-1)
+//! arch = "aarch64"               # optional; cpus and memory_mib too (defaults by tier)
+//!
+//! [network.lan]                  # two nodes of the same site
+//! latency = "500us"              # defaults: 500us, jitter 100us, 1Gbps, loss 0
+//! [network.wan]                  # any other pair without a `links` entry
+//! latency = "30ms"               # defaults: 30ms, jitter 5ms, 100Mbps, loss 0
+//! [[network.links]]              # between two tiers (other sites); unset fields come from wan
+//! between = ["edge", "fog"]
+//! latency = "8ms"
+//! jitter = "2ms"
+//! bandwidth = "50Mbps"
+//! loss = 0.01
+//!
+//! [membership]                   # optional overrides of the core's membership tuning:
+//! probe_interval = "1s"          # also probe_timeout, indirect_probes, suspicion_mult,
+//!                                # retransmit_mult, gossip_per_message, sync_interval,
+//!                                # reconnect_interval
+//!
+//! [[faults]]                     # each: `at`, an optional `name`, and exactly one action
+//! at = "1m"
+//! partition = ["edge-0..2"]      # these sites become an island cut off from all others
+//! [[faults]]
+//! at = "1m30s"
+//! crash = ["edge-3-0"]           # stop nodes; writes not yet durable are lost
+//! [[faults]]
+//! at = "2m"
+//! restart = ["edge-3-0"]         # boot them again from their durable state
+//! fresh = false                  # `true`: boot with an empty disk instead
+//! [[faults]]
+//! at = "2m30s"
+//! heal = "all"                   # or a list of sites to reconnect to the mainland
+//! ```
+//!
+//! Targets name a node (`edge-3-0`), a site (`edge-3`), a whole group (`edge`), or a range of a
+//! group's sites (`edge-0..10`: sites 0 to 9). Partitions and heals take sites only.
+//!
+//! Errors name the file, line and column, and the field: `small.toml:31:13: faults[2].crash:
+//! unknown node or site "edge-99"`.
+
+mod build;
+mod raw;
+
+use std::fmt;
+use std::path::Path;
+use std::time::Duration;
+
+use liquid_core::{Tier, membership};
+
+use crate::network::Links;
+
+/// A parsed and validated scenario.
+#[derive(Clone, Debug)]
+pub struct Scenario {
+    pub(crate) name: String,
+    pub(crate) description: Option<String>,
+    pub(crate) seed: u64,
+    pub(crate) duration: Duration,
+    pub(crate) join_window: Duration,
+    pub(crate) bootstrap: u32,
+    pub(crate) sample_interval: Duration,
+    pub(crate) disk_latency: Duration,
+    pub(crate) connect_retry: Duration,
+    pub(crate) rejoin_peers: usize,
+    pub(crate) groups: Vec<Group>,
+    pub(crate) sites: Vec<Site>,
+    /// The site of every node, by node index.
+    pub(crate) node_sites: Vec<u32>,
+    pub(crate) links: Links,
+    pub(crate) membership: membership::Config,
+    /// Sorted by time (stable: equal times keep file order).
+    pub(crate) faults: Vec<Fault>,
+}
+
+/// A `[[sites]]` entry.
+#[derive(Clone, Debug)]
+pub(crate) struct Group {
+    pub name: String,
+    pub tier: Tier,
+    pub arch: String,
+    pub cpus: u32,
+    pub memory_mib: u64,
+}
+
+/// One site: a LAN of nodes.
+#[derive(Clone, Debug)]
+pub(crate) struct Site {
+    pub name: String,
+    pub group: u32,
+    pub first_node: u32,
+    pub nodes: u32,
+}
+
+/// A timed fault.
+#[derive(Clone, Debug)]
+pub(crate) struct Fault {
+    pub at: Duration,
+    pub label: String,
+    pub action: Action,
+}
+
+/// What a fault does.
+#[derive(Clone, Debug)]
+pub(crate) enum Action {
+    /// These sites form a new island.
+    Partition(Vec<u32>),
+    /// These sites (`None`: all) rejoin the mainland.
+    Heal(Option<Vec<u32>>),
+    /// These nodes stop.
+    Crash(Vec<u32>),
+    /// These nodes boot again, from their durable state unless `fresh`.
+    Restart { nodes: Vec<u32>, fresh: bool },
+}
+
+impl Scenario {
+    /// Reads and validates a scenario file.
+    pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
+        let origin = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read { path: origin.clone(), source })?;
+        Scenario::parse(&text, &origin)
+    }
+
+    /// Parses and validates scenario text; `origin` names it in errors (usually the path).
+    pub fn parse(text: &str, origin: &str) -> Result<Scenario, ScenarioError> {
+        build::build(text, origin)
+    }
+
+    /// The scenario's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The optional description.
+    pub fn description(&self) -> Option<&str> {
+        self.description.as_deref()
+    }
+
+    /// The seed from the file (1 if it has none). A command-line `--seed` takes precedence.
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    /// The virtual time a run covers.
+    pub fn duration(&self) -> Duration {
+        self.duration
+    }
+
+    /// How many nodes are simulated.
+    pub fn node_count(&self) -> usize {
+        self.node_sites.len()
+    }
+
+    /// The name of node `index` (`SITE-k`).
+    pub(crate) fn node_name(&self, index: u32) -> String {
+        let site = &self.sites[self.node_sites[index as usize] as usize];
+        format!("{}-{}", site.name, index - site.first_node)
+    }
+
+    /// The tier of node `index`.
+    pub(crate) fn node_tier(&self, index: u32) -> Tier {
+        self.group_of(index).tier
+    }
+
+    pub(crate) fn group_of(&self, index: u32) -> &Group {
+        &self.groups[self.sites[self.node_sites[index as usize] as usize].group as usize]
+    }
+}
+
+/// Where in a scenario file something is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Location {
+    /// The file (or whatever `origin` was given to [`Scenario::parse`]).
+    pub origin: String,
+    /// 1-based line and column, when known.
+    pub line_col: Option<(usize, usize)>,
+}
+
+impl Location {
+    pub(crate) fn at(origin: &str, text: &str, offset: Option<usize>) -> Location {
+        let line_col = offset.map(|off| {
+            let before = &text[..off.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            (line, col)
+        });
+        Location { origin: origin.to_string(), line_col }
+    }
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line_col {
+            Some((line, col)) => write!(f, "{}:{line}:{col}", self.origin),
+            None => f.write_str(&self.origin),
+        }
+    }
+}
+
+/// Why a scenario could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ScenarioError {
+    /// The file could not be read.
+    #[error("{path}: {source}")]
+    Read {
+        /// The path given.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The text is not TOML, or does not fit the format (unknown key, wrong type, bad value).
+    #[error("{at}: {message}")]
+    Syntax {
+        /// Where.
+        at: Location,
+        /// What is wrong.
+        message: String,
+    },
+    /// The file is well-formed but asks for something impossible (unknown site, zero nodes…).
+    #[error("{at}: {field}: {message}")]
+    Invalid {
+        /// Where.
+        at: Location,
+        /// The field, as a path (`faults[2].crash`).
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl ScenarioError {
+    /// Where the problem is.
+    pub fn location(&self) -> Option<&Location> {
+        match self {
+            ScenarioError::Read { .. } => None,
+            ScenarioError::Syntax { at, .. } | ScenarioError::Invalid { at, .. } => Some(at),
+        }
+    }
+}
