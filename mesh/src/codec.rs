@@ -62,7 +62,11 @@ impl request_response::Codec for FrameCodec {
         read_frame(io, self.max).await
     }
 
-    async fn read_response<T: AsyncRead + Unpin + Send>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Frame> {
+    async fn read_response<T: AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+    ) -> io::Result<Frame> {
         read_frame(io, self.max).await
     }
 

@@ -168,7 +168,11 @@ pub struct Mesh {
 impl Mesh {
     /// Builds the transport, starts listening and dialling, and spawns the mesh's task on the
     /// current tokio runtime.
-    pub fn start(cfg: Config, key: libp2p::identity::Keypair, metrics: Metrics) -> Result<(Mesh, mpsc::Receiver<Event>), MeshError> {
+    pub fn start(
+        cfg: Config,
+        key: libp2p::identity::Keypair,
+        metrics: Metrics,
+    ) -> Result<(Mesh, mpsc::Receiver<Event>), MeshError> {
         swarm::start(cfg, key, metrics)
     }
 
@@ -191,7 +195,12 @@ impl Mesh {
     }
 
     /// Sends a request and waits for the answer.
-    pub async fn request(&self, to: PeerId, addrs: Vec<Multiaddr>, msg: &wire::Message) -> Result<wire::Message, MeshError> {
+    pub async fn request(
+        &self,
+        to: PeerId,
+        addrs: Vec<Multiaddr>,
+        msg: &wire::Message,
+    ) -> Result<wire::Message, MeshError> {
         let (tx, rx) = oneshot::channel();
         let frame = codec::Frame { kind: codec::REQUEST, bytes: wire::encode(msg) };
         self.cmd

@@ -246,7 +246,8 @@ impl Task {
                     self.transmit(to, frame, kind, reply);
                     return;
                 }
-                let full = self.pending.get(&to).map_or(self.pending.len() >= PENDING_PEERS, |q| q.len() >= PENDING_PER_PEER);
+                let full =
+                    self.pending.get(&to).map_or(self.pending.len() >= PENDING_PEERS, |q| q.len() >= PENDING_PER_PEER);
                 if full {
                     self.metrics.dropped("queue_full");
                     if let Some(r) = reply {
@@ -334,9 +335,14 @@ impl Task {
 
     async fn on_auth(&mut self, ev: request_response::Event<Frame, Frame>) {
         match ev {
-            request_response::Event::Message { peer, message: request_response::Message::Request { request, channel, .. }, .. } => {
+            request_response::Event::Message {
+                peer,
+                message: request_response::Message::Request { request, channel, .. },
+                ..
+            } => {
                 if self.cfg.cluster_key.verify(&peer, &self.me, &request.bytes) {
-                    let _ = self.swarm.behaviour_mut().auth.send_response(channel, Frame { kind: 0, bytes: Vec::new() });
+                    let _ =
+                        self.swarm.behaviour_mut().auth.send_response(channel, Frame { kind: 0, bytes: Vec::new() });
                     self.auth_deadline.remove(&peer);
                     if self.set_authenticated(peer, true) {
                         info!(%peer, "peer authenticated");
@@ -382,13 +388,21 @@ impl Task {
                             };
                             warn!(%peer, error = %e, "dropping a message");
                             self.metrics.dropped(reason);
-                            let _ = self.swarm.behaviour_mut().msg.send_response(channel, Frame { kind: ONE_WAY, bytes: Vec::new() });
+                            let _ = self
+                                .swarm
+                                .behaviour_mut()
+                                .msg
+                                .send_response(channel, Frame { kind: ONE_WAY, bytes: Vec::new() });
                             return;
                         }
                     };
                     self.metrics.messages_received.get_or_create(&label("kind", msg.kind())).inc();
                     let event = if request.kind == ONE_WAY {
-                        let _ = self.swarm.behaviour_mut().msg.send_response(channel, Frame { kind: ONE_WAY, bytes: Vec::new() });
+                        let _ = self
+                            .swarm
+                            .behaviour_mut()
+                            .msg
+                            .send_response(channel, Frame { kind: ONE_WAY, bytes: Vec::new() });
                         Event::Message { from: peer, msg }
                     } else {
                         if self.inbound.len() >= INBOUND_MAX {
@@ -397,7 +411,11 @@ impl Task {
                         }
                         self.next_inbound += 1;
                         self.inbound.insert(self.next_inbound, channel);
-                        Event::Request { from: peer, msg, reply: Reply { id: self.next_inbound, cmd: self.cmd_tx.clone() } }
+                        Event::Request {
+                            from: peer,
+                            msg,
+                            reply: Reply { id: self.next_inbound, cmd: self.cmd_tx.clone() },
+                        }
                     };
                     if self.events.try_send(event).is_err() {
                         self.metrics.dropped("queue_full");

@@ -1,1 +1,120 @@
-fn main() {}
+//! `liquid`: the Liquid agent and its command-line tool.
+
+mod agent;
+mod api;
+mod client;
+mod config;
+mod demo;
+mod driver;
+
+use std::path::PathBuf;
+
+use anyhow::{Result, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Liquid: an edge-cloud continuum runtime. Agents on edge boards and cloud VMs form one mesh
+/// over QUIC; `liquid` starts an agent and talks to it.
+///
+/// Quick start: `liquid demo` runs a few agents on this machine and shows their mesh.
+#[derive(Parser, Debug)]
+#[command(name = "liquid", version, propagate_version = true, after_help = AFTER_HELP)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+    /// Log format of `liquid agent`.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "LIQUID_LOG_FORMAT")]
+    log_format: LogFormat,
+}
+
+const AFTER_HELP: &str = "\
+Examples:
+  liquid cluster init --out cluster.key          create a cluster secret (copy it to every node)
+  liquid agent --cluster-key cluster.key         start an agent (API on 127.0.0.1:7070, mesh on port 7400)
+  liquid agent --cluster-key cluster.key --bootstrap /ip4/10.0.0.5/udp/7400/quic-v1/p2p/12D3Koo...
+  liquid nodes                                    list the mesh's members as this agent sees them
+  liquid status --json                            this agent's id, addresses and peer counts
+  liquid demo                                     a local mesh of 4 agents, shown with `liquid nodes`
+
+Logging: RUST_LOG=debug (or e.g. RUST_LOG=mesh=debug) and --log-format json.";
+
+#[derive(Copy, Clone, Debug, ValueEnum, PartialEq, Eq)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Run the agent daemon (stop it with Ctrl-C or SIGTERM: it tells its peers it is leaving).
+    Agent(config::AgentArgs),
+    /// This agent's id, name, tier, listen addresses, uptime and peer counts.
+    Status(client::Target),
+    /// Every member of the mesh, this node included, with status and round-trip time.
+    Nodes(client::Target),
+    /// Manage the cluster secret.
+    #[command(subcommand)]
+    Cluster(ClusterCmd),
+    /// Run a local demo continuum: several agents on loopback form a mesh, then `liquid nodes`.
+    Demo(demo::DemoArgs),
+}
+
+#[derive(Subcommand, Debug)]
+enum ClusterCmd {
+    /// Create a new cluster secret file (mode 0600). Every agent of the mesh needs a copy.
+    Init {
+        /// Where to write the secret.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// Overwrite an existing file.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+fn init_logs(format: LogFormat, default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let is_agent = matches!(cli.cmd, Cmd::Agent(_));
+    init_logs(cli.log_format, if is_agent { "info,libp2p_mdns=warn" } else { "warn" });
+    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    if let Err(e) = rt.block_on(run(cli.cmd)) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(cmd: Cmd) -> Result<()> {
+    match cmd {
+        Cmd::Agent(args) => agent::run(args).await,
+        Cmd::Status(t) => client::status(&t).await,
+        Cmd::Nodes(t) => client::nodes(&t).await,
+        Cmd::Cluster(ClusterCmd::Init { out, force }) => {
+            if out.exists() && !force {
+                bail!(
+                    "{} already exists: pass --force to replace it (agents holding the old key will be cut off)",
+                    out.display()
+                );
+            }
+            mesh::cluster::ClusterKey::generate().save(&out)?;
+            println!("created cluster secret {} (mode 0600)", out.display());
+            println!("copy it to every node and start each agent with: liquid agent --cluster-key {}", out.display());
+            Ok(())
+        }
+        Cmd::Demo(args) => demo::run(args).await,
+    }
+}

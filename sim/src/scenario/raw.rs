@@ -10,8 +10,8 @@ use std::fmt;
 use std::time::Duration;
 
 use liquid_core::Tier;
-use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::Deserialize;
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use toml::Spanned;
 
 /// The whole file.
@@ -123,7 +123,11 @@ impl<'de> Deserialize<'de> for Heal {
                 f.write_str("\"all\" or a list of site names")
             }
             fn visit_str<E: de::Error>(self, s: &str) -> Result<Heal, E> {
-                if s == "all" { Ok(Heal::All) } else { Err(E::custom(format!("expected \"all\" or a list of sites, got {s:?}"))) }
+                if s == "all" {
+                    Ok(Heal::All)
+                } else {
+                    Err(E::custom(format!("expected \"all\" or a list of sites, got {s:?}")))
+                }
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Heal, A::Error> {
                 let mut sites = Vec::new();
@@ -144,7 +148,11 @@ pub(crate) struct Dur(pub Duration);
 impl Dur {
     /// Parses the text form; the error says what was expected.
     pub fn parse(text: &str) -> Result<Duration, String> {
-        let bad = || format!("invalid duration {text:?}: expected a number with a unit, like \"250ms\", \"30s\", \"2m\" or \"1m30s\"");
+        let bad = || {
+            format!(
+                "invalid duration {text:?}: expected a number with a unit, like \"250ms\", \"30s\", \"2m\" or \"1m30s\""
+            )
+        };
         let s = text.trim();
         if s == "0" {
             return Ok(Duration::ZERO);
@@ -193,7 +201,11 @@ pub(crate) struct Bandwidth(pub u64);
 impl<'de> Deserialize<'de> for Bandwidth {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
-        let bad = || de::Error::custom(format!("invalid bandwidth {text:?}: expected a number with a unit, like \"100Mbps\", \"1Gbps\" or \"512kbps\""));
+        let bad = || {
+            de::Error::custom(format!(
+                "invalid bandwidth {text:?}: expected a number with a unit, like \"100Mbps\", \"1Gbps\" or \"512kbps\""
+            ))
+        };
         let s = text.trim();
         let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or_else(bad)?;
         let (num, unit) = s.split_at(split);

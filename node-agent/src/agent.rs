@@ -1,0 +1,200 @@
+//! `liquid agent`: start the daemon.
+//!
+//! Data dir layout: `identity.key` (Ed25519, 0600), `cluster.key` (only with `--dev`),
+//! `api.addr` (the API URL actually bound), `api.token` (0600), `membership.json` (the
+//! incarnation and some peers' addresses, to rejoin after a restart).
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use liquid_core::{Node, NodeInfo};
+use mesh::cluster::ClusterKey;
+use mesh::{Event, Mesh};
+use prometheus_client::registry::Registry;
+use tokio::sync::{mpsc, oneshot};
+use tracing::{info, warn};
+
+use crate::config::{AgentArgs, Settings};
+use crate::driver::{Driver, DriverMetrics, load_persisted};
+
+/// File names inside the data dir.
+pub mod files {
+    /// The node's identity key.
+    pub const IDENTITY: &str = "identity.key";
+    /// The dev-mode cluster key.
+    pub const CLUSTER_KEY: &str = "cluster.key";
+    /// The API URL the agent bound.
+    pub const API_ADDR: &str = "api.addr";
+    /// The API bearer token.
+    pub const API_TOKEN: &str = "api.token";
+    /// The membership memory.
+    pub const MEMBERSHIP: &str = "membership.json";
+}
+
+fn cluster_key(s: &Settings) -> Result<ClusterKey> {
+    if let Some(path) = &s.cluster_key {
+        return ClusterKey::load(path).map_err(Into::into);
+    }
+    if !s.dev {
+        bail!(
+            "no cluster key: give --cluster-key FILE (create one with `liquid cluster init --out FILE` and copy it to \
+             every node), or run with --dev to create a throwaway one in the data dir"
+        );
+    }
+    let path = s.data_dir.join(files::CLUSTER_KEY);
+    let key = if path.exists() {
+        ClusterKey::load(&path)?
+    } else {
+        let key = ClusterKey::generate();
+        key.save(&path)?;
+        key
+    };
+    eprintln!(
+        "dev mode: the cluster key is {}\n  other agents join this mesh with: liquid agent --cluster-key {} --bootstrap <an address from `liquid status`>",
+        path.display(),
+        path.display()
+    );
+    Ok(key)
+}
+
+fn api_token(dir: &Path) -> Result<String> {
+    let path = dir.join(files::API_TOKEN);
+    if let Ok(t) = std::fs::read_to_string(&path) {
+        let t = t.trim().to_string();
+        if t.len() >= 32 {
+            return Ok(t);
+        }
+    }
+    let token = hex::encode(rand::random::<[u8; 32]>());
+    mesh::identity::write_private(&path, token.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
+    Ok(token)
+}
+
+fn memory_mib() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .map_or(0, |kib| kib / 1024)
+}
+
+/// Runs the agent until SIGINT or SIGTERM.
+pub async fn run(args: AgentArgs) -> Result<()> {
+    let s = args.resolve()?;
+    std::fs::create_dir_all(&s.data_dir).with_context(|| format!("creating data dir {}", s.data_dir.display()))?;
+    let key = cluster_key(&s)?;
+    let identity = mesh::identity::load_or_create(&s.data_dir.join(files::IDENTITY))?;
+    let peer_id = identity.public().to_peer_id();
+    let node_id = mesh::node_id(&peer_id).context("the identity key is not Ed25519")?;
+    let restored = load_persisted(&s.data_dir.join(files::MEMBERSHIP));
+
+    let mut registry = Registry::default();
+    let mesh_metrics = mesh::Metrics::default();
+    mesh_metrics.register(&mut registry);
+    let driver_metrics = DriverMetrics::default();
+    driver_metrics.register(&mut registry);
+
+    let mut cfg = mesh::Config::new(key, s.listen.clone());
+    cfg.bootstrap = s.bootstrap.clone();
+    cfg.mdns = s.mdns;
+    let (mesh, mut events) = Mesh::start(cfg, identity, mesh_metrics)?;
+    if let Some(p) = &restored {
+        for addr in p.peer_addrs.iter().filter_map(|a| a.parse().ok()) {
+            mesh.dial(addr);
+        }
+    }
+
+    // Learn the addresses actually bound (port 0, 0.0.0.0) before describing ourselves.
+    let mut listen_addrs = Vec::new();
+    let mut early = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(500);
+    while let Ok(Some(ev)) = tokio::time::timeout_at(deadline, events.recv()).await {
+        match ev {
+            Event::Listening(a) => listen_addrs.push(a.to_string()),
+            other => early.push(other),
+        }
+    }
+    if listen_addrs.is_empty() {
+        bail!("the mesh is not listening on any address: check --listen");
+    }
+
+    let info = NodeInfo {
+        id: node_id,
+        name: s.name.clone(),
+        tier: s.tier,
+        labels: s.labels.clone(),
+        arch: std::env::consts::ARCH.to_string(),
+        cpus: std::thread::available_parallelism().map_or(1, |n| u32::try_from(n.get()).unwrap_or(1)),
+        memory_mib: memory_mib(),
+        addrs: listen_addrs.iter().filter(|a| !a.contains("/ip4/0.0.0.0/")).cloned().collect(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+    };
+    let epoch = Instant::now();
+    let node = Node::new(
+        liquid_core::node::Config::default(),
+        info,
+        restored.as_ref(),
+        rand::random(),
+        liquid_core::Time::ZERO,
+    );
+
+    let listener =
+        tokio::net::TcpListener::bind(s.api).await.with_context(|| format!("binding the API on {}", s.api))?;
+    let api_url = format!("http://{}", listener.local_addr()?);
+    let token = api_token(&s.data_dir)?;
+    std::fs::write(s.data_dir.join(files::API_ADDR), format!("{api_url}\n"))?;
+    let (api_tx, api_rx) = mpsc::channel(64);
+    let app = crate::api::router(token, api_tx, registry);
+
+    let (stop_tx, stop_rx) = oneshot::channel();
+    let driver = Driver {
+        node,
+        mesh,
+        events,
+        early,
+        api: api_rx,
+        epoch,
+        state_file: s.data_dir.join(files::MEMBERSHIP),
+        listen_addrs: listen_addrs.clone(),
+        metrics: driver_metrics,
+    };
+    let driver = tokio::spawn(driver.run(stop_rx));
+    info!(id = %peer_id, name = %s.name, tier = %s.tier, api = %api_url, addrs = ?listen_addrs, "agent started");
+
+    let server = axum::serve(listener, app).with_graceful_shutdown(async {
+        shutdown_signal().await;
+    });
+    if let Err(e) = server.await {
+        warn!(error = %e, "API server failed");
+    }
+    let _ = stop_tx.send(());
+    if tokio::time::timeout(Duration::from_secs(5), driver).await.is_err() {
+        warn!("the driver did not stop within 5 s");
+    }
+    info!("agent stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(t) => t,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -1,0 +1,49 @@
+//! Runs a scenario and prints the summary, the speed and the peak memory.
+//!
+//! `cargo run --release -p sim --example run -- sim/scenarios/continuum-1000.toml [--seed N] [--out DIR]`
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn main() -> ExitCode {
+    let mut args = std::env::args().skip(1);
+    let (mut path, mut seed, mut out) = (None, None, None);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--seed" => seed = args.next().and_then(|s| s.parse::<u64>().ok()),
+            "--out" => out = args.next().map(PathBuf::from),
+            _ => path = Some(PathBuf::from(a)),
+        }
+    }
+    let Some(path) = path else {
+        eprintln!("usage: run SCENARIO.toml [--seed N] [--out DIR]");
+        return ExitCode::from(2);
+    };
+    let scenario = match sim::Scenario::load(&path) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let seed = seed.unwrap_or(scenario.seed());
+    let report = sim::run(&scenario, seed, |_| {});
+    print!("{}", report.summary());
+    let nodes = report.nodes.total as u64;
+    if let Some(kib) = peak_rss_kib() {
+        println!("peak RSS: {:.1} MiB ({:.1} KiB per simulated node)", kib as f64 / 1024.0, kib as f64 / nodes as f64);
+    }
+    if let Some(dir) = out {
+        if let Err(e) = report.write(&dir) {
+            eprintln!("error: writing {}: {e}", dir.display());
+            return ExitCode::FAILURE;
+        }
+    }
+    if report.final_check.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}
