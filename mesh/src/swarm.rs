@@ -34,6 +34,8 @@ const BANNED_MAX: usize = 4096;
 const BAN_FOR: Duration = Duration::from_secs(60);
 
 type Answer = oneshot::Sender<Result<Vec<u8>, MeshError>>;
+/// A frame waiting for its peer to connect and authenticate.
+type Queued = (Frame, &'static str, Option<Answer>);
 
 pub(crate) enum Command {
     Send { to: PeerId, addrs: Vec<Multiaddr>, frame: Frame, kind: &'static str, reply: Option<Answer> },
@@ -59,7 +61,7 @@ struct Task {
     cmd_tx: mpsc::UnboundedSender<Command>,
     authenticated: Arc<Mutex<HashSet<PeerId>>>,
     auth_deadline: HashMap<PeerId, Instant>,
-    pending: HashMap<PeerId, VecDeque<(Frame, &'static str, Option<Answer>)>>,
+    pending: HashMap<PeerId, VecDeque<Queued>>,
     outstanding: HashMap<OutboundRequestId, Option<Answer>>,
     inbound: HashMap<u64, ResponseChannel<Frame>>,
     next_inbound: u64,
@@ -189,10 +191,10 @@ impl Task {
     }
 
     fn dial_addr(&mut self, addr: Multiaddr) {
-        if let Some(Protocol::P2p(peer)) = addr.iter().last() {
-            if peer == self.me || self.swarm.is_connected(&peer) {
-                return;
-            }
+        if let Some(Protocol::P2p(peer)) = addr.iter().last()
+            && (peer == self.me || self.swarm.is_connected(&peer))
+        {
+            return;
         }
         if let Err(e) = self.swarm.dial(addr.clone()) {
             debug!(%addr, error = %e, "dial failed");
@@ -213,7 +215,7 @@ impl Task {
         self.banned.retain(|_, until| *until > now);
         // Keep trying the bootstrap peers while alone: they may start after us.
         let alone = self.authenticated.lock().map(|s| s.is_empty()).unwrap_or(true);
-        if alone && ticks % 5 == 0 {
+        if alone && ticks.is_multiple_of(5) {
             for addr in self.cfg.bootstrap.clone() {
                 self.dial_addr(addr);
             }
@@ -309,11 +311,11 @@ impl Task {
                     let _ = self.events.send(Event::Disconnected(peer_id)).await;
                 }
             }
-            SwarmEvent::OutgoingConnectionError { peer_id: Some(peer), error, .. } => {
-                if !self.swarm.is_connected(&peer) {
-                    debug!(%peer, %error, "could not connect");
-                    self.fail_pending(peer, "unreachable");
-                }
+            SwarmEvent::OutgoingConnectionError { peer_id: Some(peer), error, .. }
+                if !self.swarm.is_connected(&peer) =>
+            {
+                debug!(%peer, %error, "could not connect");
+                self.fail_pending(peer, "unreachable");
             }
             SwarmEvent::Behaviour(BehaviourEvent::Auth(ev)) => self.on_auth(ev).await,
             SwarmEvent::Behaviour(BehaviourEvent::Msg(ev)) => self.on_msg(ev),
@@ -359,10 +361,8 @@ impl Task {
                     self.ban(peer);
                 }
             }
-            request_response::Event::OutboundFailure { peer, error, .. } => {
-                if !self.is_authenticated(&peer) {
-                    debug!(%peer, %error, "our proof was not accepted");
-                }
+            request_response::Event::OutboundFailure { peer, error, .. } if !self.is_authenticated(&peer) => {
+                debug!(%peer, %error, "our proof was not accepted");
             }
             _ => {}
         }

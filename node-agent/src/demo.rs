@@ -71,10 +71,10 @@ fn spawn(
 
 async fn wait_for_status(t: &Target, deadline: Instant) -> Result<StatusJson> {
     loop {
-        if let Ok(c) = t.connect() {
-            if let Ok(s) = c.get::<StatusJson>("/v1/status").await {
-                return Ok(s);
-            }
+        if let Ok(c) = t.connect()
+            && let Ok(s) = c.get::<StatusJson>("/v1/status").await
+        {
+            return Ok(s);
         }
         if Instant::now() > deadline {
             bail!("an agent did not start within the time limit");

@@ -11,12 +11,13 @@ use std::collections::{BinaryHeap, VecDeque};
 use std::time::Duration;
 
 use liquid_core::membership::Persisted;
-use liquid_core::wire::{self, Message};
+use liquid_core::wire::Message;
 use liquid_core::{Node, NodeId, NodeInfo, Output, Time, node};
 
 use crate::checks::Metrics;
 use crate::network::Network;
 use crate::scenario::{Action, Scenario};
+use crate::sizes::{Sizer, index_in};
 
 /// Never: no wake-up scheduled.
 const NEVER: Time = Time(u64::MAX);
@@ -95,6 +96,7 @@ pub(crate) struct Engine<'a> {
     /// Inputs processed (stale wake-ups excluded).
     pub events: u64,
     pub metrics: Metrics,
+    sizer: Sizer,
 }
 
 /// splitmix64: a tiny, well-mixed hash for deriving seeds and ids.
@@ -152,6 +154,7 @@ impl<'a> Engine<'a> {
             boots_pending: n,
             events: 0,
             metrics: Metrics::new(sc),
+            sizer: Sizer::new(n),
         };
         for (k, f) in sc.faults.iter().enumerate() {
             e.push(time(f.at), Ev::Fault(k as u32));
@@ -170,10 +173,7 @@ impl<'a> Engine<'a> {
 
     /// The node with this id, if it is one of ours.
     pub fn index_of(&self, id: &NodeId) -> Option<u32> {
-        let mut raw = [0u8; 4];
-        raw.copy_from_slice(&id.0[28..]);
-        let i = u32::from_be_bytes(raw);
-        (self.ids.get(i as usize) == Some(id)).then_some(i)
+        index_in(&self.ids, id)
     }
 
     pub fn running(&self, i: u32) -> bool {
@@ -374,7 +374,7 @@ impl<'a> Engine<'a> {
     }
 
     fn send(&mut self, from: u32, to: NodeId, msg: Message) {
-        let bytes = wire::encoded_len(&msg);
+        let bytes = self.sizer.len(&self.ids, &msg);
         self.metrics.sent(self.now, msg.kind(), bytes);
         let Some(to) = self.index_of(&to) else {
             self.metrics.dropped_down(self.now);

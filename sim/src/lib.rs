@@ -43,6 +43,7 @@ pub mod scenario;
 
 mod checks;
 mod engine;
+mod sizes;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

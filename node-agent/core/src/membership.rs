@@ -535,10 +535,10 @@ impl Membership {
     /// Time passed: run whatever is due.
     pub fn handle_timeout(&mut self, now: Time, out: &mut VecDeque<Output>) {
         // A pending probe's deadline comes before the next probe at the same instant.
-        if let Some(p) = &self.probe {
-            if now >= p.deadline {
-                self.probe_deadline(now, out);
-            }
+        if let Some(p) = &self.probe
+            && now >= p.deadline
+        {
+            self.probe_deadline(now, out);
         }
         if now >= self.next_probe_at {
             if self.probe.is_some() {
@@ -572,10 +572,10 @@ impl Membership {
         }
         if now >= self.next_reconnect_at {
             self.next_reconnect_at = now + self.cfg.reconnect_interval;
-            if self.counts[Status::Down.index()] > 0 {
-                if let Some(to) = self.random_member(|m| m.status == Status::Down, None) {
-                    out.push_back(Output::send(to, Message::Digest { digest: self.digest() }));
-                }
+            if self.counts[Status::Down.index()] > 0
+                && let Some(to) = self.random_member(|m| m.status == Status::Down, None)
+            {
+                out.push_back(Output::send(to, Message::Digest { digest: self.digest() }));
             }
         }
         if self.persist_dirty && now >= self.next_persist_at {
@@ -625,31 +625,30 @@ impl Membership {
     }
 
     fn handle_ack(&mut self, now: Time, from: NodeId, seq: u64, out: &mut VecDeque<Output>) {
-        if let Some(p) = &self.probe {
-            if p.seq == seq {
-                if from == p.target {
-                    let sample = u32::try_from(now.since(p.sent_at).as_micros()).unwrap_or(u32::MAX).max(1);
-                    if let Ok(i) = self.find(&from) {
-                        let m = &mut self.members[i];
-                        m.rtt_us = if m.rtt_us == 0 {
-                            sample
-                        } else {
-                            // EWMA with weight 1/5 for the new sample.
-                            u32::try_from((u64::from(m.rtt_us) * 4 + u64::from(sample)) / 5).unwrap_or(u32::MAX)
-                        };
-                    }
+        if let Some(p) = &self.probe
+            && p.seq == seq
+        {
+            if from == p.target {
+                let sample = u32::try_from(now.since(p.sent_at).as_micros()).unwrap_or(u32::MAX).max(1);
+                if let Ok(i) = self.find(&from) {
+                    let m = &mut self.members[i];
+                    m.rtt_us = if m.rtt_us == 0 {
+                        sample
+                    } else {
+                        // EWMA with weight 1/5 for the new sample.
+                        u32::try_from((u64::from(m.rtt_us) * 4 + u64::from(sample)) / 5).unwrap_or(u32::MAX)
+                    };
                 }
-                self.probe = None;
-                return;
             }
+            self.probe = None;
+            return;
         }
-        if let Some(pos) = self.relays.iter().position(|r| r.seq == seq) {
-            if let Some(r) = self.relays.remove(pos) {
-                if r.expires > now {
-                    let gossip = self.take_gossip();
-                    out.push_back(Output::send(r.requester, Message::Ack { seq: r.their_seq, gossip }));
-                }
-            }
+        if let Some(pos) = self.relays.iter().position(|r| r.seq == seq)
+            && let Some(r) = self.relays.remove(pos)
+            && r.expires > now
+        {
+            let gossip = self.take_gossip();
+            out.push_back(Output::send(r.requester, Message::Ack { seq: r.their_seq, gossip }));
         }
     }
 
@@ -793,11 +792,11 @@ impl Membership {
         if let Some(pos) = self.gossip.iter().position(|p| p.update.id == update.id) {
             self.gossip.swap_remove(pos);
         }
-        if self.gossip.len() >= self.cfg.gossip_queue_max {
-            if let Some((pos, _)) = self.gossip.iter().enumerate().max_by_key(|(_, p)| p.sent) {
-                self.gossip.swap_remove(pos);
-                self.stats.gossip_dropped += 1;
-            }
+        if self.gossip.len() >= self.cfg.gossip_queue_max
+            && let Some((pos, _)) = self.gossip.iter().enumerate().max_by_key(|(_, p)| p.sent)
+        {
+            self.gossip.swap_remove(pos);
+            self.stats.gossip_dropped += 1;
         }
         self.gossip.push(Pending { update, sent: 0 });
     }
@@ -855,10 +854,10 @@ impl Membership {
             if picked.len() == k {
                 break;
             }
-            if let Some(id) = self.random_member(&pred, except) {
-                if !picked.contains(&id) {
-                    picked.push(id);
-                }
+            if let Some(id) = self.random_member(&pred, except)
+                && !picked.contains(&id)
+            {
+                picked.push(id);
             }
         }
         picked

@@ -25,7 +25,17 @@ fn info() -> impl Strategy<Value = Arc<NodeInfo>> {
         proptest::collection::vec("/ip4/[0-9.]{7,15}/udp/[0-9]{1,5}/quic-v1", 0..3),
     )
         .prop_map(|(id, name, tier, labels, cpus, memory_mib, addrs)| {
-            Arc::new(NodeInfo { id, name, tier, labels, arch: "x86_64".into(), cpus, memory_mib, addrs, version: "0.1.0".into() })
+            Arc::new(NodeInfo {
+                id,
+                name,
+                tier,
+                labels,
+                arch: "x86_64".into(),
+                cpus,
+                memory_mib,
+                addrs,
+                version: "0.1.0".into(),
+            })
         })
 }
 
@@ -48,7 +58,11 @@ fn message() -> impl Strategy<Value = Message> {
         updates().prop_map(|updates| M::Gossip { updates }),
         (info(), any::<u32>()).prop_map(|(info, incarnation)| M::Join { info, incarnation }),
         any::<u64>().prop_map(|digest| M::Digest { digest }),
-        (updates(), any::<u64>(), any::<bool>()).prop_map(|(entries, digest, respond)| M::State { entries, digest, respond }),
+        (updates(), any::<u64>(), any::<bool>()).prop_map(|(entries, digest, respond)| M::State {
+            entries,
+            digest,
+            respond
+        }),
     ]
     .prop_map(Message::Membership)
 }

@@ -1,0 +1,396 @@
+//! Helpers for the end-to-end tests: real `liquid` processes in a per-test temporary directory,
+//! killed on every exit path, with their logs printed when a test fails.
+
+use std::ffi::OsString;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::Value;
+use tempfile::TempDir;
+
+/// How often conditions are polled.
+pub const POLL: Duration = Duration::from_millis(200);
+/// How long a client command (`liquid status`, `liquid nodes`, …) may take.
+pub const CLI_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long an agent may take to answer its API after it was started.
+pub const START_TIMEOUT: Duration = Duration::from_secs(20);
+/// How many lines of each agent's log are printed when a test fails.
+const LOG_TAIL: usize = 150;
+
+/// The `liquid` binary, with no `LIQUID_*` variable inherited from the test's environment.
+pub fn liquid() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_liquid"));
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("LIQUID_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.env_remove("RUST_LOG").stdin(Stdio::null());
+    cmd
+}
+
+/// A child process that is SIGKILLed and reaped when dropped.
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            signal(&self.0, Signal::SIGKILL);
+        }
+        let _ = self.0.wait();
+    }
+}
+
+fn signal(child: &Child, sig: Signal) {
+    let pid = i32::try_from(child.id()).expect("pid fits in i32");
+    let _ = kill(Pid::from_raw(pid), sig);
+}
+
+/// What a finished command printed.
+#[derive(Debug)]
+pub struct Output {
+    /// How it exited.
+    pub status: ExitStatus,
+    /// Its standard output.
+    pub stdout: String,
+    /// Its standard error.
+    pub stderr: String,
+}
+
+/// Runs `cmd` to completion, killing it after `timeout` (then the result is an error).
+pub fn run(mut cmd: Command, timeout: Duration) -> Result<Output, String> {
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = Reaped(cmd.spawn().map_err(|e| format!("cannot spawn {cmd:?}: {e}"))?);
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = pipe.read_to_string(&mut s);
+            s
+        })
+    };
+    let out = drain(Box::new(child.0.stdout.take().expect("piped stdout")));
+    let err = drain(Box::new(child.0.stderr.take().expect("piped stderr")));
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.0.try_wait().map_err(|e| e.to_string())? {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            drop(child);
+            return Err(format!("{cmd:?} did not finish within {timeout:?}"));
+        }
+        sleep(Duration::from_millis(10));
+    };
+    Ok(Output { status, stdout: out.join().unwrap_or_default(), stderr: err.join().unwrap_or_default() })
+}
+
+/// Runs `liquid ARGS…` and returns its output (panics if it hangs).
+pub fn run_liquid(args: &[&str]) -> Output {
+    let mut cmd = liquid();
+    cmd.args(args);
+    run(cmd, CLI_TIMEOUT).unwrap()
+}
+
+/// Polls `check` every [`POLL`] until it returns `Ok` or `within` has passed, then panics with
+/// the last error.
+pub fn eventually<T>(what: &str, within: Duration, mut check: impl FnMut() -> Result<T, String>) -> T {
+    let start = Instant::now();
+    loop {
+        match check() {
+            Ok(v) => return v,
+            Err(e) if start.elapsed() >= within => panic!("{what}: still not true after {within:?}: {e}"),
+            Err(_) => sleep(POLL),
+        }
+    }
+}
+
+/// The file mode bits of `path` (permissions only).
+pub fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).permissions().mode() & 0o777
+}
+
+/// A status answer from a raw HTTP request.
+#[derive(Debug)]
+pub struct Http {
+    /// The HTTP status code.
+    pub code: u16,
+    /// The body (possibly chunk-encoded; good enough to search in).
+    pub body: String,
+}
+
+/// `GET path` on `base` (`http://host:port`) with an optional bearer token, over plain TCP.
+pub fn http_get(base: &str, path: &str, token: Option<&str>) -> Result<Http, String> {
+    let host = base.trim_start_matches("http://").trim_end_matches('/');
+    let mut s = TcpStream::connect(host).map_err(|e| format!("connect {host}: {e}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).map_err(|e| e.to_string())?;
+    s.set_write_timeout(Some(Duration::from_secs(5))).map_err(|e| e.to_string())?;
+    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {host}\r\n{auth}Connection: close\r\n\r\n").map_err(|e| e.to_string())?;
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).map_err(|e| format!("reading the answer from {host}: {e}"))?;
+    let code = raw
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| format!("not an HTTP answer: {raw:?}"))?;
+    let body = raw.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Ok(Http { code, body })
+}
+
+/// One `liquid agent` process, restartable with the same arguments and data dir.
+pub struct Agent {
+    /// Its name (also the name of its data dir and log file).
+    pub name: String,
+    /// Its data dir.
+    pub dir: PathBuf,
+    log: PathBuf,
+    args: Vec<OsString>,
+    envs: Vec<(String, String)>,
+    child: Option<Child>,
+}
+
+impl Agent {
+    fn start(&mut self) {
+        assert!(self.child.is_none(), "agent {} is already running", self.name);
+        let log = OpenOptions::new().create(true).append(true).open(&self.log).expect("opening the agent's log");
+        let mut cmd = liquid();
+        cmd.args(&self.args)
+            .env("RUST_LOG", "info,mesh=debug")
+            .stdout(log.try_clone().expect("cloning the log file"))
+            .stderr(log);
+        for (k, v) in &self.envs {
+            cmd.env(k, v);
+        }
+        self.child = Some(cmd.spawn().unwrap_or_else(|e| panic!("starting agent {}: {e}", self.name)));
+    }
+
+    /// Starts it again (same arguments, same data dir) after it exited.
+    pub fn restart(&mut self) {
+        let _ = writeln!(
+            OpenOptions::new().append(true).open(&self.log).expect("opening the agent's log"),
+            "----- restarted by the test -----"
+        );
+        self.start();
+    }
+
+    fn child(&mut self) -> &mut Child {
+        self.child.as_mut().unwrap_or_else(|| panic!("agent {} is not running", self.name))
+    }
+
+    /// Sends `sig` to the process.
+    pub fn signal(&mut self, sig: Signal) {
+        signal(self.child(), sig);
+    }
+
+    /// SIGKILLs it and reaps it.
+    pub fn kill9(&mut self) {
+        self.signal(Signal::SIGKILL);
+        let status = self.wait_exit(Duration::from_secs(10));
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(libc_sigkill()),
+            "agent {} should have died of SIGKILL",
+            self.name
+        );
+    }
+
+    /// Waits until the process exits (panics after `within`).
+    pub fn wait_exit(&mut self, within: Duration) -> ExitStatus {
+        let name = self.name.clone();
+        let child = self.child();
+        let deadline = Instant::now() + within;
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("waiting for an agent") {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "agent {name} did not exit within {within:?}");
+            sleep(Duration::from_millis(20));
+        };
+        self.child = None;
+        status
+    }
+
+    fn cli(&self, cmd: &str) -> Result<Value, String> {
+        let mut c = liquid();
+        c.args([cmd, "--json", "--data-dir"]).arg(&self.dir);
+        let out = run(c, CLI_TIMEOUT)?;
+        if !out.status.success() {
+            return Err(format!("`liquid {cmd}` on {} failed ({}): {}", self.name, out.status, out.stderr.trim()));
+        }
+        serde_json::from_str(&out.stdout).map_err(|e| format!("`liquid {cmd}` printed no JSON ({e}): {}", out.stdout))
+    }
+
+    /// `liquid status --json --data-dir DIR`.
+    pub fn status(&self) -> Result<Value, String> {
+        self.cli("status")
+    }
+
+    /// `liquid nodes --json --data-dir DIR`.
+    pub fn nodes(&self) -> Result<Vec<Value>, String> {
+        match self.cli("nodes")? {
+            Value::Array(list) => Ok(list),
+            other => Err(format!("`liquid nodes --json` is not a list: {other}")),
+        }
+    }
+
+    /// Waits until its API answers `status`, and returns that answer.
+    pub fn wait_ready(&mut self) -> Value {
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Some(status) = self.child().try_wait().expect("checking an agent") {
+                panic!("agent {} exited before its API answered: {status}", self.name);
+            }
+            match self.status() {
+                Ok(s) => return s,
+                Err(e) if Instant::now() >= deadline => {
+                    panic!("agent {} did not answer within {START_TIMEOUT:?}: {e}", self.name)
+                }
+                Err(_) => sleep(Duration::from_millis(100)),
+            }
+        }
+    }
+
+    /// The API URL and token, from its data dir.
+    pub fn api(&self) -> (String, String) {
+        let read = |f: &str| {
+            std::fs::read_to_string(self.dir.join(f))
+                .unwrap_or_else(|e| panic!("{}: {e}", self.dir.join(f).display()))
+                .trim()
+                .to_string()
+        };
+        (read("api.addr"), read("api.token"))
+    }
+
+    fn log_tail(&self) -> String {
+        let mut text = String::new();
+        if let Ok(mut f) = File::open(&self.log) {
+            let _ = f.read_to_string(&mut text);
+        }
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(LOG_TAIL)..].join("\n")
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            signal(&child, Signal::SIGKILL);
+            let _ = child.wait();
+        }
+    }
+}
+
+fn libc_sigkill() -> i32 {
+    Signal::SIGKILL as i32
+}
+
+/// A test's agents and temporary directory. Dropping it SIGKILLs every agent; if the test is
+/// failing, it prints the tail of every agent's log first.
+pub struct Cluster {
+    /// The agents, in the order they were added.
+    pub agents: Vec<Agent>,
+    dir: TempDir,
+}
+
+impl Cluster {
+    /// An empty cluster in a fresh temporary directory.
+    pub fn new(test: &str) -> Self {
+        let dir = tempfile::Builder::new().prefix(&format!("liquid-e2e-{test}-")).tempdir().expect("temp dir");
+        Cluster { agents: Vec::new(), dir }
+    }
+
+    /// The temporary directory.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// A new cluster secret from `liquid cluster init --out FILE`.
+    pub fn cluster_key(&self, file: &str) -> PathBuf {
+        let path = self.path().join(file);
+        let out = run_liquid(&["cluster", "init", "--out", path.to_str().expect("utf-8 path")]);
+        assert!(out.status.success(), "liquid cluster init failed: {}", out.stderr);
+        path
+    }
+
+    /// Starts `liquid agent --data-dir DIR/NAME --api 127.0.0.1:0 --no-mdns ARGS…` with `envs`.
+    pub fn spawn(&mut self, name: &str, args: &[&str], envs: &[(&str, &str)]) -> usize {
+        let dir = self.path().join(name);
+        let mut all: Vec<OsString> =
+            ["agent", "--data-dir"].iter().map(OsString::from).chain([dir.clone().into_os_string()]).collect();
+        all.extend(["--api", "127.0.0.1:0", "--no-mdns"].iter().map(OsString::from));
+        all.extend(args.iter().map(OsString::from));
+        let mut agent = Agent {
+            name: name.to_string(),
+            log: self.path().join(format!("{name}.log")),
+            dir,
+            args: all,
+            envs: envs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            child: None,
+        };
+        agent.start();
+        self.agents.push(agent);
+        self.agents.len() - 1
+    }
+
+    /// Starts an agent on loopback QUIC with `key`, bootstrapped to `bootstrap` if given.
+    pub fn quic_agent(&mut self, name: &str, tier: &str, key: &Path, bootstrap: Option<&str>) -> usize {
+        let key = key.to_str().expect("utf-8 path");
+        let mut args = vec!["--listen", "/ip4/127.0.0.1/udp/0/quic-v1", "--cluster-key", key];
+        args.extend(["--name", name, "--tier", tier]);
+        if let Some(b) = bootstrap {
+            args.extend(["--bootstrap", b]);
+        }
+        self.spawn(name, &args, &[])
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for a in &mut self.agents {
+            if let Some(mut child) = a.child.take() {
+                signal(&child, Signal::SIGKILL);
+                let _ = child.wait();
+            }
+        }
+        if std::thread::panicking() {
+            for a in &self.agents {
+                eprintln!("===== agent {} (data dir {}): last log lines =====", a.name, a.dir.display());
+                eprintln!("{}", a.log_tail());
+            }
+        }
+    }
+}
+
+/// A JSON field as a string (panics, naming the field, if it is missing or not a string).
+pub fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
+    v.get(key).and_then(Value::as_str).unwrap_or_else(|| panic!("field {key:?} missing or not a string in {v}"))
+}
+
+/// The entry for `id` in a `liquid nodes --json` list.
+pub fn entry<'a>(list: &'a [Value], id: &str) -> Option<&'a Value> {
+    list.iter().find(|m| m.get("id").and_then(Value::as_str) == Some(id))
+}
+
+/// A short description of a nodes list, for error messages.
+pub fn describe(list: &[Value]) -> String {
+    list.iter()
+        .map(|m| {
+            format!(
+                "{}({})={}{}",
+                m.get("name").and_then(Value::as_str).unwrap_or("?"),
+                m.get("id").and_then(Value::as_str).map_or("?", |s| s.get(8..16).unwrap_or(s)),
+                m.get("status").and_then(Value::as_str).unwrap_or("?"),
+                if m.get("left").and_then(Value::as_bool) == Some(true) { "(left)" } else { "" }
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
