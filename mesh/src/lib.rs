@@ -194,6 +194,13 @@ impl Mesh {
         let _ = self.cmd.send(swarm::Command::Send { to, addrs, frame, kind: msg.kind(), reply: None });
     }
 
+    /// Sends raw bytes as a one-way frame, unencoded: for tests and tools that need to send
+    /// what a broken or hostile peer would.
+    pub fn send_raw(&self, to: PeerId, addrs: Vec<Multiaddr>, bytes: Vec<u8>) {
+        let frame = codec::Frame { kind: codec::ONE_WAY, bytes };
+        let _ = self.cmd.send(swarm::Command::Send { to, addrs, frame, kind: "raw", reply: None });
+    }
+
     /// Sends a request and waits for the answer.
     pub async fn request(
         &self,
