@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 status=0
-for pkg in liquid-core sim; do
+for pkg in liquid-core sim state-sync; do
   deps=$(cargo tree -e normal -p "$pkg" --prefix none --locked | awk '{print $1}' | sort -u)
   for banned in tokio libp2p quinn wasmtime async-std mio; do
     if grep -qx "$banned" <<<"$deps" || grep -q "^$banned-" <<<"$deps"; then
@@ -13,5 +13,5 @@ for pkg in liquid-core sim; do
     fi
   done
 done
-[ $status -eq 0 ] && echo "purity check: liquid-core and sim depend on no runtime, network stack or Wasm engine"
+[ $status -eq 0 ] && echo "purity check: liquid-core, sim and state-sync depend on no runtime, network stack or Wasm engine"
 exit $status

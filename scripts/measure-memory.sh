@@ -49,6 +49,7 @@ fi
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/liquid-mem.XXXXXX")
 PIDS=()
+SLEEP_PID=""
 
 # A process is still running (not gone, not a zombie waiting to be reaped).
 running() {
@@ -58,6 +59,7 @@ running() {
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM
+  [ -n "$SLEEP_PID" ] && kill "$SLEEP_PID" 2>/dev/null
   local pid
   for pid in "${PIDS[@]}"; do
     kill -TERM "$pid" 2>/dev/null || true
@@ -139,7 +141,9 @@ while [ -z "$formed_at" ]; do
 done
 echo "all $AGENTS agents see each other alive; idling ${IDLE_S}s"
 sleep "$IDLE_S" &
-wait $!
+SLEEP_PID=$!
+wait "$SLEEP_PID"
+SLEEP_PID=""
 
 kib_to_mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 field_kib() { awk -v f="$1:" '$1 == f { print $2 }' "/proc/$2/status"; }

@@ -1,0 +1,214 @@
+//! Tests of both stores: round trips, torn tails at every byte, crashes, compaction.
+
+use std::fs;
+
+use automerge::ActorId;
+use serde_json::json;
+
+use super::*;
+use crate::ops::Op;
+
+fn name(s: &str) -> ObjectName {
+    ObjectName::parse(s).unwrap()
+}
+
+fn actor() -> ActorId {
+    ActorId::from(b"store-test".as_slice())
+}
+
+/// Applies `inc n` and `set k{i}` as one write and appends it (not synced).
+fn write<S: Store>(store: &mut S, n: &ObjectName, doc: &mut Document, i: usize) -> Heads {
+    let ops: Vec<Op> =
+        serde_json::from_value(json!([{"op":"inc","path":"n"},{"op":"set","path":format!("k{i}"),"value":i}])).unwrap();
+    doc.apply(&ops, 0).unwrap();
+    let compaction = Compaction { tail_bytes_min: u64::MAX };
+    persist(store, n, doc, &compaction).unwrap().unwrap()
+}
+
+fn durable_write<S: Store>(store: &mut S, n: &ObjectName, doc: &mut Document, i: usize) {
+    let heads = write(store, n, doc, i);
+    store.sync().unwrap();
+    assert_eq!(heads, doc.heads());
+    assert_eq!(doc.unsaved(), None);
+}
+
+fn round_trip<S: Store>(store: &mut S) {
+    let (a, b) = (name("ns/a"), name("ns/b"));
+    assert!(store.load(&a).unwrap().is_none());
+    let mut doc = Document::new(actor());
+    for i in 0..3 {
+        durable_write(store, &a, &mut doc, i);
+    }
+    store.append(&b, b"not automerge, but the store does not care").unwrap();
+    store.sync().unwrap();
+    assert_eq!(store.list().unwrap(), [a.clone(), b.clone()]);
+    let log = store.load(&a).unwrap().unwrap();
+    assert_eq!((log.chunks.len(), log.torn, log.stats.records), (3, None, 4));
+    assert_eq!(store.stats(&a), Some(log.stats));
+    let restored = restore(store, &a, actor()).unwrap().unwrap();
+    assert_eq!(restored.doc.read(), doc.read());
+    assert!(matches!(restore(store, &b, actor()), Err(RestoreError::Load { .. })));
+    store.remove(&b).unwrap();
+    assert_eq!(store.list().unwrap(), [a]);
+    assert!(store.load(&b).unwrap().is_none());
+}
+
+#[test]
+fn sim_round_trip() {
+    round_trip(&mut SimStore::new());
+}
+
+#[test]
+fn file_round_trip_and_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = FileStore::open(dir.path()).unwrap();
+    round_trip(&mut store);
+    let before = restore(&mut store, &name("ns/a"), actor()).unwrap().unwrap().doc.read();
+    drop(store);
+    fs::write(dir.path().join("leftover.tmp"), b"half a compaction").unwrap();
+    let mut store = FileStore::open(dir.path()).unwrap();
+    assert!(!dir.path().join("leftover.tmp").exists());
+    assert_eq!(restore(&mut store, &name("ns/a"), actor()).unwrap().unwrap().doc.read(), before);
+}
+
+/// The story: a node is killed while appending its last record. Whatever prefix of that
+/// record reached the disk, recovery drops exactly that record, keeps every earlier one,
+/// cuts the file so later appends are readable, and reports the torn tail.
+#[test]
+fn file_torn_at_every_offset_of_the_last_record_keeps_all_earlier_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = name("app/counter");
+    let mut doc = Document::new(actor());
+    let mut store = FileStore::open(dir.path()).unwrap();
+    for i in 0..4 {
+        durable_write(&mut store, &n, &mut doc, i);
+    }
+    let earlier = doc.read();
+    let path = store.path(&n);
+    let start = fs::metadata(&path).unwrap().len() as usize;
+    durable_write(&mut store, &n, &mut doc, 4);
+    drop(store);
+    let full = fs::read(&path).unwrap();
+    assert!(full.len() > start + log::OVERHEAD);
+    for cut in start..full.len() {
+        fs::write(&path, &full[..cut]).unwrap();
+        let mut store = FileStore::open(dir.path()).unwrap();
+        let restored = restore(&mut store, &n, actor()).unwrap().unwrap();
+        assert_eq!(restored.doc.read(), earlier, "cut at {cut}");
+        let torn = (cut > start).then(|| TornTail { offset: start as u64, dropped_bytes: (cut - start) as u64 });
+        assert_eq!(restored.torn, torn, "cut at {cut}");
+        assert_eq!(fs::metadata(&path).unwrap().len() as usize, start, "the torn tail is cut off");
+        // Writing on after recovery works, and survives another restart.
+        let mut doc = restored.doc;
+        durable_write(&mut store, &n, &mut doc, 9);
+        drop(store);
+        let mut store = FileStore::open(dir.path()).unwrap();
+        assert_eq!(restore(&mut store, &n, actor()).unwrap().unwrap().doc.read(), doc.read(), "cut at {cut}");
+    }
+}
+
+#[test]
+fn file_with_an_unfinished_header_is_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = FileStore::open(dir.path()).unwrap();
+    let n = name("ns/new");
+    let header = log::header(&n);
+    for cut in 0..header.len() {
+        fs::write(store.path(&n), &header[..cut]).unwrap();
+        assert!(store.load(&n).unwrap().is_none(), "cut at {cut}");
+        assert!(!store.path(&n).exists());
+    }
+    fs::write(store.path(&n), log::header(&name("ns/other"))).unwrap();
+    let err = store.load(&n).unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt { .. }) && err.to_string().contains("move it away"), "{err}");
+}
+
+/// The story: a crash loses exactly the writes appended after the last sync — all of them,
+/// or (with a torn write) all but a prefix the log then drops — and nothing synced.
+#[test]
+fn sim_crash_loses_exactly_the_unsynced_writes() {
+    let n = name("ns/obj");
+    let mut store = SimStore::new();
+    let mut doc = Document::new(actor());
+    durable_write(&mut store, &n, &mut doc, 0);
+    durable_write(&mut store, &n, &mut doc, 1);
+    let synced = doc.read();
+    let len = |s: &SimStore| s.stats(&n).unwrap().bytes as usize;
+    let base = len(&store);
+    write(&mut store, &n, &mut doc, 2); // appended, never synced
+    let mid = len(&store) - base;
+    write(&mut store, &n, &mut doc, 3);
+    let end = len(&store) - base;
+    assert_eq!(store.durable_image(&n).unwrap().len(), base);
+    for keep in 0..=end + 1 {
+        let mut crashed = store.clone();
+        crashed.crash_torn(|_, unsynced| {
+            assert_eq!(unsynced, end);
+            keep
+        });
+        let restored = restore(&mut crashed, &n, actor()).unwrap().unwrap();
+        let expected = if keep < mid {
+            2
+        } else if keep < end {
+            3
+        } else {
+            4
+        };
+        assert_eq!(restored.doc.value()["n"], json!(expected), "keep {keep}");
+        assert!(restored.doc.has_heads(&synced.heads), "keep {keep}: a synced write was lost");
+        let torn = ![0, mid].contains(&keep) && keep < end;
+        assert_eq!(restored.torn.is_some(), torn, "keep {keep}");
+    }
+    store.crash();
+    assert_eq!(restore(&mut store, &n, actor()).unwrap().unwrap().doc.read(), synced);
+    let mut fresh = SimStore::new();
+    fresh.append(&n, b"x").unwrap();
+    fresh.crash();
+    assert!(fresh.load(&n).unwrap().is_none() && fresh.list().unwrap().is_empty(), "a never-synced log vanishes");
+}
+
+fn compaction_bounds_the_log<S: Store>(store: &mut S) {
+    let n = name("ns/busy");
+    let mut doc = Document::new(actor());
+    let compaction = Compaction { tail_bytes_min: 2000 };
+    let mut compactions = 0;
+    for i in 0..300 {
+        let ops: Vec<Op> =
+            serde_json::from_value(json!([{"op":"inc","path":"n"},{"op":"set","path":"last","value":i}])).unwrap();
+        doc.apply(&ops, 0).unwrap();
+        let before = store.stats(&n).map_or(0, |s| s.records);
+        persist(store, &n, &mut doc, &compaction).unwrap().unwrap();
+        store.sync().unwrap();
+        let stats = store.stats(&n).unwrap();
+        if stats.records < before {
+            compactions += 1;
+        }
+        assert!(stats.bytes <= 2 * stats.base_bytes + 2000 + 200, "log unbounded: {stats:?}");
+    }
+    assert!(compactions >= 2, "{compactions} compactions");
+    let restored = restore(store, &n, actor()).unwrap().unwrap();
+    assert_eq!(restored.doc.read(), doc.read());
+    assert_eq!(restored.doc.value()["n"], json!(300));
+}
+
+#[test]
+fn sim_compaction_bounds_the_log() {
+    compaction_bounds_the_log(&mut SimStore::new());
+}
+
+#[test]
+fn file_compaction_bounds_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    compaction_bounds_the_log(&mut FileStore::open(dir.path()).unwrap());
+    let files: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+}
+
+#[test]
+fn compaction_policy() {
+    let c = Compaction { tail_bytes_min: 100 };
+    assert!(!c.due(&LogStats { bytes: 150, base_bytes: 100, records: 3 }));
+    assert!(!c.due(&LogStats { bytes: 1000, base_bytes: 600, records: 3 }), "tail smaller than the base");
+    assert!(c.due(&LogStats { bytes: 1300, base_bytes: 600, records: 3 }));
+    assert!(c.due(&LogStats { bytes: 200, base_bytes: 20, records: 3 }));
+}
