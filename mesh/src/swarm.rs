@@ -14,7 +14,7 @@ use futures::StreamExt;
 use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport, ResponseChannel};
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::dial_opts::DialOpts;
-use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::swarm::{ConnectionId, NetworkBehaviour, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, mdns, multiaddr::Protocol, noise, tcp, yamux};
 use liquid_core::wire;
 use tokio::sync::{mpsc, oneshot};
@@ -32,6 +32,8 @@ const INBOUND_MAX: usize = 1024;
 const EVENTS_MAX: usize = 4096;
 const BANNED_MAX: usize = 4096;
 const BAN_FOR: Duration = Duration::from_secs(60);
+/// A connection opened this long before a fresh, re-authenticated one is presumed stale.
+const STALE_AFTER: Duration = Duration::from_secs(2);
 
 type Answer = oneshot::Sender<Result<Vec<u8>, MeshError>>;
 /// A frame waiting for its peer to connect and authenticate.
@@ -66,6 +68,8 @@ struct Task {
     inbound: HashMap<u64, ResponseChannel<Frame>>,
     next_inbound: u64,
     banned: HashMap<PeerId, Instant>,
+    /// Open connections per peer, to close stale ones when a peer proves itself anew.
+    connections: HashMap<PeerId, Vec<(ConnectionId, Instant)>>,
 }
 
 pub(crate) fn start(
@@ -127,6 +131,7 @@ pub(crate) fn start(
         inbound: HashMap::new(),
         next_inbound: 0,
         banned: HashMap::new(),
+        connections: HashMap::new(),
     };
     tokio::spawn(accept_bulk(incoming, mesh.clone(), task.events.clone()));
     tokio::spawn(task.run(cmd_rx));
@@ -291,19 +296,30 @@ impl Task {
                 info!(%addr, "listening");
                 let _ = self.events.send(Event::Listening(addr)).await;
             }
-            SwarmEvent::ConnectionEstablished { peer_id, num_established, .. } => {
+            SwarmEvent::ConnectionEstablished { peer_id, connection_id, .. } => {
+                self.connections.entry(peer_id).or_default().push((connection_id, Instant::now()));
                 if self.banned.contains_key(&peer_id) {
                     let _ = self.swarm.disconnect_peer_id(peer_id);
                     return;
                 }
-                if num_established.get() == 1 && !self.is_authenticated(&peer_id) {
-                    debug!(peer = %peer_id, "connected: proving the cluster secret");
-                    let proof = self.cfg.cluster_key.proof(&self.me, &peer_id).to_vec();
-                    self.swarm.behaviour_mut().auth.send_request(&peer_id, Frame { kind: 0, bytes: proof });
+                // Prove ourselves on every new connection, not once per peer: the peer may have
+                // restarted with the same identity while we still hold a connection to its
+                // previous process. (Its answer carries its own proof, on the same connection.)
+                debug!(peer = %peer_id, "connected: proving the cluster secret");
+                let proof = self.cfg.cluster_key.proof(&self.me, &peer_id).to_vec();
+                self.swarm.behaviour_mut().auth.send_request(&peer_id, Frame { kind: 0, bytes: proof });
+                if !self.is_authenticated(&peer_id) {
                     self.auth_deadline.insert(peer_id, Instant::now() + self.cfg.auth_timeout);
                 }
             }
-            SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
+            SwarmEvent::ConnectionClosed { peer_id, connection_id, num_established, .. } => {
+                if let Some(list) = self.connections.get_mut(&peer_id) {
+                    list.retain(|(c, _)| *c != connection_id);
+                }
+                if num_established > 0 {
+                    return;
+                }
+                self.connections.remove(&peer_id);
                 self.auth_deadline.remove(&peer_id);
                 self.fail_pending(peer_id, "unreachable");
                 if self.set_authenticated(peer_id, false) {
@@ -335,32 +351,66 @@ impl Task {
         }
     }
 
+    /// A peer proved itself on `fresh`: its other connections may lead to a previous process
+    /// of the same identity (killed and restarted) and would swallow messages until they time
+    /// out, so close them.
+    ///
+    /// Only connections opened well before the fresh one are closed: two connections opened
+    /// at once (both sides dialled) are both live, and each side might pick a different one.
+    fn close_others(&mut self, peer: PeerId, fresh: ConnectionId) {
+        let Some(list) = self.connections.get(&peer) else { return };
+        let Some(&(_, fresh_at)) = list.iter().find(|(c, _)| *c == fresh) else { return };
+        let others: Vec<ConnectionId> = list
+            .iter()
+            .filter(|(c, at)| *c != fresh && fresh_at.duration_since(*at) > STALE_AFTER)
+            .map(|(c, _)| *c)
+            .collect();
+        for c in others {
+            debug!(%peer, connection = ?c, "closing an older connection to a peer that re-authenticated");
+            self.swarm.close_connection(c);
+        }
+    }
+
+    async fn admit(&mut self, peer: PeerId) {
+        self.auth_deadline.remove(&peer);
+        if self.set_authenticated(peer, true) {
+            info!(%peer, "peer authenticated");
+            if let Some(queue) = self.pending.remove(&peer) {
+                for (frame, kind, reply) in queue {
+                    self.transmit(peer, frame, kind, reply);
+                }
+            }
+            let _ = self.events.send(Event::Authenticated(peer)).await;
+        }
+    }
+
     async fn on_auth(&mut self, ev: request_response::Event<Frame, Frame>) {
         match ev {
             request_response::Event::Message {
                 peer,
+                connection_id,
                 message: request_response::Message::Request { request, channel, .. },
-                ..
             } => {
                 if self.cfg.cluster_key.verify(&peer, &self.me, &request.bytes) {
-                    let _ =
-                        self.swarm.behaviour_mut().auth.send_response(channel, Frame { kind: 0, bytes: Vec::new() });
-                    self.auth_deadline.remove(&peer);
-                    if self.set_authenticated(peer, true) {
-                        info!(%peer, "peer authenticated");
-                        if let Some(queue) = self.pending.remove(&peer) {
-                            for (frame, kind, reply) in queue {
-                                self.transmit(peer, frame, kind, reply);
-                            }
-                        }
-                        let _ = self.events.send(Event::Authenticated(peer)).await;
-                    }
+                    self.close_others(peer, connection_id);
+                    // Answer with our own proof: the answer travels on the connection the
+                    // proof came on, even if we hold other (possibly stale) connections to
+                    // this peer, e.g. from before it restarted.
+                    let mine = self.cfg.cluster_key.proof(&self.me, &peer).to_vec();
+                    let _ = self.swarm.behaviour_mut().auth.send_response(channel, Frame { kind: 0, bytes: mine });
+                    self.admit(peer).await;
                 } else {
                     warn!(%peer, "peer failed to prove the cluster secret: disconnecting");
                     self.metrics.auth_failures.inc();
                     self.ban(peer);
                 }
             }
+            // The answer to our proof carries the peer's own proof, on the same connection.
+            request_response::Event::Message {
+                peer,
+                message: request_response::Message::Response { response, .. },
+                ..
+            } if self.cfg.cluster_key.verify(&peer, &self.me, &response.bytes) => self.admit(peer).await,
             request_response::Event::OutboundFailure { peer, error, .. } if !self.is_authenticated(&peer) => {
                 debug!(%peer, %error, "our proof was not accepted");
             }

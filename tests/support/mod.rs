@@ -196,7 +196,7 @@ impl Agent {
         let status = self.wait_exit(Duration::from_secs(10));
         assert_eq!(
             std::os::unix::process::ExitStatusExt::signal(&status),
-            Some(libc_sigkill()),
+            Some(Signal::SIGKILL as i32),
             "agent {} should have died of SIGKILL",
             self.name
         );
@@ -286,10 +286,6 @@ impl Drop for Agent {
             let _ = child.wait();
         }
     }
-}
-
-fn libc_sigkill() -> i32 {
-    Signal::SIGKILL as i32
 }
 
 /// A test's agents and temporary directory. Dropping it SIGKILLs every agent; if the test is
