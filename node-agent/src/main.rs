@@ -6,6 +6,7 @@ mod client;
 mod config;
 mod demo;
 mod driver;
+mod sim_cmd;
 
 use std::path::PathBuf;
 
@@ -34,6 +35,7 @@ Examples:
   liquid nodes                                    list the mesh's members as this agent sees them
   liquid status --json                            this agent's id, addresses and peer counts
   liquid demo                                     a local mesh of 4 agents, shown with `liquid nodes`
+  liquid sim run sim/scenarios/small.toml --seed 3   a simulated continuum; writes sim-out/report.json
 
 Logging: RUST_LOG=debug (or e.g. RUST_LOG=mesh=debug) and --log-format json.";
 
@@ -56,6 +58,9 @@ enum Cmd {
     Cluster(ClusterCmd),
     /// Run a local demo continuum: several agents on loopback form a mesh, then `liquid nodes`.
     Demo(demo::DemoArgs),
+    /// The simulated continuum: the real node core over thousands of simulated nodes.
+    #[command(subcommand)]
+    Sim(sim_cmd::SimCmd),
 }
 
 #[derive(Subcommand, Debug)]
@@ -116,5 +121,6 @@ async fn run(cmd: Cmd) -> Result<()> {
             Ok(())
         }
         Cmd::Demo(args) => demo::run(args).await,
+        Cmd::Sim(cmd) => tokio::task::spawn_blocking(move || sim_cmd::run(cmd)).await?,
     }
 }

@@ -11,6 +11,12 @@ fn peak_rss_kib() -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// Progress lines show wall time; the report itself never depends on it.
+#[allow(clippy::disallowed_methods)]
+fn wall_clock() -> std::time::Instant {
+    std::time::Instant::now()
+}
+
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
     let (mut path, mut seed, mut out) = (None, None, None);
@@ -33,17 +39,30 @@ fn main() -> ExitCode {
         }
     };
     let seed = seed.unwrap_or(scenario.seed());
-    let report = sim::run(&scenario, seed, |_| {});
+    let started = wall_clock();
+    let mut next_line = 0;
+    let report = sim::run(&scenario, seed, |p| {
+        // A progress line on stderr every 30 virtual seconds.
+        if p.virtual_now.as_secs() >= next_line {
+            next_line = p.virtual_now.as_secs() + 30;
+            eprintln!(
+                "  {:>5} virtual s  {:>12} events  {:>7.2} wall s",
+                p.virtual_now.as_secs(),
+                p.events,
+                started.elapsed().as_secs_f64()
+            );
+        }
+    });
     print!("{}", report.summary());
     let nodes = report.nodes.total as u64;
     if let Some(kib) = peak_rss_kib() {
         println!("peak RSS: {:.1} MiB ({:.1} KiB per simulated node)", kib as f64 / 1024.0, kib as f64 / nodes as f64);
     }
-    if let Some(dir) = out {
-        if let Err(e) = report.write(&dir) {
-            eprintln!("error: writing {}: {e}", dir.display());
-            return ExitCode::FAILURE;
-        }
+    if let Some(dir) = out
+        && let Err(e) = report.write(&dir)
+    {
+        eprintln!("error: writing {}: {e}", dir.display());
+        return ExitCode::FAILURE;
     }
     if report.final_check.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
 }

@@ -13,7 +13,7 @@ use liquid_core::membership::StatusChange;
 use liquid_core::{Status, Time};
 
 use crate::engine::Engine;
-use crate::report::{FalseSuspicions, KindCount, Phase, Suspicion, Traffic};
+use crate::report::{FalseSuspicions, Phase, Suspicion, Traffic};
 use crate::scenario::Scenario;
 
 /// How many false-suspicion examples a phase keeps.
@@ -87,7 +87,7 @@ impl Metrics {
         let p = self.current();
         p.messages.sent += 1;
         p.messages.bytes += bytes as u64;
-        let k = p.messages_by_kind.entry(kind).or_insert(KindCount::default());
+        let k = p.messages_by_kind.entry(kind).or_default();
         k.count += 1;
         k.bytes += bytes as u64;
     }
@@ -170,27 +170,7 @@ impl Engine<'_> {
 
     /// The periodic convergence sample.
     pub(crate) fn sample(&mut self) {
-        let a = self.agreement(true);
-        if std::env::var("SIM_DEBUG").is_ok() {
-            eprintln!("{:?} pending={} ok={} {}", self.now, self.boots_pending, a.ok, a.detail);
-            let v: Vec<String> = self
-                .nodes
-                .iter()
-                .filter_map(|n| n.node.as_ref())
-                .map(|n| format!("{:?}/{}", n.membership().counts(), n.membership().incarnation()))
-                .collect();
-            eprintln!("  {}", v.join(" "));
-            let mut known = vec![0; self.nodes.len()];
-            for n in self.nodes.iter().filter_map(|n| n.node.as_ref()) {
-                for m in n.membership().members(self.now) {
-                    if let Some(j) = self.index_of(&m.info.id) {
-                        known[j as usize] += 1;
-                    }
-                }
-            }
-            eprintln!("  known by: {:?}", known);
-        }
-        let ok = self.boots_pending == 0 && a.ok;
+        let ok = self.boots_pending == 0 && self.agreement(false).ok;
         let now = self.now;
         self.metrics.converged(now, ok);
     }

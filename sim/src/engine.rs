@@ -5,9 +5,16 @@
 //! [`Network`], `Persist` to the node's disk, `Event` to the checkers. Each node has at most one
 //! live wake-up in the queue; an earlier `poll_timeout` schedules a new one, and a wake-up whose
 //! time no longer matches the node's (`wake`) is skipped as stale.
+//!
+//! Connections, as the real driver makes them: a booting node dials the bootstrap node (a
+//! restarted one also dials up to `rejoin_peers` peers it persisted); once the handshake (one
+//! round trip) completes, both ends get `handle_connected`. A dial to a node that is down or
+//! cut off is retried every `connect_retry`, and so is a join that left the node knowing no
+//! other member (both `join` messages lost: the core itself never retries).
 
-use std::cmp::Ordering;
-use std::collections::{BinaryHeap, VecDeque};
+mod disk;
+mod queue;
+
 use std::time::Duration;
 
 use liquid_core::membership::Persisted;
@@ -18,51 +25,11 @@ use crate::checks::Metrics;
 use crate::network::Network;
 use crate::scenario::{Action, Scenario};
 use crate::sizes::{Sizer, index_in};
+use disk::Disk;
+use queue::{Ev, Queue};
 
 /// Never: no wake-up scheduled.
 const NEVER: Time = Time(u64::MAX);
-
-/// What happens at a point of virtual time.
-pub(crate) enum Ev {
-    /// A node's first boot.
-    Boot(u32),
-    /// `from` dials `to` (to join through it).
-    Dial { from: u32, life: u32, to: u32 },
-    /// The transport handshake finished: both ends learn of the connection.
-    Connected { a: u32, a_life: u32, b: u32, b_life: u32 },
-    /// A message arrives.
-    Deliver { from: u32, to: u32, to_life: u32, msg: Message },
-    /// A node's timer.
-    Wake { node: u32, life: u32 },
-    /// The scenario's fault number k.
-    Fault(u32),
-    /// Check convergence and report progress.
-    Sample,
-}
-
-struct Entry {
-    at: Time,
-    seq: u64,
-    ev: Ev,
-}
-
-impl PartialEq for Entry {
-    fn eq(&self, other: &Self) -> bool {
-        (self.at, self.seq) == (other.at, other.seq)
-    }
-}
-impl Eq for Entry {}
-impl PartialOrd for Entry {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Entry {
-    /// Reversed, so that `BinaryHeap` pops the earliest (then the first scheduled) first.
-    fn cmp(&self, other: &Self) -> Ordering {
-        (other.at, other.seq).cmp(&(self.at, self.seq))
-    }
-}
 
 /// A simulated machine.
 pub(crate) struct SimNode {
@@ -74,10 +41,8 @@ pub(crate) struct SimNode {
     wake: Time,
     /// When the current life started.
     pub up_since: Time,
-    /// The last durable membership memory.
-    durable: Option<Persisted>,
-    /// Writes not yet durable: (durable at, data), in write order.
-    pending: VecDeque<(Time, Persisted)>,
+    /// The node's simulated disk.
+    disk: Disk,
 }
 
 /// The whole simulated continuum.
@@ -85,8 +50,7 @@ pub(crate) struct Engine<'a> {
     pub sc: &'a Scenario,
     pub seed: u64,
     pub now: Time,
-    queue: BinaryHeap<Entry>,
-    seq: u64,
+    queue: Queue,
     pub nodes: Vec<SimNode>,
     pub ids: Vec<NodeId>,
     pub net: Network,
@@ -136,17 +100,9 @@ impl<'a> Engine<'a> {
             sc,
             seed,
             now: Time::ZERO,
-            queue: BinaryHeap::with_capacity(4 * n + 64),
-            seq: 0,
+            queue: Queue::with_capacity(4 * n + 64),
             nodes: (0..n)
-                .map(|_| SimNode {
-                    node: None,
-                    life: 0,
-                    wake: NEVER,
-                    up_since: Time::ZERO,
-                    durable: None,
-                    pending: VecDeque::new(),
-                })
+                .map(|_| SimNode { node: None, life: 0, wake: NEVER, up_since: Time::ZERO, disk: Disk::default() })
                 .collect(),
             ids: (0..n as u32).map(|i| node_id(seed, i)).collect(),
             net,
@@ -167,8 +123,7 @@ impl<'a> Engine<'a> {
     }
 
     fn push(&mut self, at: Time, ev: Ev) {
-        self.seq += 1;
-        self.queue.push(Entry { at, seq: self.seq, ev });
+        self.queue.push(at, ev);
     }
 
     /// The node with this id, if it is one of ours.
@@ -187,11 +142,7 @@ impl<'a> Engine<'a> {
     /// Runs until the queue is empty or the next event is after `end`; calls `on_sample` after
     /// every sample.
     pub fn run_until(&mut self, end: Time, mut on_sample: impl FnMut(&mut Self)) {
-        while let Some(top) = self.queue.peek() {
-            if top.at > end {
-                break;
-            }
-            let Some(Entry { at, ev, .. }) = self.queue.pop() else { break };
+        while let Some((at, ev)) = self.queue.pop_until(end) {
             self.now = at;
             if self.dispatch(ev) {
                 on_sample(self);
@@ -210,7 +161,7 @@ impl<'a> Engine<'a> {
                 self.boots_pending -= 1;
                 self.start(i, None);
             }
-            Ev::Dial { from, life, to } => self.dial(from, life, to),
+            Ev::Dial { from, life, to, if_alone } => self.dial(from, life, to, if_alone),
             Ev::Connected { a, a_life, b, b_life } => self.connected(a, a_life, b, b_life),
             Ev::Deliver { from, to, to_life, msg } => self.deliver(from, to, to_life, msg),
             Ev::Wake { node, life } => self.wake(node, life),
@@ -259,7 +210,7 @@ impl<'a> Engine<'a> {
         let life = sn.life;
         let boot = self.sc.bootstrap;
         if i != boot {
-            self.push(self.now, Ev::Dial { from: i, life, to: boot });
+            self.push(self.now, Ev::Dial { from: i, life, to: boot, if_alone: false });
         }
         // Like the real driver, a restarted node also dials peers it remembers.
         let remembered = restored.iter().flat_map(|p| p.peer_addrs.iter());
@@ -269,14 +220,15 @@ impl<'a> Engine<'a> {
             .take(self.sc.rejoin_peers)
             .collect();
         for to in peers {
-            self.push(self.now, Ev::Dial { from: i, life, to });
+            self.push(self.now, Ev::Dial { from: i, life, to, if_alone: false });
         }
         self.drain(i);
     }
 
-    fn dial(&mut self, from: u32, life: u32, to: u32) {
+    fn dial(&mut self, from: u32, life: u32, to: u32, if_alone: bool) {
         let sn = &self.nodes[from as usize];
-        if sn.life != life || sn.node.is_none() {
+        let Some(node) = &sn.node else { return };
+        if sn.life != life || (if_alone && node.membership().counts().iter().sum::<usize>() > 0) {
             return;
         }
         if self.running(to) && self.net.reachable(self.site(from), self.site(to)) {
@@ -287,7 +239,7 @@ impl<'a> Engine<'a> {
             self.push(at, Ev::Connected { a: from, a_life: life, b: to, b_life });
         } else {
             let at = self.now + self.sc.connect_retry;
-            self.push(at, Ev::Dial { from, life, to });
+            self.push(at, Ev::Dial { from, life, to, if_alone });
         }
     }
 
@@ -298,7 +250,7 @@ impl<'a> Engine<'a> {
         }
         if !alive(self, b, b_life) || !self.net.reachable(self.site(a), self.site(b)) {
             let at = self.now + self.sc.connect_retry;
-            self.push(at, Ev::Dial { from: a, life: a_life, to: b });
+            self.push(at, Ev::Dial { from: a, life: a_life, to: b, if_alone: false });
             return;
         }
         let now = self.now;
@@ -309,6 +261,10 @@ impl<'a> Engine<'a> {
             }
             self.drain(x);
         }
+        // The core does not retry a join: if both `join`s were lost, `a` would stay alone for
+        // ever. Like a real driver, dial again while it knows nobody.
+        let at = self.now + self.sc.connect_retry;
+        self.push(at, Ev::Dial { from: a, life: a_life, to: b, if_alone: true });
     }
 
     fn deliver(&mut self, from: u32, to: u32, to_life: u32, msg: Message) {
@@ -334,24 +290,22 @@ impl<'a> Engine<'a> {
         }
         self.nodes[i as usize].wake = NEVER;
         let now = self.now;
-        if let Some(n) = self.nodes[i as usize].node.as_mut() {
-            if n.poll_timeout() <= now {
-                n.handle_timeout(now);
-            }
+        if let Some(n) = self.nodes[i as usize].node.as_mut()
+            && n.poll_timeout() <= now
+        {
+            n.handle_timeout(now);
         }
         self.drain(i);
     }
 
     /// Carries out node `i`'s outputs, then makes sure its next wake-up is queued.
     fn drain(&mut self, i: u32) {
-        loop {
-            let Some(out) = self.nodes[i as usize].node.as_mut().and_then(Node::poll_output) else { break };
+        while let Some(out) = self.nodes[i as usize].node.as_mut().and_then(Node::poll_output) {
             match out {
                 Output::Send { to, msg } => self.send(i, to, msg),
                 Output::Persist(p) => {
                     let sn = &mut self.nodes[i as usize];
-                    settle(sn, self.now);
-                    sn.pending.push_back((self.now + self.sc.disk_latency, p));
+                    sn.disk.write(self.now, self.now + self.sc.disk_latency, p);
                 }
                 Output::Event(change) => self.observe(i, &change),
                 _ => {}
@@ -409,8 +363,7 @@ impl<'a> Engine<'a> {
             Action::Crash(nodes) => {
                 for &i in nodes {
                     let sn = &mut self.nodes[i as usize];
-                    settle(sn, self.now);
-                    sn.pending.clear();
+                    sn.disk.crash(self.now);
                     sn.node = None;
                     sn.wake = NEVER;
                 }
@@ -419,9 +372,9 @@ impl<'a> Engine<'a> {
                 for &i in nodes {
                     let sn = &mut self.nodes[i as usize];
                     if *fresh {
-                        sn.durable = None;
+                        sn.disk = Disk::default();
                     }
-                    let restored = sn.durable.clone();
+                    let restored = sn.disk.durable().cloned();
                     self.start(i, restored);
                 }
             }
@@ -429,11 +382,20 @@ impl<'a> Engine<'a> {
     }
 }
 
-/// Moves writes that became durable by `now` to the durable image.
-fn settle(sn: &mut SimNode, now: Time) {
-    while sn.pending.front().is_some_and(|(at, _)| *at <= now) {
-        if let Some((_, p)) = sn.pending.pop_front() {
-            sn.durable = Some(p);
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_depend_on_the_seed_and_carry_their_index() {
+        let ids: Vec<NodeId> = (0..1000).map(|i| node_id(7, i)).collect();
+        for (i, id) in ids.iter().enumerate() {
+            assert_eq!(index_in(&ids, id), Some(i as u32));
         }
+        assert_ne!(node_id(7, 3), node_id(8, 3));
+        assert_eq!(index_in(&ids, &node_id(8, 3)), None);
+        let mut sorted = ids.clone();
+        sorted.sort();
+        assert_ne!(sorted, ids, "id order is not index order");
     }
 }

@@ -18,8 +18,10 @@
 //! Modules:
 //! - [`scenario`]: the TOML format (every option documented there) and its validation.
 //! - [`network`]: the network model.
-//! - `engine`: the event loop, nodes and disks.
+//! - `engine` (with `engine/queue.rs`, `engine/disk.rs`): the event loop, the nodes and how
+//!   they connect, the event queue, the simulated disks.
 //! - `checks`: convergence and false-suspicion checkers, per-phase accounting.
+//! - `sizes`: exact encoded sizes of messages without re-encoding them.
 //! - [`report`]: `report.json` and the human summary.
 //!
 //! ```

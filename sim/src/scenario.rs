@@ -37,8 +37,8 @@
 //!
 //! [membership]                   # optional overrides of the core's membership tuning:
 //! probe_interval = "1s"          # also probe_timeout, indirect_probes, suspicion_mult,
-//!                                # retransmit_mult, gossip_per_message, sync_interval,
-//!                                # reconnect_interval
+//!                                # retransmit_mult, gossip_per_message, gossip_queue_max,
+//!                                # sync_interval, reconnect_interval
 //!
 //! [[faults]]                     # each: `at`, an optional `name`, and exactly one action
 //! at = "1m"

@@ -238,6 +238,9 @@ fn build_membership(cx: &Ctx, raw: &RawMembership) -> Result<membership::Config,
     if let Some(n) = raw.gossip_per_message {
         c.gossip_per_message = n.0 as usize;
     }
+    if let Some(n) = raw.gossip_queue_max {
+        c.gossip_queue_max = n.0 as usize;
+    }
     Ok(c)
 }
 

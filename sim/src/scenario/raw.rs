@@ -91,6 +91,7 @@ pub(crate) struct RawMembership {
     pub suspicion_mult: Option<Count>,
     pub retransmit_mult: Option<Count>,
     pub gossip_per_message: Option<Count>,
+    pub gossip_queue_max: Option<Count>,
     pub sync_interval: Option<Spanned<Dur>>,
     pub reconnect_interval: Option<Spanned<Dur>>,
 }

@@ -1,0 +1,97 @@
+//! The event queue: a binary heap ordered by (virtual time, sequence number), so events at the
+//! same instant run in the order they were scheduled.
+
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+
+use liquid_core::Time;
+use liquid_core::wire::Message;
+
+/// What happens at a point of virtual time.
+pub(crate) enum Ev {
+    /// A node's first boot.
+    Boot(u32),
+    /// `from` dials `to` (to join through it); with `if_alone`, only if `from` still knows no
+    /// other member.
+    Dial { from: u32, life: u32, to: u32, if_alone: bool },
+    /// The transport handshake finished: both ends learn of the connection.
+    Connected { a: u32, a_life: u32, b: u32, b_life: u32 },
+    /// A message arrives.
+    Deliver { from: u32, to: u32, to_life: u32, msg: Message },
+    /// A node's timer.
+    Wake { node: u32, life: u32 },
+    /// The scenario's fault number k.
+    Fault(u32),
+    /// Check convergence and report progress.
+    Sample,
+}
+
+struct Entry {
+    at: Time,
+    seq: u64,
+    ev: Ev,
+}
+
+impl PartialEq for Entry {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
+    }
+}
+impl Eq for Entry {}
+impl PartialOrd for Entry {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Entry {
+    /// Reversed, so that `BinaryHeap` pops the earliest (then the first scheduled) first.
+    fn cmp(&self, other: &Self) -> Ordering {
+        (other.at, other.seq).cmp(&(self.at, self.seq))
+    }
+}
+
+/// The queue.
+pub(crate) struct Queue {
+    heap: BinaryHeap<Entry>,
+    seq: u64,
+}
+
+impl Queue {
+    pub fn with_capacity(n: usize) -> Self {
+        Queue { heap: BinaryHeap::with_capacity(n), seq: 0 }
+    }
+
+    /// Schedules `ev` at `at`, after everything already scheduled at `at`.
+    pub fn push(&mut self, at: Time, ev: Ev) {
+        self.seq += 1;
+        self.heap.push(Entry { at, seq: self.seq, ev });
+    }
+
+    /// The next event, unless it comes after `end`.
+    pub fn pop_until(&mut self, end: Time) -> Option<(Time, Ev)> {
+        if self.heap.peek()?.at > end {
+            return None;
+        }
+        self.heap.pop().map(|e| (e.at, e.ev))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_pop_by_time_then_in_scheduling_order() {
+        let mut q = Queue::with_capacity(4);
+        q.push(Time(5), Ev::Boot(1));
+        q.push(Time(3), Ev::Boot(2));
+        q.push(Time(5), Ev::Boot(3));
+        q.push(Time(9), Ev::Boot(4));
+        let mut order = Vec::new();
+        while let Some((at, Ev::Boot(i))) = q.pop_until(Time(8)) {
+            order.push((at.0, i));
+        }
+        assert_eq!(order, [(3, 2), (5, 1), (5, 3)]);
+        assert!(q.pop_until(Time(9)).is_some());
+    }
+}
