@@ -118,10 +118,10 @@ impl Harness {
             }
             for k in 0..self.nodes.len() {
                 let mut out = VecDeque::new();
-                if let Some(n) = self.nodes[k].as_mut() {
-                    if n.poll_timeout() <= self.now {
-                        n.handle_timeout(self.now, &mut out);
-                    }
+                if let Some(n) = self.nodes[k].as_mut()
+                    && n.poll_timeout() <= self.now
+                {
+                    n.handle_timeout(self.now, &mut out);
                 }
                 self.drain(k, out);
             }
