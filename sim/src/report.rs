@@ -266,9 +266,10 @@ impl Report {
             self.final_check.detail
         );
         let sp = &self.speed;
+        let prec = if sp.virtual_per_wall < 10.0 { 2 } else { 0 };
         let _ = writeln!(
             s,
-            "speed: {:.2} s wall, {:.0} virtual s per wall s, {} events/s",
+            "speed: {:.2} s wall, {:.prec$} virtual s per wall s, {} events/s",
             sp.wall.as_secs_f64(),
             sp.virtual_per_wall,
             human(sp.events_per_s as u64)

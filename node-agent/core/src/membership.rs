@@ -512,7 +512,9 @@ impl Membership {
                 }
                 let update = Update { id: info.id, incarnation, status: Status::Alive, info: Some(info) };
                 self.merge(now, update, Some(from), out);
-                self.send_state(from, true, out);
+                // Both ends of a new connection send `join`, so each receives the other's
+                // state: no need to ask for one back (that tripled the cost of every join).
+                self.send_state(from, false, out);
             }
             Message::Digest { digest } => {
                 if digest != self.digest() {
