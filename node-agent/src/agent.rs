@@ -2,7 +2,9 @@
 //!
 //! Data dir layout: `identity.key` (Ed25519, 0600), `cluster.key` (only with `--dev`),
 //! `api.addr` (the API URL actually bound), `api.token` (0600), `membership.json` (the
-//! incarnation and some peers' addresses, to rejoin after a restart).
+//! incarnation and some peers' addresses, to rejoin after a restart), `boot` (how many times
+//! the agent started: part of the actor id of its object changes), `objects/` (one
+//! checksummed log per object, see `state_sync::store`).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -12,6 +14,8 @@ use liquid_core::{Node, NodeInfo};
 use mesh::cluster::ClusterKey;
 use mesh::{Event, Mesh};
 use prometheus_client::registry::Registry;
+use state_sync::FileStore;
+use state_sync::store::Store;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 
@@ -30,6 +34,48 @@ pub mod files {
     pub const API_TOKEN: &str = "api.token";
     /// The membership memory.
     pub const MEMBERSHIP: &str = "membership.json";
+    /// The boot counter.
+    pub const BOOT: &str = "boot";
+    /// The object store's directory.
+    pub const OBJECTS: &str = "objects";
+}
+
+/// Reads, increments and durably rewrites the boot counter; every start gets a new number.
+fn next_boot(dir: &Path) -> Result<u64> {
+    let path = dir.join(files::BOOT);
+    let prev = match std::fs::read_to_string(&path) {
+        Ok(s) => s.trim().parse::<u64>().with_context(|| {
+            format!(
+                "{} is damaged (not a number); it must only grow: write a number larger than any before",
+                path.display()
+            )
+        })?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    let boot = prev + 1;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    std::io::Write::write_all(&mut tmp, format!("{boot}\n").as_bytes())?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(&path).map_err(|e| e.error).with_context(|| format!("writing {}", path.display()))?;
+    std::fs::File::open(dir)?.sync_all()?;
+    Ok(boot)
+}
+
+/// Opens the object store and loads every object, as documents of this boot's actor.
+fn restore_objects(dir: &Path, node: &mut Node, boot: u64) -> Result<FileStore> {
+    let mut store = FileStore::open(dir.join(files::OBJECTS))?;
+    let actor = liquid_core::objects::actor_id(&node.id(), boot);
+    let names = store.list()?;
+    let mut torn = 0;
+    for name in &names {
+        let Some(r) = state_sync::store::restore(&mut store, name, actor.clone())? else { continue };
+        torn += usize::from(r.torn.is_some());
+        let stats = store.stats(name).unwrap_or_default();
+        node.restore_object(name.clone(), r.doc, stats);
+    }
+    info!(objects = names.len(), torn_tails_dropped = torn, "object store loaded");
+    Ok(store)
 }
 
 fn cluster_key(s: &Settings) -> Result<ClusterKey> {
@@ -134,13 +180,23 @@ pub async fn run(args: AgentArgs) -> Result<()> {
         version: env!("CARGO_PKG_VERSION").to_string(),
     };
     let epoch = Instant::now();
-    let node = Node::new(
-        liquid_core::node::Config::default(),
-        info,
-        restored.as_ref(),
-        rand::random(),
-        liquid_core::Time::ZERO,
-    );
+    let boot = next_boot(&s.data_dir)?;
+    let unix_now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let objects = liquid_core::objects::Config {
+        replication: s.replication.clone(),
+        unix_epoch_offset_us: u64::try_from(unix_now.as_micros()).unwrap_or(0),
+        ..Default::default()
+    };
+    let cfg = liquid_core::node::Config { objects, boot, ..Default::default() };
+    let mut node = Node::new(cfg, info, restored.as_ref(), rand::random(), liquid_core::Time::ZERO);
+    let store = restore_objects(&s.data_dir, &mut node, boot)?;
+    let (disk_tx, disk_rx) = std::sync::mpsc::channel();
+    let (flushed_tx, flushed_rx) = mpsc::unbounded_channel();
+    std::thread::Builder::new()
+        .name("liquid-disk".into())
+        .spawn(move || crate::driver::disk_worker(store, disk_rx, flushed_tx))
+        .context("starting the disk thread")?;
+    let (changes, _) = tokio::sync::broadcast::channel(1024);
 
     let listener =
         tokio::net::TcpListener::bind(s.api).await.with_context(|| format!("binding the API on {}", s.api))?;
@@ -148,7 +204,7 @@ pub async fn run(args: AgentArgs) -> Result<()> {
     let token = api_token(&s.data_dir)?;
     std::fs::write(s.data_dir.join(files::API_ADDR), format!("{api_url}\n"))?;
     let (api_tx, api_rx) = mpsc::channel(64);
-    let app = crate::api::router(token, api_tx, registry);
+    let app = crate::api::router(token, api_tx, registry, changes.clone());
 
     let (stop_tx, stop_rx) = oneshot::channel();
     let driver = Driver {
@@ -161,6 +217,11 @@ pub async fn run(args: AgentArgs) -> Result<()> {
         state_file: s.data_dir.join(files::MEMBERSHIP),
         listen_addrs: listen_addrs.clone(),
         metrics: driver_metrics,
+        disk: disk_tx,
+        flushed: flushed_rx,
+        changes,
+        pending: Default::default(),
+        next_request: 0,
     };
     let driver = tokio::spawn(driver.run(stop_rx));
     info!(id = %peer_id, name = %s.name, tier = %s.tier, api = %api_url, addrs = ?listen_addrs, "agent started");

@@ -5,17 +5,22 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
-use axum::http::{StatusCode, header};
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use liquid_core::Time;
 use liquid_core::membership::MemberView;
+use liquid_core::objects::{Change, Durability, ObjectError, Reply, Request as ObjRequest};
 use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
-use tokio::sync::{mpsc, oneshot};
+use state_sync::ops::Op;
+use state_sync::{Heads, ObjectName};
+use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::driver::ApiRequest;
 
@@ -115,11 +120,41 @@ impl MemberJson {
     }
 }
 
+/// An object's value, as `GET`/`POST /v1/objects/{ns}/{key}` and `liquid obj get --json` show it.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct ObjectJson {
+    /// `namespace/key`.
+    pub object: String,
+    /// The document as JSON.
+    pub value: serde_json::Value,
+    /// The heads it was read at (hex change hashes); pass them as `?after=` to read your
+    /// own write elsewhere.
+    pub heads: Vec<String>,
+    /// For a write: how many replica-set members hold it durably.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub durable_on: Option<usize>,
+}
+
+/// One entry of `GET /v1/objects`.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct ListedJson {
+    /// `namespace/key`.
+    pub object: String,
+    /// Its heads on this node.
+    pub heads: Vec<String>,
+    /// Its replica set in this node's view (peer ids, best first).
+    pub replicas: Vec<String>,
+}
+
+/// The largest request body: an object import or an operation batch.
+pub const BODY_BYTES_MAX: usize = 16 * 1024 * 1024;
+
 #[derive(Clone)]
 struct AppState {
     token: Arc<str>,
     driver: mpsc::Sender<ApiRequest>,
     registry: Arc<Registry>,
+    changes: broadcast::Sender<ObjectName>,
 }
 
 fn error(code: StatusCode, msg: &str) -> Response {
@@ -167,16 +202,252 @@ async fn metrics(State(st): State<AppState>) -> Response {
     ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text).into_response()
 }
 
+/// A refused request, before it reaches the core.
+struct BadRequest(String);
+
+impl IntoResponse for BadRequest {
+    fn into_response(self) -> Response {
+        error(StatusCode::BAD_REQUEST, &self.0)
+    }
+}
+
+fn object_name(ns: &str, key: &str) -> Result<ObjectName, BadRequest> {
+    ObjectName::new(ns, key).map_err(|e| BadRequest(e.to_string()))
+}
+
+fn object_error(e: &ObjectError) -> Response {
+    let code = match e {
+        ObjectError::NotFound { .. } => StatusCode::NOT_FOUND,
+        ObjectError::Invalid { .. } => StatusCode::BAD_REQUEST,
+        ObjectError::Unavailable { .. } | ObjectError::Full { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        ObjectError::HeadsTimeout { .. } | ObjectError::Quorum { .. } => StatusCode::GATEWAY_TIMEOUT,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    error(code, &e.to_string())
+}
+
+fn value_json(reply: Reply) -> Response {
+    match reply {
+        Reply::Value { object, snapshot, durable_on } => Json(ObjectJson {
+            object: object.to_string(),
+            value: snapshot.value,
+            heads: snapshot.heads.to_hex(),
+            durable_on: Some(durable_on).filter(|n| *n > 0),
+        })
+        .into_response(),
+        Reply::Error(e) => object_error(&e),
+        _ => error(StatusCode::INTERNAL_SERVER_ERROR, "unexpected reply from the core"),
+    }
+}
+
+async fn object_call(st: &AppState, req: ObjRequest) -> Result<Reply, Response> {
+    ask(st, |tx| ApiRequest::Object(req, tx)).await
+}
+
+#[derive(Deserialize)]
+struct GetQuery {
+    /// Comma-separated heads the answer must include.
+    after: Option<String>,
+}
+
+async fn object_get(
+    State(st): State<AppState>,
+    Path((ns, key)): Path<(String, String)>,
+    Query(q): Query<GetQuery>,
+) -> Response {
+    let object = match object_name(&ns, &key) {
+        Ok(o) => o,
+        Err(r) => return r.into_response(),
+    };
+    let after = match q.after.as_deref().filter(|s| !s.is_empty()) {
+        None => None,
+        Some(list) => match Heads::parse_hex(&list.split(',').collect::<Vec<_>>()) {
+            Ok(h) => Some(h),
+            Err(e) => return error(StatusCode::BAD_REQUEST, &e.to_string()),
+        },
+    };
+    match object_call(&st, ObjRequest::Get { object, after }).await {
+        Ok(reply) => value_json(reply),
+        Err(r) => r,
+    }
+}
+
+#[derive(Deserialize)]
+struct WriteQuery {
+    /// `local` (default) or `quorum`.
+    durability: Option<String>,
+}
+
+fn durability(q: &WriteQuery) -> Result<Durability, BadRequest> {
+    match q.durability.as_deref() {
+        None | Some("local") => Ok(Durability::Local),
+        Some("quorum") => Ok(Durability::Quorum),
+        Some(other) => Err(BadRequest(format!("durability {other:?}: use local or quorum"))),
+    }
+}
+
+async fn object_post(
+    State(st): State<AppState>,
+    Path((ns, key)): Path<(String, String)>,
+    Query(q): Query<WriteQuery>,
+    body: Bytes,
+) -> Response {
+    let (object, durability) = match (object_name(&ns, &key), durability(&q)) {
+        (Ok(o), Ok(d)) => (o, d),
+        (Err(r), _) | (_, Err(r)) => return r.into_response(),
+    };
+    let Ok(text) = std::str::from_utf8(&body) else {
+        return error(StatusCode::BAD_REQUEST, "the body is not UTF-8 JSON");
+    };
+    let ops = match Op::parse_batch(text) {
+        Ok(ops) if ops.is_empty() => return error(StatusCode::BAD_REQUEST, "an empty list of operations"),
+        Ok(ops) => ops,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &format!(
+                    "the body must be a JSON list of operations, e.g. [{{\"op\":\"set\",\"path\":\"a.b\",\"value\":1}}]: {e}"
+                ),
+            );
+        }
+    };
+    match object_call(&st, ObjRequest::Write { object, change: Change::Ops(ops), durability }).await {
+        Ok(reply) => value_json(reply),
+        Err(r) => r,
+    }
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    prefix: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn object_list(State(st): State<AppState>, Query(q): Query<ListQuery>) -> Response {
+    let req = ObjRequest::List { prefix: q.prefix.unwrap_or_default(), limit: q.limit.unwrap_or(1000).min(100_000) };
+    match object_call(&st, req).await {
+        Ok(Reply::List(list)) => Json(
+            list.into_iter()
+                .map(|l| ListedJson {
+                    object: l.object.to_string(),
+                    heads: l.heads.to_hex(),
+                    replicas: l.replicas.iter().map(ToString::to_string).collect(),
+                })
+                .collect::<Vec<_>>(),
+        )
+        .into_response(),
+        Ok(Reply::Error(e)) => object_error(&e),
+        Ok(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "unexpected reply from the core"),
+        Err(r) => r,
+    }
+}
+
+async fn object_raw_get(State(st): State<AppState>, Path((ns, key)): Path<(String, String)>) -> Response {
+    let object = match object_name(&ns, &key) {
+        Ok(o) => o,
+        Err(r) => return r.into_response(),
+    };
+    match object_call(&st, ObjRequest::Export { object }).await {
+        Ok(Reply::Export { bytes, heads, .. }) => {
+            let mut h = HeaderMap::new();
+            h.insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/octet-stream"));
+            if let Ok(v) = header::HeaderValue::from_str(&heads.to_hex().join(",")) {
+                h.insert("x-liquid-heads", v);
+            }
+            (h, bytes).into_response()
+        }
+        Ok(Reply::Error(e)) => object_error(&e),
+        Ok(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "unexpected reply from the core"),
+        Err(r) => r,
+    }
+}
+
+async fn object_raw_put(
+    State(st): State<AppState>,
+    Path((ns, key)): Path<(String, String)>,
+    Query(q): Query<WriteQuery>,
+    body: Bytes,
+) -> Response {
+    let (object, durability) = match (object_name(&ns, &key), durability(&q)) {
+        (Ok(o), Ok(d)) => (o, d),
+        (Err(r), _) | (_, Err(r)) => return r.into_response(),
+    };
+    match object_call(&st, ObjRequest::Write { object, change: Change::Import(body.to_vec()), durability }).await {
+        Ok(reply) => value_json(reply),
+        Err(r) => r,
+    }
+}
+
+/// Server-sent events: the current value, then every new one (`event: value`, data an
+/// [`ObjectJson`]); an `event: error` if the object cannot be read.
+async fn object_watch(State(st): State<AppState>, Path((ns, key)): Path<(String, String)>) -> Response {
+    let object = match object_name(&ns, &key) {
+        Ok(o) => o,
+        Err(r) => return r.into_response(),
+    };
+    // Subscribe before the first read so no change between the two is missed.
+    let rx = st.changes.subscribe();
+    let stream = futures::stream::unfold(
+        (st, rx, object, None::<Vec<String>>, true),
+        |(st, mut rx, object, last, first)| async move {
+            loop {
+                if !first {
+                    match rx.recv().await {
+                        Ok(name) if name != object => continue,
+                        Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                        Err(broadcast::error::RecvError::Closed) => return None,
+                    }
+                }
+                let reply = object_call(&st, ObjRequest::Get { object: object.clone(), after: None }).await.ok()?;
+                let event = match reply {
+                    Reply::Value { snapshot, .. } => {
+                        let heads = snapshot.heads.to_hex();
+                        if last.as_ref() == Some(&heads) {
+                            if first {
+                                return None;
+                            }
+                            continue;
+                        }
+                        let json = ObjectJson {
+                            object: object.to_string(),
+                            value: snapshot.value,
+                            heads: heads.clone(),
+                            durable_on: None,
+                        };
+                        let ev = Event::default().event("value").json_data(&json).ok()?;
+                        return Some((Ok::<_, std::convert::Infallible>(ev), (st, rx, object, Some(heads), false)));
+                    }
+                    Reply::Error(ObjectError::NotFound { .. }) if !first => continue,
+                    Reply::Error(e) => Event::default().event("error").data(e.to_string()),
+                    _ => return None,
+                };
+                return Some((Ok(event), (st, rx, object, last, false)));
+            }
+        },
+    );
+    Sse::new(stream).keep_alive(KeepAlive::default()).into_response()
+}
+
 async fn not_found() -> Response {
     error(StatusCode::NOT_FOUND, "no such route: see docs/api.md")
 }
 
 /// The API's routes.
-pub fn router(token: String, driver: mpsc::Sender<ApiRequest>, registry: Registry) -> Router {
-    let st = AppState { token: token.into(), driver, registry: Arc::new(registry) };
+pub fn router(
+    token: String,
+    driver: mpsc::Sender<ApiRequest>,
+    registry: Registry,
+    changes: broadcast::Sender<ObjectName>,
+) -> Router {
+    let st = AppState { token: token.into(), driver, registry: Arc::new(registry), changes };
     Router::new()
         .route("/v1/status", get(status))
         .route("/v1/nodes", get(nodes))
+        .route("/v1/objects", get(object_list))
+        .route("/v1/objects/{ns}/{key}", get(object_get).post(object_post))
+        .route("/v1/objects/{ns}/{key}/raw", get(object_raw_get).put(object_raw_put))
+        .route("/v1/objects/{ns}/{key}/watch", get(object_watch))
+        .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
         .route("/metrics", get(metrics))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(st.clone(), require_token))

@@ -59,12 +59,8 @@ impl Target {
 }
 
 impl Client {
-    /// GETs a JSON document.
-    pub async fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T> {
-        let url = format!("{}{path}", self.base);
-        let resp = self
-            .http
-            .get(&url)
+    async fn call(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response> {
+        let resp = req
             .bearer_auth(&self.token)
             .send()
             .await
@@ -75,6 +71,37 @@ impl Client {
             let msg = body.get("error").and_then(|e| e.as_str()).unwrap_or("no details").to_string();
             bail!("the agent answered {status}: {msg}");
         }
+        Ok(resp)
+    }
+
+    /// GETs a JSON document.
+    pub async fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T> {
+        let resp = self.call(self.http.get(format!("{}{path}", self.base))).await?;
+        resp.json().await.with_context(|| format!("the agent's answer to {path} is not what this client expects"))
+    }
+
+    /// GETs raw bytes.
+    pub async fn get_bytes(&self, path: &str) -> Result<Vec<u8>> {
+        let resp = self.call(self.http.get(format!("{}{path}", self.base))).await?;
+        Ok(resp.bytes().await.context("the agent's answer was cut off")?.to_vec())
+    }
+
+    /// Opens a streaming GET (server-sent events).
+    pub async fn open(&self, path: &str) -> Result<reqwest::Response> {
+        self.call(self.http.get(format!("{}{path}", self.base)).header("accept", "text/event-stream")).await
+    }
+
+    /// Sends a body with `method` and reads a JSON answer.
+    pub async fn send<T: serde::de::DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Vec<u8>,
+        content_type: &str,
+    ) -> Result<T> {
+        let req =
+            self.http.request(method, format!("{}{path}", self.base)).header("content-type", content_type).body(body);
+        let resp = self.call(req).await?;
         resp.json().await.with_context(|| format!("the agent's answer to {path} is not what this client expects"))
     }
 }

@@ -53,6 +53,10 @@ pub struct AgentArgs {
     /// Development mode: without --cluster-key, create one in the data dir.
     #[arg(long, env = "LIQUID_DEV")]
     pub dev: bool,
+    /// Replicas per object of a namespace, NS=N (default 3 for every namespace); repeatable.
+    /// Every agent of a mesh must be given the same values.
+    #[arg(long, env = "LIQUID_REPLICATION", value_name = "NS=N", value_delimiter = ',')]
+    pub replication: Vec<String>,
 }
 
 /// The config file's format; every key is optional.
@@ -69,6 +73,7 @@ struct FileConfig {
     cluster_key: Option<PathBuf>,
     mdns: Option<bool>,
     dev: Option<bool>,
+    replication: Option<BTreeMap<String, usize>>,
 }
 
 /// Resolved settings.
@@ -94,6 +99,8 @@ pub struct Settings {
     pub mdns: bool,
     /// Development mode.
     pub dev: bool,
+    /// Replicas per object, by namespace.
+    pub replication: BTreeMap<String, usize>,
 }
 
 /// The default data dir: `$LIQUID_HOME`, else `$XDG_DATA_HOME/liquid`, else `~/.local/share/liquid`.
@@ -150,7 +157,17 @@ impl AgentArgs {
             }
             labels.insert(k.to_string(), v.to_string());
         }
+        let mut replication = file.replication.unwrap_or_default();
+        for kv in &self.replication {
+            let parsed = kv.split_once('=').and_then(|(ns, n)| Some((ns, n.trim().parse::<usize>().ok()?)));
+            let Some((ns, n)) = parsed else { bail!("--replication {kv:?} is not NS=N (e.g. sensors=5)") };
+            replication.insert(ns.to_string(), n);
+        }
+        if let Some((ns, _)) = replication.iter().find(|(_, n)| **n == 0) {
+            bail!("replication of namespace {ns:?} is 0: every object needs at least one replica");
+        }
         Ok(Settings {
+            replication,
             data_dir: self.data_dir.clone().or(file.data_dir).unwrap_or_else(default_data_dir),
             listen: parse_addrs("--listen", &listen)?,
             api,

@@ -2,17 +2,21 @@
 //! requests, and carrying out its outputs. Everything it decides is in the core; this loop
 //! only translates.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
 use liquid_core::membership::Persisted;
+use liquid_core::objects::{self, DiskOp, Reply, RequestId};
 use liquid_core::{Node, NodeId, Output, Time};
 use mesh::{Event, Mesh};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use tokio::sync::{mpsc, oneshot};
+use state_sync::store::Store;
+use state_sync::{FileStore, ObjectName};
+use tokio::sync::{broadcast, mpsc, oneshot};
 use tracing::{debug, info, warn};
 
 use crate::api::{MemberJson, StatusJson};
@@ -23,6 +27,8 @@ pub enum ApiRequest {
     Status(oneshot::Sender<StatusJson>),
     /// Every member.
     Nodes(oneshot::Sender<Vec<MemberJson>>),
+    /// An object request, answered when the core replies.
+    Object(objects::Request, oneshot::Sender<Reply>),
 }
 
 /// The driver's own metrics.
@@ -30,6 +36,13 @@ pub enum ApiRequest {
 pub struct DriverMetrics {
     members: Family<Vec<(String, String)>, Gauge>,
     changes: Family<Vec<(String, String)>, Counter>,
+    objects_held: Gauge,
+    replicas_behind: Gauge,
+    sync_messages: Family<Vec<(String, String)>, Counter>,
+    sync_bytes: Family<Vec<(String, String)>, Counter>,
+    writes: Family<Vec<(String, String)>, Counter>,
+    flushes: Counter,
+    seen: objects::Stats,
 }
 
 impl DriverMetrics {
@@ -38,6 +51,71 @@ impl DriverMetrics {
         let r = registry.sub_registry_with_prefix("liquid");
         r.register("members", "Members in this node's view, by status (this node included)", self.members.clone());
         r.register("member_changes", "Status changes in this node's view, by new status", self.changes.clone());
+        r.register("objects_held", "Objects this node holds (replicas and follower copies)", self.objects_held.clone());
+        r.register(
+            "object_replicas_behind",
+            "Replica-set members whose last known heads differ from this node's, summed over objects",
+            self.replicas_behind.clone(),
+        );
+        r.register("object_sync_messages", "Object sync messages, by direction", self.sync_messages.clone());
+        r.register("object_sync_bytes", "Bytes of object sync messages, by direction", self.sync_bytes.clone());
+        r.register("object_writes", "Object writes answered, by outcome", self.writes.clone());
+        r.register("object_flushes", "Group commits of object changes to disk", self.flushes.clone());
+    }
+
+    /// Brings the object metrics up to date with the core's counters.
+    fn observe_objects(&mut self, o: &objects::Objects) {
+        let s = o.stats().clone();
+        let label = |k: &str, v: &str| vec![(k.to_string(), v.to_string())];
+        let d = |now: u64, before: u64| now.saturating_sub(before);
+        self.sync_messages.get_or_create(&label("direction", "sent")).inc_by(d(s.sync_sent, self.seen.sync_sent));
+        self.sync_messages
+            .get_or_create(&label("direction", "received"))
+            .inc_by(d(s.sync_received, self.seen.sync_received));
+        self.sync_bytes
+            .get_or_create(&label("direction", "sent"))
+            .inc_by(d(s.sync_bytes_sent, self.seen.sync_bytes_sent));
+        self.sync_bytes
+            .get_or_create(&label("direction", "received"))
+            .inc_by(d(s.sync_bytes_received, self.seen.sync_bytes_received));
+        self.writes.get_or_create(&label("outcome", "acked")).inc_by(d(s.writes_acked, self.seen.writes_acked));
+        self.writes.get_or_create(&label("outcome", "failed")).inc_by(d(s.writes_failed, self.seen.writes_failed));
+        self.flushes.inc_by(d(s.flushes, self.seen.flushes));
+        self.objects_held.set(i64::try_from(o.held()).unwrap_or(i64::MAX));
+        self.replicas_behind.set(i64::try_from(o.replicas_behind()).unwrap_or(i64::MAX));
+        self.seen = s;
+    }
+}
+
+/// Carries out storage work in order on its own thread, so an fsync never stalls the loop.
+/// Answers every flush with its ticket and outcome; an append that failed fails the next
+/// flush (its changes' durability is unknown).
+pub fn disk_worker(
+    mut store: FileStore,
+    ops: std::sync::mpsc::Receiver<DiskOp>,
+    done: mpsc::UnboundedSender<(u64, Result<(), String>)>,
+) {
+    let mut failed: Option<String> = None;
+    while let Ok(op) = ops.recv() {
+        let res = match op {
+            DiskOp::Append { object, bytes } => store.append(&object, &bytes),
+            DiskOp::Compact { object, snapshot } => store.compact(&object, &snapshot),
+            DiskOp::Flush { ticket } => {
+                let res = match failed.take() {
+                    Some(e) => Err(e),
+                    None => store.sync().map_err(|e| e.to_string()),
+                };
+                if done.send((ticket, res)).is_err() {
+                    return;
+                }
+                continue;
+            }
+            _ => Ok(()),
+        };
+        if let Err(e) = res {
+            warn!(error = %e, "object store write failed; the writes it covers will not be acknowledged");
+            failed.get_or_insert_with(|| e.to_string());
+        }
     }
 }
 
@@ -61,6 +139,16 @@ pub struct Driver {
     pub listen_addrs: Vec<String>,
     /// Metrics.
     pub metrics: DriverMetrics,
+    /// Storage work, to the disk worker.
+    pub disk: std::sync::mpsc::Sender<DiskOp>,
+    /// Flush completions, from the disk worker.
+    pub flushed: mpsc::UnboundedReceiver<(u64, Result<(), String>)>,
+    /// Object changes, for watchers.
+    pub changes: broadcast::Sender<ObjectName>,
+    /// Replies the core owes, by request id.
+    pub pending: HashMap<u64, oneshot::Sender<Reply>>,
+    /// The next request id.
+    pub next_request: u64,
 }
 
 impl Driver {
@@ -76,6 +164,7 @@ impl Driver {
             self.on_event(ev);
         }
         self.flush(&persist_tx);
+        let mut gauges = tokio::time::interval(std::time::Duration::from_secs(1));
         loop {
             let wake = self.epoch + std::time::Duration::from_micros(self.node.poll_timeout().as_micros());
             tokio::select! {
@@ -88,6 +177,11 @@ impl Driver {
                     None => break,
                 },
                 Some(req) = self.api.recv() => self.on_api(req),
+                Some((ticket, res)) = self.flushed.recv() => {
+                    let now = self.now();
+                    self.node.handle_flushed(now, ticket, res);
+                }
+                _ = gauges.tick() => self.metrics.observe_objects(self.node.objects()),
                 _ = &mut shutdown => {
                     info!("leaving the mesh");
                     let now = self.now();
@@ -128,7 +222,12 @@ impl Driver {
                 drop(reply);
             }
             Event::Bulk { from, .. } => debug!(%from, "no handler for bulk streams yet"),
-            Event::Disconnected(peer) => debug!(%peer, "disconnected"),
+            Event::Disconnected(peer) => {
+                debug!(%peer, "disconnected");
+                if let Some(id) = mesh::node_id(&peer) {
+                    self.node.handle_disconnected(now, id);
+                }
+            }
             _ => {}
         }
     }
@@ -153,6 +252,21 @@ impl Driver {
                     let name = self.name_of(&change.id);
                     info!(member = %name, id = %change.id, from = ?change.from, to = ?change.to, "member status changed");
                     self.metrics.changes.get_or_create(&vec![("status".into(), change.to.as_str().into())]).inc();
+                }
+                Output::Disk(op) => {
+                    let sent = self.disk.send(op);
+                    if sent.is_err() {
+                        warn!("the disk worker stopped: object writes cannot be made durable");
+                    }
+                }
+                Output::Reply { id, reply } => {
+                    if let Some(tx) = self.pending.remove(&id.0) {
+                        let _ = tx.send(reply);
+                    }
+                }
+                Output::ObjectChanged(name) => {
+                    // Nobody watching is fine.
+                    let _ = self.changes.send(name);
                 }
                 _ => {}
             }
@@ -196,6 +310,12 @@ impl Driver {
             ApiRequest::Nodes(tx) => {
                 let list = self.node.membership().members(now).map(|m| MemberJson::from_view(&m, now)).collect();
                 let _ = tx.send(list);
+            }
+            ApiRequest::Object(req, tx) => {
+                self.next_request += 1;
+                let id = self.next_request;
+                self.pending.insert(id, tx);
+                self.node.handle_request(now, RequestId(id), req);
             }
         }
     }

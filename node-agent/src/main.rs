@@ -6,6 +6,7 @@ mod client;
 mod config;
 mod demo;
 mod driver;
+mod obj_cmd;
 mod sim_cmd;
 
 use std::path::PathBuf;
@@ -34,6 +35,9 @@ Examples:
   liquid agent --cluster-key cluster.key --bootstrap /ip4/10.0.0.5/udp/7400/quic-v1/p2p/12D3Koo...
   liquid nodes                                    list the mesh's members as this agent sees them
   liquid status --json                            this agent's id, addresses and peer counts
+  liquid obj set app/cfg limits.max 10            write into an object (any node; it replicates)
+  liquid obj inc app/stats visits                 increment a counter (concurrent increments add up)
+  liquid obj get app/stats --json                 read an object's value as JSON
   liquid demo                                     a local mesh of 4 agents, shown with `liquid nodes`
   liquid sim run sim/scenarios/small.toml --seed 3   a simulated continuum; writes sim-out/report.json
 
@@ -53,6 +57,9 @@ enum Cmd {
     Status(client::Target),
     /// Every member of the mesh, this node included, with status and round-trip time.
     Nodes(client::Target),
+    /// Read, write, watch, list, export and import objects (replicated automerge documents).
+    #[command(subcommand)]
+    Obj(obj_cmd::ObjCmd),
     /// Manage the cluster secret.
     #[command(subcommand)]
     Cluster(ClusterCmd),
@@ -108,6 +115,7 @@ async fn run(cmd: Cmd) -> Result<()> {
         Cmd::Agent(args) => agent::run(args).await,
         Cmd::Status(t) => client::status(&t).await,
         Cmd::Nodes(t) => client::nodes(&t).await,
+        Cmd::Obj(cmd) => obj_cmd::run(cmd).await,
         Cmd::Cluster(ClusterCmd::Init { out, force }) => {
             if out.exists() && !force {
                 bail!(

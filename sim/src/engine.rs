@@ -106,7 +106,7 @@ impl<'a> Engine<'a> {
                 .collect(),
             ids: (0..n as u32).map(|i| node_id(seed, i)).collect(),
             net,
-            cfg: node::Config { membership: sc.membership.clone() },
+            cfg: node::Config { membership: sc.membership.clone(), ..Default::default() },
             boots_pending: n,
             events: 0,
             metrics: Metrics::new(sc),

@@ -13,6 +13,7 @@
 //! Modules:
 //! - [`membership`]: SWIM-style failure detection, gossip, anti-entropy, RTTs.
 //! - [`wire`]: the versioned CBOR envelope every message travels in.
+//! - [`objects`]: replica sets, object sync, anti-entropy, durability before acknowledgement.
 //! - [`node`]: the node that composes the subsystems.
 //!
 //! ```
@@ -44,6 +45,7 @@ pub mod id;
 pub mod info;
 pub mod membership;
 pub mod node;
+pub mod objects;
 pub mod time;
 pub mod wire;
 

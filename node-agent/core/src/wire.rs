@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::membership;
+use crate::{membership, objects};
 
 /// The envelope version this build speaks.
 pub const VERSION: u16 = 1;
@@ -23,6 +23,8 @@ pub const MESSAGE_BYTES_MAX: usize = 8 * 1024 * 1024;
 pub enum Message {
     /// Membership, liveness and RTT probing.
     Membership(membership::Message),
+    /// Object replication.
+    Objects(objects::Message),
 }
 
 impl Message {
@@ -30,6 +32,7 @@ impl Message {
     pub fn kind(&self) -> &'static str {
         match self {
             Message::Membership(m) => m.kind(),
+            Message::Objects(m) => m.kind(),
         }
     }
 }

@@ -79,6 +79,7 @@ impl Harness {
                 }
                 Output::Persist(p) => self.persisted[k] = Some(p),
                 Output::Event(e) => self.events.push((k, e)),
+                other => panic!("membership produced {other:?}"),
             }
         }
     }

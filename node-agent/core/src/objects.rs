@@ -1,0 +1,1380 @@
+//! Objects in the node: replica sets, sync with peers, anti-entropy, durability before
+//! acknowledgement, and reads that wait for peers.
+//!
+//! The documents, operations, sync sessions and on-disk format come from `state-sync`; this
+//! module decides *who* holds what, *when* to sync and *when* a write may be acknowledged.
+//! See `docs/objects.md` for the rules in prose.
+//!
+//! # The rules
+//! - **Replica set**: rendezvous hashing over the members that are alive, suspect, or down
+//!   for less than [`Config::replace_after`] ([`placement`]), `n` per namespace (default 3),
+//!   with the best cloud node always in it when one exists.
+//! - **Follower copies**: a node that reads or writes an object outside its replica set
+//!   fetches it and keeps a *follower copy*, durable on its own disk, synced with the replica
+//!   set like any replica. Writes are therefore always local-first, which is what keeps both
+//!   sides of a partition writable.
+//! - **Sync**: a change (a local write, an import, or changes received) marks the object; after
+//!   [`Config::batch_delay`] every marked object runs automerge's sync protocol with each of
+//!   its *sync peers* (the replica set, plus every peer with a live session) that is not down.
+//! - **Anti-entropy**: every [`Config::anti_entropy_interval`], and whenever a peer connects or
+//!   comes back to life, a node sends each peer the digests of the objects they share; only
+//!   objects whose digests differ are synced, starting from what the session already knows.
+//! - **Durability**: every change is appended to the object's log ([`DiskOp::Append`]) and
+//!   made durable by one [`DiskOp::Flush`] for everything appended since the last one (group
+//!   commit). A write is acknowledged after its flush; with [`Durability::Quorum`], also after
+//!   a majority of the replica set said the write's heads are durable with them.
+//! - **Unknown objects**: a read of an object this node does not hold asks the replica set;
+//!   it waits (up to [`Config::fetch_timeout`]) while none of them is reachable and asks
+//!   again as they come up; it is answered *not found* only when every member asked said so,
+//!   never remembered as missing. A write to an unknown object tries the same first, for at
+//!   most [`Config::write_fetch_timeout`], then creates the object locally.
+
+mod placement;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_bytes::ByteBuf;
+use state_sync::automerge::ActorId;
+use state_sync::ops::Op;
+use state_sync::store::{Compaction, LogStats};
+use state_sync::{Digest, Document, Heads, ObjectName, Replica, Snapshot, replica};
+
+pub use placement::{Candidate, hash64, replica_set};
+
+use crate::membership::{Membership, Status};
+use crate::node::Output;
+use crate::{NodeId, Time};
+
+/// Per-record overhead of the on-disk log (length, kind, checksum), for compaction estimates.
+const RECORD_OVERHEAD: u64 = 9;
+
+/// Object tuning.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Replicas per object unless its namespace is listed in `replication`.
+    pub replication_default: usize,
+    /// Replicas per object, by namespace.
+    pub replication: BTreeMap<String, usize>,
+    /// How long a read of an object this node does not hold waits for a replica.
+    pub fetch_timeout: Duration,
+    /// How long a write to an object this node does not hold waits for a replica before
+    /// creating the object locally.
+    pub write_fetch_timeout: Duration,
+    /// How long a [`Durability::Quorum`] write waits for a majority.
+    pub quorum_timeout: Duration,
+    /// How often to re-ask replicas for a quorum acknowledgement.
+    pub quorum_retry: Duration,
+    /// How often each node compares digests with its peers.
+    pub anti_entropy_interval: Duration,
+    /// How long changes gather before they are pushed to peers.
+    pub batch_delay: Duration,
+    /// How long a member may be down before objects choose another replica in its place.
+    pub replace_after: Duration,
+    /// The most objects a node holds (replicas and follower copies).
+    pub objects_max: usize,
+    /// The most digests in one anti-entropy message.
+    pub digests_per_message: usize,
+    /// The most pending "tell me when this is durable" requests from peers.
+    pub ack_waits_max: usize,
+    /// The most requests waiting on fetches, quorums and heads together.
+    pub waiters_max: usize,
+    /// When to compact an object's log.
+    pub compaction: Compaction,
+    /// Sync limits per object.
+    pub replica: replica::Config,
+    /// Microseconds between the Unix epoch and the driver's time zero: change timestamps
+    /// are `unix_epoch_offset_us + now` (the simulator passes 0, so runs stay reproducible).
+    pub unix_epoch_offset_us: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            replication_default: 3,
+            replication: BTreeMap::new(),
+            fetch_timeout: Duration::from_secs(5),
+            write_fetch_timeout: Duration::from_secs(2),
+            quorum_timeout: Duration::from_secs(10),
+            quorum_retry: Duration::from_secs(1),
+            anti_entropy_interval: Duration::from_secs(10),
+            batch_delay: Duration::from_millis(2),
+            replace_after: Duration::from_secs(60),
+            objects_max: 100_000,
+            digests_per_message: 512,
+            ack_waits_max: 4096,
+            waiters_max: 16_384,
+            compaction: Compaction::default(),
+            replica: replica::Config::default(),
+            unix_epoch_offset_us: 0,
+        }
+    }
+}
+
+impl Config {
+    /// The replication factor of `namespace`.
+    pub fn replication_of(&self, namespace: &str) -> usize {
+        self.replication.get(namespace).copied().unwrap_or(self.replication_default).max(1)
+    }
+}
+
+/// The automerge actor id of this node's changes in this boot: the node id plus the boot
+/// counter, so that a node that lost unsynced changes in a crash never reuses a (actor,
+/// sequence number) pair with different contents.
+pub fn actor_id(node: &NodeId, boot: u64) -> ActorId {
+    let mut bytes = Vec::with_capacity(40);
+    bytes.extend_from_slice(&node.0);
+    bytes.extend_from_slice(&boot.to_be_bytes());
+    ActorId::from(bytes)
+}
+
+/// When a write counts as done.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// Durable on this node's disk.
+    #[default]
+    Local,
+    /// Durable on this node's disk and on a majority of the object's replica set.
+    Quorum,
+}
+
+/// Identifies a request so its reply can be matched; chosen by the driver.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RequestId(pub u64);
+
+/// A change to an object.
+#[derive(Clone, Debug)]
+pub enum Change {
+    /// A batch of operations, applied atomically as one automerge change.
+    Ops(Vec<Op>),
+    /// A binary automerge document (or changes) made elsewhere, merged in.
+    Import(Vec<u8>),
+}
+
+/// A question or command about objects, from the API or (later) a function.
+#[derive(Clone, Debug)]
+pub enum Request {
+    /// The object's value and heads. With `after`, waits until the document contains those
+    /// heads (a client reading its own write at another node), up to the fetch timeout.
+    Get {
+        /// The object.
+        object: ObjectName,
+        /// Heads the answer must include.
+        after: Option<Heads>,
+    },
+    /// Change the object, creating it if needed.
+    Write {
+        /// The object.
+        object: ObjectName,
+        /// What to do.
+        change: Change,
+        /// When to acknowledge.
+        durability: Durability,
+    },
+    /// Objects this node holds whose names start with `prefix`, sorted, at most `limit`.
+    List {
+        /// The name prefix (`app/` for a namespace).
+        prefix: String,
+        /// The most entries.
+        limit: usize,
+    },
+    /// The whole document, in automerge's binary format.
+    Export {
+        /// The object.
+        object: ObjectName,
+    },
+}
+
+/// One object in a listing.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Listed {
+    /// The object.
+    pub object: ObjectName,
+    /// Its heads on this node.
+    pub heads: Heads,
+    /// Its replica set in this node's view.
+    pub replicas: Vec<NodeId>,
+}
+
+/// The answer to a [`Request`].
+#[derive(Clone, Debug)]
+pub enum Reply {
+    /// The object's value and heads (after a get or an acknowledged write).
+    Value {
+        /// The object.
+        object: ObjectName,
+        /// Its value and heads.
+        snapshot: Snapshot,
+        /// For an acknowledged write: how many replica-set members hold it durably (this
+        /// node counts if it is one).
+        durable_on: usize,
+    },
+    /// A listing.
+    List(Vec<Listed>),
+    /// An exported document.
+    Export {
+        /// The object.
+        object: ObjectName,
+        /// `Automerge::save` output.
+        bytes: Vec<u8>,
+        /// Its heads.
+        heads: Heads,
+    },
+    /// The request failed.
+    Error(ObjectError),
+}
+
+/// Why an object request failed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ObjectError {
+    /// Every replica asked answered that it does not hold the object.
+    #[error("object {object} does not exist (no replica holds it)")]
+    NotFound {
+        /// The object.
+        object: ObjectName,
+    },
+    /// No replica could be asked, or none answered, in time.
+    #[error(
+        "object {object} is not on this node and no replica answered within {waited_ms} ms; retry when its replicas are reachable"
+    )]
+    Unavailable {
+        /// The object.
+        object: ObjectName,
+        /// How long the request waited.
+        waited_ms: u64,
+    },
+    /// `after` heads did not arrive in time.
+    #[error("object {object} did not reach the requested heads within {waited_ms} ms")]
+    HeadsTimeout {
+        /// The object.
+        object: ObjectName,
+        /// How long the request waited.
+        waited_ms: u64,
+    },
+    /// The change is invalid (a bad path, a `set` on a counter, a document that does not
+    /// load); nothing was applied.
+    #[error("{message}")]
+    Invalid {
+        /// What is wrong, naming the operation and path.
+        message: String,
+    },
+    /// The change was applied in memory, but the disk refused it: it is not acknowledged.
+    #[error("object {object}: the local disk failed ({message}); the write is not acknowledged")]
+    Disk {
+        /// The object.
+        object: ObjectName,
+        /// The driver's explanation.
+        message: String,
+    },
+    /// Durable locally, but a majority of replicas did not confirm in time. The write is
+    /// not lost: it keeps replicating.
+    #[error(
+        "object {object}: durable on {acks} of the {needed} replicas a quorum needs after {waited_ms} ms; it is durable here and keeps replicating"
+    )]
+    Quorum {
+        /// The object.
+        object: ObjectName,
+        /// Replicas that confirmed.
+        acks: usize,
+        /// Replicas needed.
+        needed: usize,
+        /// How long the write waited.
+        waited_ms: u64,
+    },
+    /// This node holds as many objects, or waits on as many requests, as it may.
+    #[error("this node is at its limit of {max} {what}; try another node or raise the limit")]
+    Full {
+        /// What is full.
+        what: &'static str,
+        /// The limit.
+        max: usize,
+    },
+}
+
+/// Object messages between nodes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Message {
+    /// An automerge sync message for one object.
+    Sync {
+        /// The object.
+        object: ObjectName,
+        /// `automerge::sync::Message::encode` output.
+        data: ByteBuf,
+    },
+    /// The sender does not hold the object and is not in its replica set.
+    NotHeld {
+        /// The object.
+        object: ObjectName,
+    },
+    /// Anti-entropy: the digests of objects the two nodes share (from the sender's view).
+    Digests {
+        /// Object and digest of its heads.
+        entries: Vec<(ObjectName, Digest)>,
+    },
+    /// "Tell me when your copy durably contains these heads" (a quorum write).
+    AckWanted {
+        /// The object.
+        object: ObjectName,
+        /// The write's heads.
+        heads: Heads,
+    },
+    /// The sender's copy durably contains these heads.
+    Ack {
+        /// The object.
+        object: ObjectName,
+        /// The heads from the `AckWanted`.
+        heads: Heads,
+    },
+}
+
+impl Message {
+    /// A short, stable name of the message kind, for metrics and reports.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Message::Sync { .. } => "obj_sync",
+            Message::NotHeld { .. } => "obj_not_held",
+            Message::Digests { .. } => "obj_digests",
+            Message::AckWanted { .. } => "obj_ack_wanted",
+            Message::Ack { .. } => "obj_ack",
+        }
+    }
+}
+
+/// Storage work for the driver, carried out **in order**.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum DiskOp {
+    /// Append an incremental save to the object's log (`Store::append`).
+    Append {
+        /// The object.
+        object: ObjectName,
+        /// The changes.
+        bytes: Vec<u8>,
+    },
+    /// Replace the object's log by a full save (`Store::compact`).
+    Compact {
+        /// The object.
+        object: ObjectName,
+        /// `Automerge::save` output.
+        snapshot: Vec<u8>,
+    },
+    /// Make every append so far durable (`Store::sync`), then call
+    /// [`Node::handle_flushed`](crate::Node::handle_flushed) with this ticket.
+    Flush {
+        /// Identifies the flush.
+        ticket: u64,
+    },
+}
+
+/// Counters and gauges.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Sync messages sent.
+    pub sync_sent: u64,
+    /// Sync messages received.
+    pub sync_received: u64,
+    /// Bytes of sync messages sent.
+    pub sync_bytes_sent: u64,
+    /// Bytes of sync messages received.
+    pub sync_bytes_received: u64,
+    /// Sync messages refused (undecodable or rejected by automerge).
+    pub sync_refused: u64,
+    /// Writes acknowledged.
+    pub writes_acked: u64,
+    /// Writes that failed (invalid, disk, quorum timeout).
+    pub writes_failed: u64,
+    /// Flushes completed.
+    pub flushes: u64,
+    /// Log compactions requested.
+    pub compactions: u64,
+}
+
+#[derive(Debug)]
+struct Object {
+    replica: Replica<NodeId>,
+    hash: u64,
+    set: Vec<NodeId>,
+    set_view: u64,
+    log: LogStats,
+    snapshot_next: bool,
+}
+
+#[derive(Debug)]
+enum Pending {
+    Get { after: Option<Heads> },
+    Export,
+    Write { change: Change, durability: Durability },
+}
+
+#[derive(Debug)]
+struct Waiter {
+    id: RequestId,
+    pending: Pending,
+    since: Time,
+    deadline: Time,
+}
+
+#[derive(Debug, Default)]
+struct Fetch {
+    waiters: Vec<Waiter>,
+    asked: BTreeSet<NodeId>,
+    answered: BTreeSet<NodeId>,
+}
+
+#[derive(Debug)]
+struct HeadWait {
+    id: RequestId,
+    object: ObjectName,
+    heads: Heads,
+    since: Time,
+    deadline: Time,
+}
+
+#[derive(Debug)]
+struct Acked {
+    id: RequestId,
+    object: ObjectName,
+    heads: Heads,
+    durability: Durability,
+    since: Time,
+}
+
+#[derive(Debug)]
+struct Quorum {
+    id: RequestId,
+    object: ObjectName,
+    heads: Heads,
+    needed: usize,
+    acks: BTreeSet<NodeId>,
+    since: Time,
+    next_ask: Time,
+}
+
+#[derive(Debug)]
+struct Flushing {
+    ticket: u64,
+    objects: BTreeSet<ObjectName>,
+    writes: Vec<Acked>,
+}
+
+/// The objects this node holds and everything in flight about them.
+#[derive(Debug)]
+pub struct Objects {
+    cfg: Config,
+    me: NodeId,
+    actor: ActorId,
+    started: Time,
+    objects: BTreeMap<ObjectName, Object>,
+    /// Candidates for replica sets with their id hashes, sorted by id; rebuilt when the
+    /// membership view changes.
+    view: Vec<(Candidate, u64)>,
+    view_digest: u64,
+    view_gen: u64,
+    view_built: Time,
+    sync_dirty: BTreeSet<ObjectName>,
+    sync_at: Option<Time>,
+    disk_dirty: BTreeSet<ObjectName>,
+    disk_waiting: Vec<Acked>,
+    flushing: Option<Flushing>,
+    next_ticket: u64,
+    fetches: BTreeMap<ObjectName, Fetch>,
+    head_waits: Vec<HeadWait>,
+    quorums: Vec<Quorum>,
+    ack_waits: VecDeque<(NodeId, ObjectName, Heads)>,
+    next_anti_entropy: Time,
+    /// Peers with a live transport session (as the driver reports them).
+    connected: BTreeSet<NodeId>,
+    stats: Stats,
+}
+
+impl Objects {
+    /// No objects yet. `boot` must grow with every start of this node (see [`actor_id`]).
+    pub fn new(cfg: Config, me: NodeId, boot: u64, now: Time) -> Self {
+        let next_anti_entropy = now + cfg.anti_entropy_interval;
+        Objects {
+            actor: actor_id(&me, boot),
+            cfg,
+            me,
+            started: now,
+            objects: BTreeMap::new(),
+            view: Vec::new(),
+            view_digest: 0,
+            view_gen: 0,
+            view_built: now,
+            sync_dirty: BTreeSet::new(),
+            sync_at: None,
+            disk_dirty: BTreeSet::new(),
+            disk_waiting: Vec::new(),
+            flushing: None,
+            next_ticket: 1,
+            fetches: BTreeMap::new(),
+            head_waits: Vec::new(),
+            quorums: Vec::new(),
+            ack_waits: VecDeque::new(),
+            next_anti_entropy,
+            connected: BTreeSet::new(),
+            stats: Stats::default(),
+        }
+    }
+
+    /// The actor id this node's changes carry in this boot.
+    pub fn actor(&self) -> &ActorId {
+        &self.actor
+    }
+
+    /// Adds an object loaded from disk (at startup). Its document must use [`Objects::actor`].
+    pub fn restore(&mut self, object: ObjectName, doc: Document, log: LogStats) {
+        let hash = hash64(object.as_str().as_bytes());
+        let replica = Replica::new(doc, self.cfg.replica.clone());
+        self.objects
+            .insert(object, Object { replica, hash, set: Vec::new(), set_view: u64::MAX, log, snapshot_next: false });
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// How many objects this node holds.
+    pub fn held(&self) -> usize {
+        self.objects.values().filter(|o| !o.replica.doc().heads().is_empty()).count()
+    }
+
+    /// Replica-set members (other than this node) whose last known heads differ from ours,
+    /// summed over every object: a measure of replication lag.
+    pub fn replicas_behind(&self) -> usize {
+        self.objects
+            .values()
+            .map(|o| o.set.iter().filter(|p| **p != self.me && !o.replica.peer_in_sync(p)).count())
+            .sum()
+    }
+
+    /// The document of `object`, if held.
+    pub fn doc(&self, object: &ObjectName) -> Option<&Document> {
+        self.objects.get(object).map(|o| o.replica.doc())
+    }
+
+    /// Every held object's name and digest, sorted (for simulation checks).
+    pub fn digests(&self) -> impl Iterator<Item = (&ObjectName, Digest)> {
+        self.objects.iter().filter(|(_, o)| !o.replica.doc().heads().is_empty()).map(|(n, o)| (n, o.replica.digest()))
+    }
+
+    /// The replica set of `object` in the current view.
+    pub fn replica_set_of(&mut self, now: Time, members: &Membership, object: &ObjectName) -> Vec<NodeId> {
+        self.refresh_view(now, members);
+        let n = self.cfg.replication_of(object.namespace());
+        replica_set(hash64(object.as_str().as_bytes()), &self.view, n)
+    }
+
+    /// The next time [`Objects::handle_timeout`] has work.
+    pub fn poll_timeout(&self) -> Time {
+        let mut t = self.next_anti_entropy;
+        if let Some(s) = self.sync_at {
+            t = t.min(s);
+        }
+        for f in self.fetches.values() {
+            for w in &f.waiters {
+                t = t.min(w.deadline);
+            }
+        }
+        for w in &self.head_waits {
+            t = t.min(w.deadline);
+        }
+        for q in &self.quorums {
+            t = t.min(q.next_ask).min(q.since + self.cfg.quorum_timeout);
+        }
+        t
+    }
+
+    // ---- inputs ----
+
+    /// A request from the API.
+    pub fn handle_request(
+        &mut self,
+        now: Time,
+        id: RequestId,
+        req: Request,
+        members: &Membership,
+        out: &mut VecDeque<Output>,
+    ) {
+        self.refresh_view(now, members);
+        match req {
+            Request::List { prefix, limit } => {
+                let mut list = Vec::new();
+                let names: Vec<ObjectName> = self
+                    .objects
+                    .range(..)
+                    .filter(|(n, o)| n.as_str().starts_with(&prefix) && !o.replica.doc().heads().is_empty())
+                    .map(|(n, _)| n.clone())
+                    .take(limit)
+                    .collect();
+                for name in names {
+                    let replicas = self.set_of(&name);
+                    if let Some(o) = self.objects.get(&name) {
+                        list.push(Listed { heads: o.replica.doc().heads(), object: name, replicas });
+                    }
+                }
+                out.push_back(Output::Reply { id, reply: Reply::List(list) });
+            }
+            Request::Get { object, after } => self.start(now, id, object, Pending::Get { after }, members, out),
+            Request::Export { object } => self.start(now, id, object, Pending::Export, members, out),
+            Request::Write { object, change, durability } => {
+                self.start(now, id, object, Pending::Write { change, durability }, members, out);
+            }
+        }
+        self.pump(now, members, out);
+    }
+
+    /// A message from a peer.
+    pub fn handle_message(
+        &mut self,
+        now: Time,
+        from: NodeId,
+        msg: Message,
+        members: &Membership,
+        out: &mut VecDeque<Output>,
+    ) {
+        self.refresh_view(now, members);
+        match msg {
+            Message::Sync { object, data } => self.on_sync(now, from, object, &data, members, out),
+            Message::NotHeld { object } => {
+                if let Some(f) = self.fetches.get_mut(&object) {
+                    f.answered.insert(from);
+                }
+                self.settle_fetch(now, &object, members, out);
+            }
+            Message::Digests { entries } => {
+                for (object, digest) in entries {
+                    self.on_digest(now, from, object, digest, out);
+                }
+            }
+            Message::AckWanted { object, heads } => {
+                if self.durably_has(&object, &heads) {
+                    out.push_back(Output::send_obj(from, Message::Ack { object, heads }));
+                } else {
+                    if self.ack_waits.len() >= self.cfg.ack_waits_max {
+                        self.ack_waits.pop_front();
+                    }
+                    self.ack_waits.push_back((from, object, heads));
+                }
+            }
+            Message::Ack { object, heads } => {
+                for q in &mut self.quorums {
+                    if q.object == object && q.heads == heads {
+                        q.acks.insert(from);
+                    }
+                }
+                self.settle_quorums(now, out);
+            }
+        }
+        self.pump(now, members, out);
+    }
+
+    /// A transport session to `peer` came up: sessions may have lost messages, so restart
+    /// them, and compare digests.
+    pub fn handle_connected(&mut self, now: Time, peer: NodeId, members: &Membership, out: &mut VecDeque<Output>) {
+        self.refresh_view(now, members);
+        for o in self.objects.values_mut() {
+            o.replica.reset(&peer);
+        }
+        // A fresh session is better evidence than a stale "down": ask it even before
+        // membership agrees it is back.
+        self.connected.insert(peer);
+        self.peer_up(now, peer, members, out);
+    }
+
+    /// The transport session to `peer` closed.
+    pub fn handle_disconnected(&mut self, peer: NodeId) {
+        self.connected.remove(&peer);
+    }
+
+    /// `peer` became alive in the membership view (it joined, returned, or a partition
+    /// healed): compare digests with it and re-ask it for anything still being fetched.
+    pub fn peer_up(&mut self, now: Time, peer: NodeId, members: &Membership, out: &mut VecDeque<Output>) {
+        self.refresh_view(now, members);
+        self.send_digests(now, Some(peer), out);
+        let waiting: Vec<ObjectName> = self.fetches.keys().cloned().collect();
+        for object in waiting {
+            // Whatever was sent to it before may have been lost: ask it again.
+            if let Some(f) = self.fetches.get_mut(&object)
+                && !f.answered.contains(&peer)
+            {
+                f.asked.remove(&peer);
+            }
+            self.ask(now, &object, members, out);
+        }
+        self.pump(now, members, out);
+    }
+
+    /// The driver finished a [`DiskOp::Flush`].
+    pub fn handle_flushed(
+        &mut self,
+        now: Time,
+        ticket: u64,
+        result: Result<(), String>,
+        members: &Membership,
+        out: &mut VecDeque<Output>,
+    ) {
+        let Some(f) = self.flushing.take_if(|f| f.ticket == ticket) else { return };
+        match result {
+            Ok(()) => {
+                self.stats.flushes += 1;
+                for w in f.writes {
+                    match w.durability {
+                        Durability::Local => {
+                            let durable_on = usize::from(self.set_of(&w.object).contains(&self.me));
+                            self.ack_write(w.id, &w.object, durable_on, out);
+                        }
+                        Durability::Quorum => {
+                            let set = self.set_of(&w.object);
+                            let mut acks = BTreeSet::new();
+                            if set.contains(&self.me) {
+                                acks.insert(self.me);
+                            }
+                            self.quorums.push(Quorum {
+                                id: w.id,
+                                needed: set.len() / 2 + 1,
+                                object: w.object,
+                                heads: w.heads,
+                                acks,
+                                since: w.since,
+                                next_ask: now,
+                            });
+                        }
+                    }
+                }
+                self.answer_ack_waits(out);
+            }
+            Err(message) => {
+                for object in f.objects {
+                    if let Some(o) = self.objects.get_mut(&object) {
+                        // What the failed flush covered may be lost: rewrite everything.
+                        o.snapshot_next = true;
+                        self.disk_dirty.insert(object);
+                    }
+                }
+                for w in f.writes {
+                    self.stats.writes_failed += 1;
+                    let err = ObjectError::Disk { object: w.object, message: message.clone() };
+                    out.push_back(Output::Reply { id: w.id, reply: Reply::Error(err) });
+                }
+            }
+        }
+        self.settle_quorums(now, out);
+        self.pump(now, members, out);
+    }
+
+    /// Timers: batched sync, deadlines, quorum retries, anti-entropy.
+    pub fn handle_timeout(&mut self, now: Time, members: &Membership, out: &mut VecDeque<Output>) {
+        self.refresh_view(now, members);
+        self.expire(now, members, out);
+        if now >= self.next_anti_entropy {
+            self.next_anti_entropy = now + self.cfg.anti_entropy_interval;
+            self.drop_empty();
+            self.send_digests(now, None, out);
+        }
+        self.settle_quorums(now, out);
+        self.pump(now, members, out);
+    }
+
+    // ---- the work ----
+
+    fn start(
+        &mut self,
+        now: Time,
+        id: RequestId,
+        object: ObjectName,
+        pending: Pending,
+        members: &Membership,
+        out: &mut VecDeque<Output>,
+    ) {
+        if self.objects.get(&object).is_some_and(|o| !o.replica.doc().heads().is_empty()) {
+            self.serve(now, id, &object, pending, out);
+            return;
+        }
+        let waiting: usize = self.fetches.values().map(|f| f.waiters.len()).sum::<usize>() + self.head_waits.len();
+        if waiting >= self.cfg.waiters_max {
+            let err = ObjectError::Full { what: "waiting requests", max: self.cfg.waiters_max };
+            out.push_back(Output::Reply { id, reply: Reply::Error(err) });
+            return;
+        }
+        let timeout = match pending {
+            Pending::Write { .. } => self.cfg.write_fetch_timeout,
+            _ => self.cfg.fetch_timeout,
+        };
+        let is_write = matches!(pending, Pending::Write { .. });
+        self.fetches.entry(object.clone()).or_default().waiters.push(Waiter {
+            id,
+            pending,
+            since: now,
+            deadline: now + timeout,
+        });
+        let asked = self.ask(now, &object, members, out);
+        if asked == 0 && is_write {
+            // Nobody to ask: writes are local-first, so create the object here now.
+            self.settle_fetch_as_missing(now, &object, out);
+        } else if asked == 0 && self.alone(now) {
+            self.settle_fetch_as_missing(now, &object, out);
+        }
+    }
+
+    /// Whether this node knows no other member and has been up long enough to have met its
+    /// peers if it had any: then "not on this node" means "does not exist".
+    fn alone(&self, now: Time) -> bool {
+        self.view.iter().all(|(c, _)| c.id == self.me) && now.since(self.started) >= self.cfg.fetch_timeout
+    }
+
+    /// Asks every reachable replica-set member not yet asked for `object`; returns how many
+    /// members have been asked in total.
+    fn ask(&mut self, now: Time, object: &ObjectName, members: &Membership, out: &mut VecDeque<Output>) -> usize {
+        if !self.fetches.contains_key(object) {
+            return 0;
+        }
+        let set = self.set_of(object);
+        let connected = &self.connected;
+        let targets: Vec<NodeId> =
+            set.into_iter().filter(|p| *p != self.me && (reachable(members, p) || connected.contains(p))).collect();
+        let Some(f) = self.fetches.get_mut(object) else { return 0 };
+        let fresh: Vec<NodeId> = targets.into_iter().filter(|p| !f.asked.contains(p)).collect();
+        f.asked.extend(fresh.iter().copied());
+        let total = f.asked.len();
+        if !fresh.is_empty() {
+            if !self.ensure(object) {
+                return total;
+            }
+            let Some(o) = self.objects.get_mut(object) else { return total };
+            for p in fresh {
+                o.replica.reset(&p);
+                if let Some(data) = o.replica.generate(&p) {
+                    self.stats.sync_sent += 1;
+                    self.stats.sync_bytes_sent += data.len() as u64;
+                    out.push_back(Output::send_obj(
+                        p,
+                        Message::Sync { object: object.clone(), data: ByteBuf::from(data) },
+                    ));
+                }
+            }
+        }
+        let _ = now;
+        total
+    }
+
+    /// Creates the object's state (empty) if needed; `false` if the node is full.
+    fn ensure(&mut self, object: &ObjectName) -> bool {
+        if !self.objects.contains_key(object) {
+            if self.objects.len() >= self.cfg.objects_max {
+                return false;
+            }
+            let doc = Document::new(self.actor.clone());
+            let o = Object {
+                replica: Replica::new(doc, self.cfg.replica.clone()),
+                hash: hash64(object.as_str().as_bytes()),
+                set: Vec::new(),
+                set_view: u64::MAX,
+                log: LogStats::default(),
+                snapshot_next: false,
+            };
+            self.objects.insert(object.clone(), o);
+        }
+        true
+    }
+
+    /// Serves a request for an object that is (now) here, or creates it for a write.
+    fn serve(&mut self, now: Time, id: RequestId, object: &ObjectName, pending: Pending, out: &mut VecDeque<Output>) {
+        match pending {
+            Pending::Get { after: Some(heads) }
+                if !self.objects.get(object).is_some_and(|o| o.replica.doc().has_heads(&heads)) =>
+            {
+                self.head_waits.push(HeadWait {
+                    id,
+                    object: object.clone(),
+                    heads,
+                    since: now,
+                    deadline: now + self.cfg.fetch_timeout,
+                });
+            }
+            Pending::Get { .. } => {
+                let reply = match self.objects.get(object) {
+                    Some(o) => Reply::Value { object: object.clone(), snapshot: o.replica.doc().read(), durable_on: 0 },
+                    None => Reply::Error(ObjectError::NotFound { object: object.clone() }),
+                };
+                out.push_back(Output::Reply { id, reply });
+            }
+            Pending::Export => {
+                let reply = match self.objects.get(object) {
+                    Some(o) => Reply::Export {
+                        object: object.clone(),
+                        bytes: o.replica.doc().save(),
+                        heads: o.replica.doc().heads(),
+                    },
+                    None => Reply::Error(ObjectError::NotFound { object: object.clone() }),
+                };
+                out.push_back(Output::Reply { id, reply });
+            }
+            Pending::Write { change, durability } => self.write(now, id, object, change, durability, out),
+        }
+    }
+
+    fn write(
+        &mut self,
+        now: Time,
+        id: RequestId,
+        object: &ObjectName,
+        change: Change,
+        durability: Durability,
+        out: &mut VecDeque<Output>,
+    ) {
+        let timestamp = i64::try_from((self.cfg.unix_epoch_offset_us.saturating_add(now.as_micros())) / 1_000_000)
+            .unwrap_or(i64::MAX);
+        let max = self.cfg.objects_max;
+        let ok = self.ensure(object);
+        let Some(o) = self.objects.get_mut(object).filter(|_| ok) else {
+            out.push_back(Output::Reply { id, reply: Reply::Error(ObjectError::Full { what: "objects", max }) });
+            return;
+        };
+        let result = match &change {
+            Change::Ops(ops) => o.replica.doc_mut().apply(ops, timestamp).map(|_| true).map_err(|e| e.to_string()),
+            Change::Import(bytes) => o.replica.doc_mut().import(bytes).map_err(|e| e.to_string()),
+        };
+        let empty = o.replica.doc().heads().is_empty();
+        match result {
+            Err(message) => {
+                self.stats.writes_failed += 1;
+                if empty {
+                    self.objects.remove(object);
+                }
+                out.push_back(Output::Reply { id, reply: Reply::Error(ObjectError::Invalid { message }) });
+            }
+            Ok(changed) => {
+                let heads = o.replica.doc().heads();
+                if changed {
+                    self.changed(now, object, out);
+                }
+                if empty {
+                    // An import of nothing into nothing: there is still no object.
+                    self.objects.remove(object);
+                    out.push_back(Output::Reply {
+                        id,
+                        reply: Reply::Error(ObjectError::Invalid {
+                            message: "the imported document is empty: nothing to create".into(),
+                        }),
+                    });
+                    return;
+                }
+                self.disk_waiting.push(Acked { id, object: object.clone(), heads, durability, since: now });
+            }
+        }
+    }
+
+    /// The document changed: persist it, push it to peers, tell watchers.
+    fn changed(&mut self, now: Time, object: &ObjectName, out: &mut VecDeque<Output>) {
+        self.disk_dirty.insert(object.clone());
+        self.sync_dirty.insert(object.clone());
+        if self.sync_at.is_none() {
+            self.sync_at = Some(now + self.cfg.batch_delay);
+        }
+        out.push_back(Output::ObjectChanged(object.clone()));
+        if let Some(o) = self.objects.get(object) {
+            let doc = o.replica.doc();
+            let mut i = 0;
+            while i < self.head_waits.len() {
+                let w = &self.head_waits[i];
+                if w.object == *object && doc.has_heads(&w.heads) {
+                    let w = self.head_waits.swap_remove(i);
+                    let reply = Reply::Value { object: w.object, snapshot: doc.read(), durable_on: 0 };
+                    out.push_back(Output::Reply { id: w.id, reply });
+                } else {
+                    i += 1;
+                }
+            }
+        }
+    }
+
+    fn on_sync(
+        &mut self,
+        now: Time,
+        from: NodeId,
+        object: ObjectName,
+        data: &[u8],
+        members: &Membership,
+        out: &mut VecDeque<Output>,
+    ) {
+        self.stats.sync_received += 1;
+        self.stats.sync_bytes_received += data.len() as u64;
+        let held = self.objects.contains_key(&object);
+        if !held && !self.fetches.contains_key(&object) && !self.set_of(&object).contains(&self.me) {
+            out.push_back(Output::send_obj(from, Message::NotHeld { object }));
+            return;
+        }
+        if !self.ensure(&object) {
+            return;
+        }
+        let Some(o) = self.objects.get_mut(&object) else { return };
+        match o.replica.receive(&from, data) {
+            Ok(changed) => {
+                let reply = o.replica.generate(&from);
+                let empty_both =
+                    o.replica.doc().heads().is_empty() && o.replica.peer_heads(&from).is_some_and(|h| h.is_empty());
+                if let Some(data) = reply {
+                    self.stats.sync_sent += 1;
+                    self.stats.sync_bytes_sent += data.len() as u64;
+                    out.push_back(Output::send_obj(
+                        from,
+                        Message::Sync { object: object.clone(), data: ByteBuf::from(data) },
+                    ));
+                }
+                if changed {
+                    self.changed(now, &object, out);
+                }
+                if empty_both && let Some(f) = self.fetches.get_mut(&object) {
+                    f.answered.insert(from);
+                }
+                self.settle_fetch(now, &object, members, out);
+                self.answer_ack_waits(out);
+            }
+            Err(e) => {
+                self.stats.sync_refused += 1;
+                tracing::warn!(object = %object, peer = %from, error = %e, "refused a sync message; restarting the session");
+                o.replica.reset(&from);
+            }
+        }
+    }
+
+    fn on_digest(&mut self, now: Time, from: NodeId, object: ObjectName, digest: Digest, out: &mut VecDeque<Output>) {
+        let _ = now;
+        let Some(o) = self.objects.get_mut(&object) else {
+            // An object we should replicate but do not hold yet: pull it.
+            if self.set_of(&object).contains(&self.me)
+                && self.ensure(&object)
+                && let Some(o) = self.objects.get_mut(&object)
+            {
+                o.replica.reset(&from);
+                if let Some(data) = o.replica.generate(&from) {
+                    self.stats.sync_sent += 1;
+                    self.stats.sync_bytes_sent += data.len() as u64;
+                    out.push_back(Output::send_obj(from, Message::Sync { object, data: ByteBuf::from(data) }));
+                }
+            }
+            return;
+        };
+        if o.replica.digest() == digest {
+            return;
+        }
+        let data = match o.replica.generate(&from) {
+            Some(d) => Some(d),
+            None => {
+                // The session thinks it is done (or waits for a reply that was lost): restart it.
+                o.replica.reset(&from);
+                o.replica.generate(&from)
+            }
+        };
+        if let Some(data) = data {
+            self.stats.sync_sent += 1;
+            self.stats.sync_bytes_sent += data.len() as u64;
+            out.push_back(Output::send_obj(from, Message::Sync { object, data: ByteBuf::from(data) }));
+        }
+    }
+
+    /// Resolves the waiters of a fetch whose object arrived or that every asked member
+    /// answered.
+    fn settle_fetch(&mut self, now: Time, object: &ObjectName, members: &Membership, out: &mut VecDeque<Output>) {
+        let _ = members;
+        let Some(f) = self.fetches.get(object) else { return };
+        let arrived = self.objects.get(object).is_some_and(|o| !o.replica.doc().heads().is_empty());
+        if arrived {
+            if let Some(f) = self.fetches.remove(object) {
+                for w in f.waiters {
+                    self.serve(now, w.id, object, w.pending, out);
+                }
+            }
+        } else if !f.asked.is_empty() && f.asked.is_subset(&f.answered) {
+            self.settle_fetch_as_missing(now, object, out);
+        }
+    }
+
+    /// No replica holds `object`: reads are told so, writes create it.
+    fn settle_fetch_as_missing(&mut self, now: Time, object: &ObjectName, out: &mut VecDeque<Output>) {
+        let Some(f) = self.fetches.remove(object) else { return };
+        for w in f.waiters {
+            match w.pending {
+                Pending::Write { change, durability } => self.write(now, w.id, object, change, durability, out),
+                Pending::Get { .. } | Pending::Export => {
+                    let err = ObjectError::NotFound { object: object.clone() };
+                    out.push_back(Output::Reply { id: w.id, reply: Reply::Error(err) });
+                }
+            }
+        }
+        if self.objects.get(object).is_some_and(|o| o.replica.doc().heads().is_empty()) {
+            self.objects.remove(object);
+        }
+    }
+
+    fn expire(&mut self, now: Time, members: &Membership, out: &mut VecDeque<Output>) {
+        let _ = members;
+        let due: Vec<ObjectName> = self
+            .fetches
+            .iter()
+            .filter(|(_, f)| f.waiters.iter().any(|w| w.deadline <= now))
+            .map(|(n, _)| n.clone())
+            .collect();
+        for object in due {
+            let Some(f) = self.fetches.get_mut(&object) else { continue };
+            let (expired, kept): (Vec<Waiter>, Vec<Waiter>) =
+                std::mem::take(&mut f.waiters).into_iter().partition(|w| w.deadline <= now);
+            f.waiters = kept;
+            let nobody_else = f.asked.is_empty() && self.view.iter().all(|(c, _)| c.id == self.me);
+            for w in expired {
+                match w.pending {
+                    Pending::Write { change, durability } => {
+                        tracing::info!(object = %object, "no replica answered in time: creating the object locally");
+                        self.write(now, w.id, &object, change, durability, out);
+                    }
+                    Pending::Get { .. } | Pending::Export => {
+                        let waited_ms = now.since(w.since).as_millis() as u64;
+                        let err = if nobody_else {
+                            ObjectError::NotFound { object: object.clone() }
+                        } else {
+                            ObjectError::Unavailable { object: object.clone(), waited_ms }
+                        };
+                        out.push_back(Output::Reply { id: w.id, reply: Reply::Error(err) });
+                    }
+                }
+            }
+            if self.fetches.get(&object).is_some_and(|f| f.waiters.is_empty()) {
+                self.fetches.remove(&object);
+                if self.objects.get(&object).is_some_and(|o| o.replica.doc().heads().is_empty()) {
+                    self.objects.remove(&object);
+                }
+            }
+        }
+        let mut i = 0;
+        while i < self.head_waits.len() {
+            if self.head_waits[i].deadline <= now {
+                let w = self.head_waits.swap_remove(i);
+                let waited_ms = now.since(w.since).as_millis() as u64;
+                let err = ObjectError::HeadsTimeout { object: w.object, waited_ms };
+                out.push_back(Output::Reply { id: w.id, reply: Reply::Error(err) });
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    fn ack_write(&mut self, id: RequestId, object: &ObjectName, durable_on: usize, out: &mut VecDeque<Output>) {
+        self.stats.writes_acked += 1;
+        let reply = match self.objects.get(object) {
+            Some(o) => Reply::Value { object: object.clone(), snapshot: o.replica.doc().read(), durable_on },
+            None => Reply::Error(ObjectError::NotFound { object: object.clone() }),
+        };
+        out.push_back(Output::Reply { id, reply });
+    }
+
+    fn settle_quorums(&mut self, now: Time, out: &mut VecDeque<Output>) {
+        let mut i = 0;
+        while i < self.quorums.len() {
+            let q = &self.quorums[i];
+            if q.acks.len() >= q.needed {
+                let q = self.quorums.swap_remove(i);
+                self.ack_write(q.id, &q.object, q.acks.len(), out);
+            } else if now >= q.since + self.cfg.quorum_timeout {
+                let q = self.quorums.swap_remove(i);
+                self.stats.writes_failed += 1;
+                let waited_ms = now.since(q.since).as_millis() as u64;
+                let err = ObjectError::Quorum { object: q.object, acks: q.acks.len(), needed: q.needed, waited_ms };
+                out.push_back(Output::Reply { id: q.id, reply: Reply::Error(err) });
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    /// Whether `object` durably contains `heads` here (nothing about it waits for the disk).
+    fn durably_has(&self, object: &ObjectName, heads: &Heads) -> bool {
+        let in_flight =
+            self.disk_dirty.contains(object) || self.flushing.as_ref().is_some_and(|f| f.objects.contains(object));
+        !in_flight && self.objects.get(object).is_some_and(|o| o.replica.doc().has_heads(heads))
+    }
+
+    fn answer_ack_waits(&mut self, out: &mut VecDeque<Output>) {
+        if self.ack_waits.is_empty() {
+            return;
+        }
+        let waits = std::mem::take(&mut self.ack_waits);
+        for (peer, object, heads) in waits {
+            if self.durably_has(&object, &heads) {
+                out.push_back(Output::send_obj(peer, Message::Ack { object, heads }));
+            } else {
+                self.ack_waits.push_back((peer, object, heads));
+            }
+        }
+    }
+
+    /// Pushes pending changes to disk and to peers, and asks for quorum acks.
+    fn pump(&mut self, now: Time, members: &Membership, out: &mut VecDeque<Output>) {
+        // Disk: one group commit at a time; writes applied meanwhile wait for the next.
+        if self.flushing.is_none() && (!self.disk_dirty.is_empty() || !self.disk_waiting.is_empty()) {
+            let dirty = std::mem::take(&mut self.disk_dirty);
+            for object in &dirty {
+                let Some(o) = self.objects.get_mut(object) else { continue };
+                let Some(unsaved) = o.replica.doc().unsaved() else { continue };
+                let len = unsaved.bytes.len() as u64 + RECORD_OVERHEAD;
+                let mut after = o.log;
+                after.bytes += len;
+                if o.snapshot_next || o.log.records == 0 || self.cfg.compaction.due(&after) {
+                    let snapshot = o.replica.doc().save();
+                    let size = snapshot.len() as u64 + RECORD_OVERHEAD * 2 + object.as_str().len() as u64 + 8;
+                    o.log = LogStats { bytes: size, base_bytes: size, records: 2 };
+                    o.snapshot_next = false;
+                    if after.records > 0 {
+                        self.stats.compactions += 1;
+                    }
+                    out.push_back(Output::Disk(DiskOp::Compact { object: object.clone(), snapshot }));
+                } else {
+                    o.log = LogStats { records: after.records + 1, ..after };
+                    out.push_back(Output::Disk(DiskOp::Append { object: object.clone(), bytes: unsaved.bytes }));
+                }
+                o.replica.doc_mut().mark_saved(&unsaved.heads);
+            }
+            let ticket = self.next_ticket;
+            self.next_ticket += 1;
+            out.push_back(Output::Disk(DiskOp::Flush { ticket }));
+            self.flushing = Some(Flushing { ticket, objects: dirty, writes: std::mem::take(&mut self.disk_waiting) });
+        }
+        // Network: batched pushes to every sync peer.
+        if self.sync_at.is_some_and(|t| now >= t) {
+            self.sync_at = None;
+            let dirty = std::mem::take(&mut self.sync_dirty);
+            for object in dirty {
+                let peers = self.sync_peers(&object, members);
+                let Some(o) = self.objects.get_mut(&object) else { continue };
+                for p in peers {
+                    if let Some(data) = o.replica.generate(&p) {
+                        self.stats.sync_sent += 1;
+                        self.stats.sync_bytes_sent += data.len() as u64;
+                        out.push_back(Output::send_obj(
+                            p,
+                            Message::Sync { object: object.clone(), data: ByteBuf::from(data) },
+                        ));
+                    }
+                }
+            }
+        }
+        // Quorums: ask replicas that have not confirmed yet.
+        for i in 0..self.quorums.len() {
+            if now < self.quorums[i].next_ask {
+                continue;
+            }
+            let object = self.quorums[i].object.clone();
+            let set = self.set_of(&object);
+            let q = &mut self.quorums[i];
+            q.next_ask = now + self.cfg.quorum_retry;
+            for p in set {
+                if p != self.me && !q.acks.contains(&p) && reachable(members, &p) {
+                    out.push_back(Output::send_obj(
+                        p,
+                        Message::AckWanted { object: object.clone(), heads: q.heads.clone() },
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Who to push `object`'s changes to: its replica set and every peer with a session,
+    /// this node and members known to be down excepted.
+    fn sync_peers(&mut self, object: &ObjectName, members: &Membership) -> Vec<NodeId> {
+        let mut peers = self.set_of(object);
+        if let Some(o) = self.objects.get(object) {
+            peers.extend(o.replica.peers().copied());
+        }
+        peers.sort();
+        peers.dedup();
+        peers.retain(|p| *p != self.me && reachable(members, p));
+        peers
+    }
+
+    /// Sends digests of shared objects to `only` (or to every peer).
+    fn send_digests(&mut self, now: Time, only: Option<NodeId>, out: &mut VecDeque<Output>) {
+        let _ = now;
+        let mut by_peer: BTreeMap<NodeId, Vec<(ObjectName, Digest)>> = BTreeMap::new();
+        let names: Vec<ObjectName> = self.objects.keys().cloned().collect();
+        for name in names {
+            let set = self.set_of(&name);
+            let Some(o) = self.objects.get(&name) else { continue };
+            if o.replica.doc().heads().is_empty() {
+                continue;
+            }
+            let digest = o.replica.digest();
+            let mut peers: Vec<NodeId> = set;
+            peers.extend(o.replica.peers().copied());
+            peers.sort();
+            peers.dedup();
+            for p in peers {
+                if p != self.me && only.is_none_or(|x| x == p) {
+                    by_peer.entry(p).or_default().push((name.clone(), digest));
+                }
+            }
+        }
+        for (peer, entries) in by_peer {
+            for chunk in entries.chunks(self.cfg.digests_per_message.max(1)) {
+                out.push_back(Output::send_obj(peer, Message::Digests { entries: chunk.to_vec() }));
+            }
+        }
+    }
+
+    /// Forgets empty documents nobody is fetching (left over from "not found" exchanges).
+    fn drop_empty(&mut self) {
+        let fetching = &self.fetches;
+        self.objects.retain(|n, o| !o.replica.doc().heads().is_empty() || fetching.contains_key(n));
+    }
+
+    /// The replica set of `object`, cached per view.
+    fn set_of(&mut self, object: &ObjectName) -> Vec<NodeId> {
+        let n = self.cfg.replication_of(object.namespace());
+        match self.objects.get_mut(object) {
+            Some(o) => {
+                if o.set_view != self.view_gen {
+                    o.set = replica_set(o.hash, &self.view, n);
+                    o.set_view = self.view_gen;
+                }
+                o.set.clone()
+            }
+            None => replica_set(hash64(object.as_str().as_bytes()), &self.view, n),
+        }
+    }
+
+    /// Rebuilds the candidate list when the membership view changed (or a down member
+    /// crossed [`Config::replace_after`], checked once per anti-entropy interval).
+    fn refresh_view(&mut self, now: Time, members: &Membership) {
+        let digest = members.digest();
+        if digest == self.view_digest && now < self.view_built + self.cfg.anti_entropy_interval && self.view_gen > 0 {
+            return;
+        }
+        let replace_after = self.cfg.replace_after;
+        let view: Vec<(Candidate, u64)> = members
+            .members(now)
+            .filter(|m| match m.status {
+                Status::Alive | Status::Suspect => true,
+                Status::Down => now.since(m.since) < replace_after,
+                Status::Left => false,
+            })
+            .map(|m| (Candidate { id: m.info.id, tier: m.info.tier }, hash64(&m.info.id.0)))
+            .collect();
+        self.view_digest = digest;
+        self.view_built = now;
+        if view != self.view || self.view_gen == 0 {
+            self.view = view;
+            self.view_gen += 1;
+        }
+    }
+}
+
+/// Whether messages to `peer` may get through: it is not known to be down or gone.
+fn reachable(members: &Membership, peer: &NodeId) -> bool {
+    matches!(members.status_of(peer), Some(Status::Alive | Status::Suspect))
+}

@@ -1,0 +1,442 @@
+//! Object replication on a small in-crate harness: whole [`Node`]s, virtual time, a fixed
+//! latency, cut links, simulated disks that lose unsynced writes on a crash.
+
+use std::collections::BTreeMap;
+
+use state_sync::store::{self, Store};
+use state_sync::{ObjectName, SimStore};
+
+use super::*;
+use crate::node::{Config as NodeConfig, Node};
+use crate::{NodeInfo, Tier};
+
+const LATENCY: Duration = Duration::from_millis(5);
+const DISK: Duration = Duration::from_millis(1);
+
+fn id(k: usize) -> NodeId {
+    NodeId([k as u8 + 1; 32])
+}
+
+fn info(k: usize, tier: Tier) -> NodeInfo {
+    NodeInfo {
+        id: id(k),
+        name: format!("n{k}"),
+        tier,
+        labels: Default::default(),
+        arch: "x86_64".into(),
+        cpus: 1,
+        memory_mib: 512,
+        addrs: vec![],
+        version: "test".into(),
+    }
+}
+
+enum Ev {
+    Deliver { from: usize, to: usize, msg: crate::wire::Message },
+    Flushed { node: usize, ticket: u64, boot: u64 },
+}
+
+struct H {
+    now: Time,
+    nodes: Vec<Option<Node>>,
+    boots: Vec<u64>,
+    disks: Vec<SimStore>,
+    queue: BTreeMap<(Time, u64), Ev>,
+    seq: u64,
+    cut: BTreeSet<(usize, usize)>,
+    replies: BTreeMap<(usize, u64), Reply>,
+    next_req: u64,
+    cfg: Config,
+}
+
+fn obj(s: &str) -> ObjectName {
+    ObjectName::parse(s).unwrap()
+}
+
+fn ops(json: &str) -> Change {
+    Change::Ops(Op::parse_batch(json).unwrap())
+}
+
+impl H {
+    fn new(n: usize) -> H {
+        H::with(n, Config::default())
+    }
+
+    fn with(n: usize, cfg: Config) -> H {
+        let mut h = H {
+            now: Time::ZERO,
+            nodes: Vec::new(),
+            boots: vec![0; n],
+            disks: (0..n).map(|_| SimStore::new()).collect(),
+            queue: BTreeMap::new(),
+            seq: 0,
+            cut: BTreeSet::new(),
+            replies: BTreeMap::new(),
+            next_req: 0,
+            cfg,
+        };
+        for k in 0..n {
+            h.nodes.push(None);
+            h.start(k);
+        }
+        for k in 1..n {
+            h.connect(k, 0);
+        }
+        h.run_for(Duration::from_secs(3));
+        h
+    }
+
+    fn start(&mut self, k: usize) {
+        self.boots[k] += 1;
+        let boot = self.boots[k];
+        let cfg = NodeConfig { objects: self.cfg.clone(), boot, ..Default::default() };
+        let tier = if k == 0 { Tier::Cloud } else { Tier::Edge };
+        let mut node = Node::new(cfg, info(k, tier), None, k as u64, self.now);
+        let disk = &mut self.disks[k];
+        for name in disk.list().unwrap() {
+            let r = store::restore(disk, &name, actor_id(&id(k), boot)).unwrap().unwrap();
+            let stats = disk.stats(&name).unwrap();
+            node.restore_object(name, r.doc, stats);
+        }
+        self.nodes[k] = Some(node);
+    }
+
+    fn crash(&mut self, k: usize) {
+        self.nodes[k] = None;
+        self.disks[k].crash();
+    }
+
+    fn connect(&mut self, a: usize, b: usize) {
+        let now = self.now;
+        if let Some(n) = self.nodes[a].as_mut() {
+            n.handle_connected(now, id(b));
+        }
+        self.drain(a);
+    }
+
+    fn request(&mut self, k: usize, req: Request) -> u64 {
+        self.next_req += 1;
+        let rid = self.next_req;
+        let now = self.now;
+        self.nodes[k].as_mut().unwrap().handle_request(now, RequestId(rid), req);
+        self.drain(k);
+        rid
+    }
+
+    /// Sends a request and runs until it is answered (or `limit` passes).
+    fn ask(&mut self, k: usize, req: Request, limit: Duration) -> Option<Reply> {
+        let rid = self.request(k, req);
+        let end = self.now + limit;
+        while self.now < end {
+            if let Some(r) = self.replies.remove(&(k, rid)) {
+                return Some(r);
+            }
+            self.step(end);
+        }
+        self.replies.remove(&(k, rid))
+    }
+
+    fn write(&mut self, k: usize, name: &str, json: &str) -> Reply {
+        let req = Request::Write { object: obj(name), change: ops(json), durability: Durability::Local };
+        self.ask(k, req, Duration::from_secs(30)).expect("a write is answered")
+    }
+
+    fn get(&mut self, k: usize, name: &str) -> Reply {
+        self.ask(k, Request::Get { object: obj(name), after: None }, Duration::from_secs(30)).expect("answered")
+    }
+
+    fn drain(&mut self, k: usize) {
+        let Some(node) = self.nodes[k].as_mut() else { return };
+        let mut outs = Vec::new();
+        while let Some(o) = node.poll_output() {
+            outs.push(o);
+        }
+        for o in outs {
+            match o {
+                Output::Send { to, msg } => {
+                    let to = usize::from(to.0[0]) - 1;
+                    if self.cut.contains(&(k.min(to), k.max(to))) {
+                        continue;
+                    }
+                    self.seq += 1;
+                    self.queue.insert((self.now + LATENCY, self.seq), Ev::Deliver { from: k, to, msg });
+                }
+                Output::Disk(op) => match op {
+                    DiskOp::Append { object, bytes } => self.disks[k].append(&object, &bytes).unwrap(),
+                    DiskOp::Compact { object, snapshot } => self.disks[k].compact(&object, &snapshot).unwrap(),
+                    DiskOp::Flush { ticket } => {
+                        self.seq += 1;
+                        let boot = self.boots[k];
+                        self.queue.insert((self.now + DISK, self.seq), Ev::Flushed { node: k, ticket, boot });
+                    }
+                },
+                Output::Reply { id, reply } => {
+                    self.replies.insert((k, id.0), reply);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn step(&mut self, end: Time) {
+        let next_timer = self.nodes.iter().flatten().map(Node::poll_timeout).min().unwrap_or(end);
+        let next_ev = self.queue.keys().next().map(|k| k.0).unwrap_or(end);
+        let t = next_timer.min(next_ev).min(end);
+        self.now = self.now.max(t);
+        if next_ev <= t
+            && let Some((_, ev)) = self.queue.pop_first()
+        {
+            match ev {
+                Ev::Deliver { from, to, msg } => {
+                    let now = self.now;
+                    if let Some(n) = self.nodes[to].as_mut() {
+                        n.handle_message(now, id(from), msg);
+                        self.drain(to);
+                    }
+                }
+                Ev::Flushed { node, ticket, boot } => {
+                    if self.boots[node] == boot
+                        && let Some(n) = self.nodes[node].as_mut()
+                    {
+                        self.disks[node].sync().unwrap();
+                        n.handle_flushed(self.now, ticket, Ok(()));
+                        self.drain(node);
+                    }
+                }
+            }
+            return;
+        }
+        for k in 0..self.nodes.len() {
+            let now = self.now;
+            if let Some(n) = self.nodes[k].as_mut()
+                && n.poll_timeout() <= now
+            {
+                n.handle_timeout(now);
+                self.drain(k);
+            }
+        }
+    }
+
+    fn run_for(&mut self, d: Duration) {
+        let end = self.now + d;
+        while self.now < end {
+            self.step(end);
+        }
+    }
+
+    fn value(&self, k: usize, name: &str) -> Option<serde_json::Value> {
+        self.nodes[k].as_ref()?.objects().doc(&obj(name)).map(Document::value)
+    }
+
+    fn partition(&mut self, left: &[usize], right: &[usize]) {
+        for &a in left {
+            for &b in right {
+                self.cut.insert((a.min(b), a.max(b)));
+            }
+        }
+    }
+}
+
+fn value_of(r: &Reply) -> serde_json::Value {
+    match r {
+        Reply::Value { snapshot, .. } => snapshot.value.clone(),
+        other => panic!("expected a value, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_write_on_one_node_is_read_on_another() {
+    let mut h = H::new(4);
+    let r = h.write(1, "app/greeting", r#"[{"op":"set","path":"text","value":"hi"}]"#);
+    assert_eq!(value_of(&r)["text"], "hi");
+    // Any node, replica or not, reads it (a non-replica fetches a follower copy).
+    for k in 0..4 {
+        assert_eq!(value_of(&h.get(k, "app/greeting"))["text"], "hi", "node {k}");
+    }
+}
+
+#[test]
+fn concurrent_increments_all_count() {
+    let mut h = H::new(3);
+    h.write(0, "app/c", r#"[{"op":"inc","path":"n","by":0}]"#);
+    h.run_for(Duration::from_secs(1));
+    for k in 0..3 {
+        h.get(k, "app/c");
+    }
+    for round in 0..5 {
+        for k in 0..3 {
+            let by = (k + 1) as i64;
+            let req = Request::Write {
+                object: obj("app/c"),
+                change: ops(&format!(r#"[{{"op":"inc","path":"n","by":{by}}}]"#)),
+                durability: Durability::Local,
+            };
+            h.request(k, req);
+        }
+        h.run_for(Duration::from_millis(1 + round));
+    }
+    h.run_for(Duration::from_secs(2));
+    for k in 0..3 {
+        assert_eq!(h.value(k, "app/c").unwrap()["n"], 30, "node {k}");
+    }
+}
+
+#[test]
+fn both_sides_of_a_partition_write_and_converge_after_the_heal() {
+    let mut h = H::new(5);
+    h.write(0, "app/p", r#"[{"op":"inc","path":"n","by":0}]"#);
+    h.run_for(Duration::from_secs(1));
+    for k in 0..5 {
+        h.get(k, "app/p");
+    }
+    h.partition(&[0, 1], &[2, 3, 4]);
+    for k in 0..5 {
+        let r =
+            h.write(k, "app/p", &format!(r#"[{{"op":"inc","path":"n"}},{{"op":"set","path":"w{k}","value":{k}}}]"#));
+        assert!(matches!(r, Reply::Value { .. }), "node {k} keeps accepting writes: {r:?}");
+    }
+    h.run_for(Duration::from_secs(20));
+    assert_eq!(h.value(0, "app/p").unwrap()["n"], 2);
+    assert_eq!(h.value(3, "app/p").unwrap()["n"], 3);
+    h.cut.clear();
+    h.run_for(Duration::from_secs(40));
+    let v = h.value(0, "app/p").unwrap();
+    assert_eq!(v["n"], 5);
+    for k in 1..5 {
+        assert_eq!(h.value(k, "app/p").unwrap(), v, "node {k}");
+    }
+}
+
+#[test]
+fn an_acknowledged_write_survives_a_crash_and_an_unflushed_one_is_not_acknowledged() {
+    let mut h = H::new(1);
+    let r = h.write(0, "app/d", r#"[{"op":"set","path":"a","value":1}]"#);
+    assert!(matches!(r, Reply::Value { .. }));
+    // A second write whose flush never completes: not acknowledged, and may be lost.
+    let req = Request::Write {
+        object: obj("app/d"),
+        change: ops(r#"[{"op":"set","path":"b","value":2}]"#),
+        durability: Durability::Local,
+    };
+    let rid = h.request(0, req);
+    assert!(!h.replies.contains_key(&(0, rid)), "acknowledged before the flush");
+    h.crash(0);
+    h.start(0);
+    let v = h.value(0, "app/d").unwrap();
+    assert_eq!(v["a"], 1);
+    assert!(v.get("b").is_none(), "an unsynced append survived a crash: {v}");
+    // The new boot writes with a new actor, so nothing collides with the lost change.
+    let r = h.write(0, "app/d", r#"[{"op":"set","path":"b","value":3}]"#);
+    assert_eq!(value_of(&r)["b"], 3);
+}
+
+#[test]
+fn invalid_changes_are_refused_and_create_nothing() {
+    let mut h = H::new(2);
+    h.write(0, "app/x", r#"[{"op":"inc","path":"n"}]"#);
+    let r = h.write(0, "app/x", r#"[{"op":"set","path":"n.deeper","value":1}]"#);
+    assert!(matches!(r, Reply::Error(ObjectError::Invalid { .. })), "{r:?}");
+    let r = h.ask(
+        1,
+        Request::Write {
+            object: obj("app/new"),
+            change: Change::Import(b"not automerge".to_vec()),
+            durability: Durability::Local,
+        },
+        Duration::from_secs(10),
+    );
+    assert!(matches!(r, Some(Reply::Error(ObjectError::Invalid { .. }))), "{r:?}");
+    assert!(h.nodes[1].as_ref().unwrap().objects().doc(&obj("app/new")).is_none());
+}
+
+#[test]
+fn a_missing_object_is_not_found_once_every_replica_says_so() {
+    let mut h = H::new(4);
+    let r = h.get(2, "app/none");
+    assert!(matches!(r, Reply::Error(ObjectError::NotFound { .. })), "{r:?}");
+    // Nothing is remembered as missing: once written elsewhere, it is found.
+    h.write(3, "app/none", r#"[{"op":"set","path":"x","value":1}]"#);
+    h.run_for(Duration::from_secs(1));
+    assert_eq!(value_of(&h.get(2, "app/none"))["x"], 1);
+}
+
+#[test]
+fn a_read_waits_for_replicas_to_come_back_and_times_out_if_they_do_not() {
+    // One replica per object, and the cloud node 0 is always it: node 1 only reads.
+    let mut cfg = Config::default();
+    cfg.replication.insert("app".into(), 1);
+    let mut h = H::with(2, cfg);
+    h.write(0, "app/w", r#"[{"op":"set","path":"x","value":7}]"#);
+    h.run_for(Duration::from_secs(1));
+    // Node 1 has not read it; node 0 goes away for a while.
+    h.partition(&[0], &[1]);
+    let r = h.get(1, "app/w");
+    assert!(matches!(r, Reply::Error(ObjectError::Unavailable { .. })), "{r:?}");
+    // Asked again while cut off, then the link returns before the timeout: answered.
+    let rid = h.request(1, Request::Get { object: obj("app/w"), after: None });
+    h.run_for(Duration::from_secs(1));
+    h.cut.clear();
+    h.connect(1, 0);
+    h.run_for(Duration::from_secs(3));
+    let r = h.replies.remove(&(1, rid)).expect("answered after the heal");
+    assert_eq!(value_of(&r)["x"], 7);
+}
+
+#[test]
+fn quorum_writes_wait_for_a_majority_and_fail_clearly_without_one() {
+    let mut h = H::new(4);
+    let req = |v: i64| Request::Write {
+        object: obj("app/q"),
+        change: ops(&format!(r#"[{{"op":"set","path":"v","value":{v}}}]"#)),
+        durability: Durability::Quorum,
+    };
+    let r = h.ask(1, req(1), Duration::from_secs(20)).unwrap();
+    match r {
+        Reply::Value { durable_on, .. } => assert!(durable_on >= 2, "{durable_on}"),
+        other => panic!("{other:?}"),
+    }
+    // Cut node 1 off from everyone: local durability only, then a clear quorum error.
+    h.partition(&[1], &[0, 2, 3]);
+    let r = h.ask(1, req(2), Duration::from_secs(30)).unwrap();
+    assert!(matches!(r, Reply::Error(ObjectError::Quorum { .. })), "{r:?}");
+    // The write was not lost: it replicates after the heal.
+    h.cut.clear();
+    h.run_for(Duration::from_secs(30));
+    assert_eq!(h.value(0, "app/q").unwrap()["v"], 2);
+}
+
+#[test]
+fn a_restarted_replica_catches_up() {
+    let mut h = H::new(3);
+    h.write(0, "app/r", r#"[{"op":"set","path":"v","value":1}]"#);
+    h.run_for(Duration::from_secs(1));
+    for k in 0..3 {
+        h.get(k, "app/r");
+    }
+    h.crash(2);
+    h.write(0, "app/r", r#"[{"op":"set","path":"v","value":2}]"#);
+    h.run_for(Duration::from_secs(1));
+    h.start(2);
+    h.connect(2, 0);
+    h.run_for(Duration::from_secs(15));
+    assert_eq!(h.value(2, "app/r").unwrap()["v"], 2);
+}
+
+#[test]
+fn listing_and_export() {
+    let mut h = H::new(1);
+    h.run_for(Duration::from_secs(6));
+    h.write(0, "app/a", r#"[{"op":"set","path":"x","value":1}]"#);
+    h.write(0, "app/b", r#"[{"op":"set","path":"x","value":2}]"#);
+    h.write(0, "other/c", r#"[{"op":"set","path":"x","value":3}]"#);
+    let r = h.ask(0, Request::List { prefix: "app/".into(), limit: 10 }, Duration::from_secs(1)).unwrap();
+    let Reply::List(list) = r else { panic!("{r:?}") };
+    assert_eq!(list.iter().map(|l| l.object.as_str()).collect::<Vec<_>>(), ["app/a", "app/b"]);
+    let r = h.ask(0, Request::Export { object: obj("app/a") }, Duration::from_secs(1)).unwrap();
+    let Reply::Export { bytes, .. } = r else { panic!("{r:?}") };
+    let doc = Document::load(ActorId::from(b"reader".as_slice()), [bytes.as_slice()]).unwrap();
+    assert_eq!(doc.value()["x"], 1);
+    // A lone node that has been up a while answers "not found" at once.
+    let r = h.ask(0, Request::Get { object: obj("app/zzz"), after: None }, Duration::from_millis(1)).unwrap();
+    assert!(matches!(r, Reply::Error(ObjectError::NotFound { .. })), "{r:?}");
+}
