@@ -204,7 +204,7 @@ pub async fn run(args: AgentArgs) -> Result<()> {
     let token = api_token(&s.data_dir)?;
     std::fs::write(s.data_dir.join(files::API_ADDR), format!("{api_url}\n"))?;
     let (api_tx, api_rx) = mpsc::channel(64);
-    let app = crate::api::router(token, api_tx, registry, changes.clone());
+    let app = crate::api::router(token, api_tx, registry, changes.clone(), s.dev);
 
     let (stop_tx, stop_rx) = oneshot::channel();
     let driver = Driver {
@@ -222,6 +222,7 @@ pub async fn run(args: AgentArgs) -> Result<()> {
         changes,
         pending: Default::default(),
         next_request: 0,
+        blocked: Default::default(),
     };
     let driver = tokio::spawn(driver.run(stop_rx));
     info!(id = %peer_id, name = %s.name, tier = %s.tier, api = %api_url, addrs = ?listen_addrs, "agent started");

@@ -428,6 +428,28 @@ async fn object_watch(State(st): State<AppState>, Path((ns, key)): Path<(String,
     Sse::new(stream).keep_alive(KeepAlive::default()).into_response()
 }
 
+/// `PUT /v1/debug/blocked` body.
+#[derive(Serialize, Deserialize, Debug, Clone, Default)]
+pub struct BlockedJson {
+    /// Peer ids whose messages this agent drops, both ways; empty heals.
+    pub peers: Vec<String>,
+}
+
+/// Fault injection, only on agents started with `--dev`: cut this agent off from some peers.
+async fn debug_block(State(st): State<AppState>, Json(body): Json<BlockedJson>) -> Response {
+    let mut ids = Vec::new();
+    for p in &body.peers {
+        match p.parse::<libp2p::PeerId>().ok().and_then(|p| mesh::node_id(&p)) {
+            Some(id) => ids.push(id),
+            None => return error(StatusCode::BAD_REQUEST, &format!("{p:?} is not a peer id (12D3KooW…)")),
+        }
+    }
+    match ask(&st, |tx| ApiRequest::Block(ids, tx)).await {
+        Ok(list) => Json(BlockedJson { peers: list.iter().map(ToString::to_string).collect() }).into_response(),
+        Err(r) => r,
+    }
+}
+
 async fn not_found() -> Response {
     error(StatusCode::NOT_FOUND, "no such route: see docs/api.md")
 }
@@ -438,10 +460,14 @@ pub fn router(
     driver: mpsc::Sender<ApiRequest>,
     registry: Registry,
     changes: broadcast::Sender<ObjectName>,
+    dev: bool,
 ) -> Router {
     let st = AppState { token: token.into(), driver, registry: Arc::new(registry), changes };
-    Router::new()
-        .route("/v1/status", get(status))
+    let mut r = Router::new();
+    if dev {
+        r = r.route("/v1/debug/blocked", axum::routing::put(debug_block));
+    }
+    r.route("/v1/status", get(status))
         .route("/v1/nodes", get(nodes))
         .route("/v1/objects", get(object_list))
         .route("/v1/objects/{ns}/{key}", get(object_get).post(object_post))

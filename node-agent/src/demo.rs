@@ -10,8 +10,8 @@ use clap::Args;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use crate::api::{MemberJson, StatusJson};
-use crate::client::{Target, nodes_table};
+use crate::api::{BlockedJson, MemberJson, ObjectJson, StatusJson};
+use crate::client::{Client, Target, nodes_table};
 
 /// `liquid demo` flags.
 #[derive(Args, Debug)]
@@ -59,6 +59,8 @@ fn spawn(
         .arg("--cluster-key")
         .arg(key)
         .args(["--name", name, "--tier", tier, "--label", &format!("site={site}")])
+        // For the demo's partition (fault injection is only served in dev mode).
+        .arg("--dev")
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -81,6 +83,67 @@ async fn wait_for_status(t: &Target, deadline: Instant) -> Result<StatusJson> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+async fn write(c: &Client, object: &str, ops: serde_json::Value) -> Result<ObjectJson> {
+    c.send(reqwest::Method::POST, &format!("/v1/objects/{object}"), serde_json::to_vec(&ops)?, "application/json").await
+}
+
+async fn block(c: &Client, peers: &[String]) -> Result<()> {
+    let body = serde_json::to_vec(&BlockedJson { peers: peers.to_vec() })?;
+    let _: BlockedJson = c.send(reqwest::Method::PUT, "/v1/debug/blocked", body, "application/json").await?;
+    Ok(())
+}
+
+/// Waits until every agent reads `object` at the same heads; returns that value.
+async fn converged(clients: &[Client], object: &str, within: Duration) -> Result<ObjectJson> {
+    let deadline = Instant::now() + within;
+    loop {
+        let mut reads = Vec::new();
+        for c in clients {
+            reads.push(c.get::<ObjectJson>(&format!("/v1/objects/{object}")).await.ok());
+        }
+        if let Some(Some(first)) = reads.first()
+            && reads.iter().all(|r| r.as_ref().is_some_and(|r| r.heads == first.heads))
+        {
+            return Ok(first.clone());
+        }
+        if Instant::now() > deadline {
+            bail!("{object} did not converge on every agent within {} s", within.as_secs());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Cuts the mesh in two, writes the same object on both sides, heals, and shows it converge.
+async fn partition_demo(clients: &[Client], ids: &[String]) -> Result<()> {
+    let object = "demo/visits";
+    let half = clients.len().div_ceil(2);
+    let (left, right) = (0..half, half..clients.len());
+    write(&clients[0], object, serde_json::json!([{"op": "inc", "path": "visits", "by": 0}])).await?;
+    converged(clients, object, Duration::from_secs(20)).await?;
+    println!("Objects: demo/visits, a replicated automerge document, is on every agent.");
+    println!("Cutting the mesh in two: agents 1-{half} | agents {}-{}.", half + 1, clients.len());
+    for i in 0..clients.len() {
+        let others: Vec<String> =
+            if left.contains(&i) { ids[right.clone()].to_vec() } else { ids[left.clone()].to_vec() };
+        block(&clients[i], &others).await?;
+    }
+    let a = write(&clients[0], object, serde_json::json!([{"op": "inc", "path": "visits", "by": 2}, {"op": "set", "path": "left_side", "value": "written while cut off"}])).await?;
+    let b = write(&clients[half], object, serde_json::json!([{"op": "inc", "path": "visits", "by": 3}, {"op": "set", "path": "right_side", "value": "written while cut off"}])).await?;
+    println!("  left side  (agent 1) acknowledged: {}", a.value);
+    println!("  right side (agent {}) acknowledged: {}", half + 1, b.value);
+    let started = Instant::now();
+    for c in clients {
+        block(c, &[]).await?;
+    }
+    let v = converged(clients, object, Duration::from_secs(30)).await?;
+    println!(
+        "Healed: every agent converged in {:.1} s to {} (both sides' increments count).\n",
+        started.elapsed().as_secs_f64(),
+        v.value
+    );
+    Ok(())
 }
 
 /// Runs the demo.
@@ -138,6 +201,17 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     bar.finish_and_clear();
     println!("A local continuum of {} agents formed a mesh over QUIC. `liquid nodes` on cloud-1 shows:\n", args.nodes);
     println!("{}\n", nodes_table(&list));
+    let targets: Vec<Target> =
+        (1..=args.nodes).map(|k| Target { data_dir: Some(dir(k)), ..Default::default() }).collect();
+    let clients = targets.iter().map(Target::connect).collect::<Result<Vec<_>>>()?;
+    let ids: Vec<String> = {
+        let mut ids = Vec::new();
+        for c in &clients {
+            ids.push(c.get::<StatusJson>("/v1/status").await?.id);
+        }
+        ids
+    };
+    partition_demo(&clients, &ids).await?;
     if args.keep {
         println!("The agents keep running. Try, in another terminal:");
         println!("  liquid nodes --data-dir {}", dir(1).display());

@@ -29,6 +29,9 @@ pub enum ApiRequest {
     Nodes(oneshot::Sender<Vec<MemberJson>>),
     /// An object request, answered when the core replies.
     Object(objects::Request, oneshot::Sender<Reply>),
+    /// Fault injection (`--dev` only): drop every message to and from these peers,
+    /// replacing the previous set; answers the set now blocked.
+    Block(Vec<NodeId>, oneshot::Sender<Vec<NodeId>>),
 }
 
 /// The driver's own metrics.
@@ -149,6 +152,8 @@ pub struct Driver {
     pub pending: HashMap<u64, oneshot::Sender<Reply>>,
     /// The next request id.
     pub next_request: u64,
+    /// Peers whose messages are dropped both ways (fault injection, `--dev` only).
+    pub blocked: std::collections::BTreeSet<NodeId>,
 }
 
 impl Driver {
@@ -213,6 +218,7 @@ impl Driver {
                 None => warn!(%peer, "peer id is not an Ed25519 key: ignored"),
             },
             Event::Message { from, msg } => match mesh::node_id(&from) {
+                Some(id) if self.blocked.contains(&id) => {}
                 Some(id) => self.node.handle_message(now, id, msg),
                 None => warn!(%from, "message from a non-Ed25519 peer id: ignored"),
             },
@@ -235,6 +241,7 @@ impl Driver {
     fn flush(&mut self, persist: &mpsc::UnboundedSender<Persisted>) {
         while let Some(out) = self.node.poll_output() {
             match out {
+                Output::Send { to, .. } if self.blocked.contains(&to) => {}
                 Output::Send { to, msg } => {
                     let Some(peer) = mesh::peer_id(&to) else { continue };
                     let addrs = self
@@ -310,6 +317,17 @@ impl Driver {
             ApiRequest::Nodes(tx) => {
                 let list = self.node.membership().members(now).map(|m| MemberJson::from_view(&m, now)).collect();
                 let _ = tx.send(list);
+            }
+            ApiRequest::Block(peers, tx) => {
+                let now_blocked: std::collections::BTreeSet<NodeId> = peers.into_iter().collect();
+                let healed: Vec<NodeId> = self.blocked.difference(&now_blocked).copied().collect();
+                self.blocked = now_blocked;
+                info!(blocked = self.blocked.len(), healed = healed.len(), "fault injection: blocked peers changed");
+                // Healing is a reconnection for the core: sessions restart, digests are compared.
+                for peer in healed {
+                    self.node.handle_connected(now, peer);
+                }
+                let _ = tx.send(self.blocked.iter().copied().collect());
             }
             ApiRequest::Object(req, tx) => {
                 self.next_request += 1;
