@@ -124,13 +124,19 @@ async fn partition_demo(clients: &[Client], ids: &[String]) -> Result<()> {
     converged(clients, object, Duration::from_secs(20)).await?;
     println!("Objects: demo/visits, a replicated automerge document, is on every agent.");
     println!("Cutting the mesh in two: agents 1-{half} | agents {}-{}.", half + 1, clients.len());
-    for i in 0..clients.len() {
+    for (i, c) in clients.iter().enumerate() {
         let others: Vec<String> =
             if left.contains(&i) { ids[right.clone()].to_vec() } else { ids[left.clone()].to_vec() };
-        block(&clients[i], &others).await?;
+        block(c, &others).await?;
     }
-    let a = write(&clients[0], object, serde_json::json!([{"op": "inc", "path": "visits", "by": 2}, {"op": "set", "path": "left_side", "value": "written while cut off"}])).await?;
-    let b = write(&clients[half], object, serde_json::json!([{"op": "inc", "path": "visits", "by": 3}, {"op": "set", "path": "right_side", "value": "written while cut off"}])).await?;
+    let side = |by: i64, key: &str| {
+        serde_json::json!([
+            {"op": "inc", "path": "visits", "by": by},
+            {"op": "set", "path": key, "value": "written while cut off"}
+        ])
+    };
+    let a = write(&clients[0], object, side(2, "left_side")).await?;
+    let b = write(&clients[half], object, side(3, "right_side")).await?;
     println!("  left side  (agent 1) acknowledged: {}", a.value);
     println!("  right side (agent {}) acknowledged: {}", half + 1, b.value);
     let started = Instant::now();
