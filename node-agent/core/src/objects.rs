@@ -470,6 +470,8 @@ pub struct Objects {
     me: NodeId,
     actor: ActorId,
     started: Time,
+    /// The time of the input being handled.
+    now: Time,
     objects: BTreeMap<ObjectName, Object>,
     /// Candidates for replica sets with their id hashes, sorted by id; rebuilt when the
     /// membership view changes.
@@ -502,6 +504,7 @@ impl Objects {
             cfg,
             me,
             started: now,
+            now,
             objects: BTreeMap::new(),
             view: Vec::new(),
             view_digest: 0,
@@ -567,7 +570,8 @@ impl Objects {
 
     /// The replica set of `object` in the current view.
     pub fn replica_set_of(&mut self, now: Time, members: &Membership, object: &ObjectName) -> Vec<NodeId> {
-        self.refresh_view(now, members);
+        self.now = now;
+        self.refresh_view(members);
         let n = self.cfg.replication_of(object.namespace());
         replica_set(hash64(object.as_str().as_bytes()), &self.view, n)
     }
@@ -603,7 +607,7 @@ impl Objects {
         members: &Membership,
         out: &mut VecDeque<Output>,
     ) {
-        self.refresh_view(now, members);
+        self.now = now;
         match req {
             Request::List { prefix, limit } => {
                 let mut list = Vec::new();
@@ -615,7 +619,7 @@ impl Objects {
                     .take(limit)
                     .collect();
                 for name in names {
-                    let replicas = self.set_of(&name);
+                    let replicas = self.set_of(members, &name);
                     if let Some(o) = self.objects.get(&name) {
                         list.push(Listed { heads: o.replica.doc().heads(), object: name, replicas });
                     }
@@ -640,7 +644,7 @@ impl Objects {
         members: &Membership,
         out: &mut VecDeque<Output>,
     ) {
-        self.refresh_view(now, members);
+        self.now = now;
         match msg {
             Message::Sync { object, data } => self.on_sync(now, from, object, &data, members, out),
             Message::NotHeld { object } => {
@@ -651,7 +655,7 @@ impl Objects {
             }
             Message::Digests { entries } => {
                 for (object, digest) in entries {
-                    self.on_digest(now, from, object, digest, out);
+                    self.on_digest(now, from, object, digest, members, out);
                 }
             }
             Message::AckWanted { object, heads } => {
@@ -679,7 +683,7 @@ impl Objects {
     /// A transport session to `peer` came up: sessions may have lost messages, so restart
     /// them, and compare digests.
     pub fn handle_connected(&mut self, now: Time, peer: NodeId, members: &Membership, out: &mut VecDeque<Output>) {
-        self.refresh_view(now, members);
+        self.now = now;
         for o in self.objects.values_mut() {
             o.replica.reset(&peer);
         }
@@ -697,8 +701,8 @@ impl Objects {
     /// `peer` became alive in the membership view (it joined, returned, or a partition
     /// healed): compare digests with it and re-ask it for anything still being fetched.
     pub fn peer_up(&mut self, now: Time, peer: NodeId, members: &Membership, out: &mut VecDeque<Output>) {
-        self.refresh_view(now, members);
-        self.send_digests(now, Some(peer), out);
+        self.now = now;
+        self.send_digests(Some(peer), members, out);
         let waiting: Vec<ObjectName> = self.fetches.keys().cloned().collect();
         for object in waiting {
             // Whatever was sent to it before may have been lost: ask it again.
@@ -728,11 +732,11 @@ impl Objects {
                 for w in f.writes {
                     match w.durability {
                         Durability::Local => {
-                            let durable_on = usize::from(self.set_of(&w.object).contains(&self.me));
+                            let durable_on = usize::from(self.set_of(members, &w.object).contains(&self.me));
                             self.ack_write(w.id, &w.object, durable_on, out);
                         }
                         Durability::Quorum => {
-                            let set = self.set_of(&w.object);
+                            let set = self.set_of(members, &w.object);
                             let mut acks = BTreeSet::new();
                             if set.contains(&self.me) {
                                 acks.insert(self.me);
@@ -772,12 +776,12 @@ impl Objects {
 
     /// Timers: batched sync, deadlines, quorum retries, anti-entropy.
     pub fn handle_timeout(&mut self, now: Time, members: &Membership, out: &mut VecDeque<Output>) {
-        self.refresh_view(now, members);
+        self.now = now;
         self.expire(now, members, out);
         if now >= self.next_anti_entropy {
             self.next_anti_entropy = now + self.cfg.anti_entropy_interval;
             self.drop_empty();
-            self.send_digests(now, None, out);
+            self.send_digests(None, members, out);
         }
         self.settle_quorums(now, out);
         self.pump(now, members, out);
@@ -836,7 +840,7 @@ impl Objects {
         if !self.fetches.contains_key(object) {
             return 0;
         }
-        let set = self.set_of(object);
+        let set = self.set_of(members, object);
         let connected = &self.connected;
         let targets: Vec<NodeId> =
             set.into_iter().filter(|p| *p != self.me && (reachable(members, p) || connected.contains(p))).collect();
@@ -1008,7 +1012,7 @@ impl Objects {
         self.stats.sync_received += 1;
         self.stats.sync_bytes_received += data.len() as u64;
         let held = self.objects.contains_key(&object);
-        if !held && !self.fetches.contains_key(&object) && !self.set_of(&object).contains(&self.me) {
+        if !held && !self.fetches.contains_key(&object) && !self.set_of(members, &object).contains(&self.me) {
             out.push_back(Output::send_obj(from, Message::NotHeld { object }));
             return;
         }
@@ -1046,11 +1050,19 @@ impl Objects {
         }
     }
 
-    fn on_digest(&mut self, now: Time, from: NodeId, object: ObjectName, digest: Digest, out: &mut VecDeque<Output>) {
+    fn on_digest(
+        &mut self,
+        now: Time,
+        from: NodeId,
+        object: ObjectName,
+        digest: Digest,
+        members: &Membership,
+        out: &mut VecDeque<Output>,
+    ) {
         let _ = now;
         let Some(o) = self.objects.get_mut(&object) else {
             // An object we should replicate but do not hold yet: pull it.
-            if self.set_of(&object).contains(&self.me)
+            if self.set_of(members, &object).contains(&self.me)
                 && self.ensure(&object)
                 && let Some(o) = self.objects.get_mut(&object)
             {
@@ -1116,7 +1128,10 @@ impl Objects {
     }
 
     fn expire(&mut self, now: Time, members: &Membership, out: &mut VecDeque<Output>) {
-        let _ = members;
+        if self.fetches.is_empty() && self.head_waits.is_empty() {
+            return;
+        }
+        self.refresh_view(members);
         let due: Vec<ObjectName> = self
             .fetches
             .iter()
@@ -1271,7 +1286,7 @@ impl Objects {
                 continue;
             }
             let object = self.quorums[i].object.clone();
-            let set = self.set_of(&object);
+            let set = self.set_of(members, &object);
             let q = &mut self.quorums[i];
             q.next_ask = now + self.cfg.quorum_retry;
             for p in set {
@@ -1288,7 +1303,7 @@ impl Objects {
     /// Who to push `object`'s changes to: its replica set and every peer with a session,
     /// this node and members known to be down excepted.
     fn sync_peers(&mut self, object: &ObjectName, members: &Membership) -> Vec<NodeId> {
-        let mut peers = self.set_of(object);
+        let mut peers = self.set_of(members, object);
         if let Some(o) = self.objects.get(object) {
             peers.extend(o.replica.peers().copied());
         }
@@ -1299,12 +1314,11 @@ impl Objects {
     }
 
     /// Sends digests of shared objects to `only` (or to every peer).
-    fn send_digests(&mut self, now: Time, only: Option<NodeId>, out: &mut VecDeque<Output>) {
-        let _ = now;
+    fn send_digests(&mut self, only: Option<NodeId>, members: &Membership, out: &mut VecDeque<Output>) {
         let mut by_peer: BTreeMap<NodeId, Vec<(ObjectName, Digest)>> = BTreeMap::new();
         let names: Vec<ObjectName> = self.objects.keys().cloned().collect();
         for name in names {
-            let set = self.set_of(&name);
+            let set = self.set_of(members, &name);
             let Some(o) = self.objects.get(&name) else { continue };
             if o.replica.doc().heads().is_empty() {
                 continue;
@@ -1334,7 +1348,8 @@ impl Objects {
     }
 
     /// The replica set of `object`, cached per view.
-    fn set_of(&mut self, object: &ObjectName) -> Vec<NodeId> {
+    fn set_of(&mut self, members: &Membership, object: &ObjectName) -> Vec<NodeId> {
+        self.refresh_view(members);
         let n = self.cfg.replication_of(object.namespace());
         match self.objects.get_mut(object) {
             Some(o) => {
@@ -1350,7 +1365,8 @@ impl Objects {
 
     /// Rebuilds the candidate list when the membership view changed (or a down member
     /// crossed [`Config::replace_after`], checked once per anti-entropy interval).
-    fn refresh_view(&mut self, now: Time, members: &Membership) {
+    fn refresh_view(&mut self, members: &Membership) {
+        let now = self.now;
         let digest = members.digest();
         if digest == self.view_digest && now < self.view_built + self.cfg.anti_entropy_interval && self.view_gen > 0 {
             return;
