@@ -7,6 +7,8 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::sync::{Arc, Mutex};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
@@ -27,12 +29,27 @@ const LOG_TAIL: usize = 150;
 /// The `liquid` binary, with no `LIQUID_*` variable inherited from the test's environment.
 pub fn liquid() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_liquid"));
+    clean_env(&mut cmd);
+    cmd
+}
+
+/// Removes every `LIQUID_*` variable and `RUST_LOG` from `cmd`'s environment, and closes its stdin.
+fn clean_env(cmd: &mut Command) {
     for (key, _) in std::env::vars_os() {
         if key.to_string_lossy().starts_with("LIQUID_") {
             cmd.env_remove(key);
         }
     }
     cmd.env_remove("RUST_LOG").stdin(Stdio::null());
+}
+
+/// Like [`liquid`], but inside the network namespace `netns` if one is given, through
+/// `ip netns exec NETNS liquid …` (which execs, so the child's pid is the `liquid` process).
+pub fn liquid_in(netns: Option<&str>) -> Command {
+    let Some(ns) = netns else { return liquid() };
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", ns]).arg(env!("CARGO_BIN_EXE_liquid"));
+    clean_env(&mut cmd);
     cmd
 }
 
@@ -145,6 +162,122 @@ pub fn http_get(base: &str, path: &str, token: Option<&str>) -> Result<Http, Str
     Ok(Http { code, body })
 }
 
+/// `METHOD path` on `base` with an optional bearer token and a JSON `body`, over plain TCP.
+#[allow(dead_code)]
+pub fn http_send(base: &str, method: &str, path: &str, token: Option<&str>, body: &str) -> Result<Http, String> {
+    let host = base.trim_start_matches("http://").trim_end_matches('/');
+    let mut s = TcpStream::connect(host).map_err(|e| format!("connect {host}: {e}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).map_err(|e| e.to_string())?;
+    s.set_write_timeout(Some(Duration::from_secs(5))).map_err(|e| e.to_string())?;
+    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .map_err(|e| e.to_string())?;
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).map_err(|e| format!("reading the answer from {host}: {e}"))?;
+    let code = raw
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| format!("not an HTTP answer: {raw:?}"))?;
+    let body = raw.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Ok(Http { code, body })
+}
+
+/// A background process whose standard output is read line by line (SIGKILLed and reaped
+/// when dropped).
+#[allow(dead_code)]
+pub struct Lines {
+    child: Reaped,
+    lines: Receiver<String>,
+    stderr: Arc<Mutex<String>>,
+}
+
+#[allow(dead_code)]
+impl Lines {
+    /// Starts `cmd` with its standard output and error piped.
+    pub fn spawn(mut cmd: Command) -> Result<Lines, String> {
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = Reaped(cmd.spawn().map_err(|e| format!("cannot spawn {cmd:?}: {e}"))?);
+        let out = child.0.stdout.take().expect("piped stdout");
+        let mut err = child.0.stderr.take().expect("piped stderr");
+        let (tx, lines) = channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let sink = Arc::clone(&stderr);
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = err.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().expect("stderr buffer").push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        Ok(Lines { child, lines, stderr })
+    }
+
+    /// The next line of its output, waiting at most `within`; `Err` says why there is none.
+    pub fn next_line(&mut self, within: Duration) -> Result<String, String> {
+        match self.lines.recv_timeout(within) {
+            Ok(line) => Ok(line),
+            Err(RecvTimeoutError::Timeout) => Err(format!("no output line within {within:?}; {}", self.state())),
+            Err(RecvTimeoutError::Disconnected) => Err(format!("its output ended; {}", self.state())),
+        }
+    }
+
+    fn state(&mut self) -> String {
+        let status = match self.child.0.try_wait() {
+            Ok(Some(s)) => format!("exited ({s})"),
+            Ok(None) => "still running".to_string(),
+            Err(e) => format!("unknown ({e})"),
+        };
+        format!("the process is {status}, stderr: {:?}", self.stderr.lock().expect("stderr buffer"))
+    }
+}
+
+/// How to run `liquid` commands against one agent (its data dir, and its network namespace if
+/// any), detached from the [`Agent`] so that other threads can use it while the agent is
+/// killed or restarted.
+#[derive(Clone, Debug)]
+#[allow(dead_code)]
+pub struct Cli {
+    /// The agent's name.
+    pub name: String,
+    /// Its data dir.
+    pub dir: PathBuf,
+    /// Its network namespace, if any.
+    pub netns: Option<String>,
+}
+
+#[allow(dead_code)]
+impl Cli {
+    /// `liquid ARGS… --data-dir DIR` (inside the agent's namespace, if any), not yet run.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = liquid_in(self.netns.as_deref());
+        cmd.args(args).arg("--data-dir").arg(&self.dir);
+        cmd
+    }
+
+    /// Runs `liquid ARGS… --data-dir DIR`; `Err` only if it could not be run or hung for
+    /// [`CLI_TIMEOUT`].
+    pub fn run(&self, args: &[&str]) -> Result<Output, String> {
+        run(self.command(args), CLI_TIMEOUT)
+    }
+}
+
 /// One `liquid agent` process, restartable with the same arguments and data dir.
 pub struct Agent {
     /// Its name (also the name of its data dir and log file).
@@ -155,13 +288,15 @@ pub struct Agent {
     args: Vec<OsString>,
     envs: Vec<(String, String)>,
     child: Option<Child>,
+    /// The network namespace it runs in (through `ip netns exec`), if any.
+    netns: Option<String>,
 }
 
 impl Agent {
     fn start(&mut self) {
         assert!(self.child.is_none(), "agent {} is already running", self.name);
         let log = OpenOptions::new().create(true).append(true).open(&self.log).expect("opening the agent's log");
-        let mut cmd = liquid();
+        let mut cmd = liquid_in(self.netns.as_deref());
         cmd.args(&self.args)
             .env("RUST_LOG", "info,mesh=debug")
             .stdout(log.try_clone().expect("cloning the log file"))
@@ -219,7 +354,7 @@ impl Agent {
     }
 
     fn cli(&self, cmd: &str) -> Result<Value, String> {
-        let mut c = liquid();
+        let mut c = liquid_in(self.netns.as_deref());
         c.args([cmd, "--json", "--data-dir"]).arg(&self.dir);
         let out = run(c, CLI_TIMEOUT)?;
         if !out.status.success() {
@@ -267,6 +402,18 @@ impl Agent {
                 .to_string()
         };
         (read("api.addr"), read("api.token"))
+    }
+
+    /// How to run `liquid` commands against it, from any thread.
+    #[allow(dead_code)]
+    pub fn cli_target(&self) -> Cli {
+        Cli { name: self.name.clone(), dir: self.dir.clone(), netns: self.netns.clone() }
+    }
+
+    /// Everything it logged so far (across restarts).
+    #[allow(dead_code)]
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     fn log_tail(&self) -> String {
@@ -318,6 +465,12 @@ impl Cluster {
 
     /// Starts `liquid agent --data-dir DIR/NAME --api 127.0.0.1:0 --no-mdns ARGS…` with `envs`.
     pub fn spawn(&mut self, name: &str, args: &[&str], envs: &[(&str, &str)]) -> usize {
+        self.spawn_in(None, name, args, envs)
+    }
+
+    /// Like [`Cluster::spawn`], inside the network namespace `netns` if one is given (the API
+    /// then listens on that namespace's loopback).
+    pub fn spawn_in(&mut self, netns: Option<&str>, name: &str, args: &[&str], envs: &[(&str, &str)]) -> usize {
         let dir = self.path().join(name);
         let mut all: Vec<OsString> =
             ["agent", "--data-dir"].iter().map(OsString::from).chain([dir.clone().into_os_string()]).collect();
@@ -330,6 +483,7 @@ impl Cluster {
             args: all,
             envs: envs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             child: None,
+            netns: netns.map(str::to_string),
         };
         agent.start();
         self.agents.push(agent);

@@ -1,0 +1,663 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! End-to-end tests of objects: real `liquid agent` processes, driven only through
+//! `liquid obj …`, the HTTP API, signals, network namespaces and the agents' logs.
+//!
+//! Every test runs in its own temporary directory with ports chosen by the OS (and, for the
+//! partition test, its own network namespaces named after the test process's pid), so the tests
+//! run in parallel; every wait is a poll with a deadline; every agent is SIGKILLed when its test
+//! ends, however it ends, and a failing test prints the tail of each agent's log.
+
+#[allow(dead_code)]
+#[path = "support/mod.rs"]
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use serde_json::{Value, json};
+use support::{Cli, Cluster, Lines, Output, eventually, http_get, http_send, run, str_of};
+
+/// How long a fresh mesh of a few agents may take to see itself whole.
+const FORM_WITHIN: Duration = Duration::from_secs(20);
+/// How long a change may take to reach every agent of a connected mesh (changes are pushed
+/// within milliseconds; anti-entropy repairs anything missed every 10 s).
+const CONVERGE_WITHIN: Duration = Duration::from_secs(30);
+
+/// Runs `liquid ARGS… --data-dir DIR` against `a` (panics if it cannot be run or hangs).
+fn obj(a: &Cli, args: &[&str]) -> Output {
+    a.run(args).unwrap_or_else(|e| panic!("{}: {e}", a.name))
+}
+
+/// Like [`obj`], and the command must succeed.
+fn ok(a: &Cli, args: &[&str]) -> Output {
+    let out = obj(a, args);
+    assert!(out.status.success(), "`liquid {}` on {} failed ({}): {}", args.join(" "), a.name, out.status, out.stderr);
+    out
+}
+
+/// `liquid obj get OBJECT --json` on `a`, parsed.
+fn read(a: &Cli, object: &str) -> Result<Value, String> {
+    let out = a.run(&["obj", "get", object, "--json"])?;
+    if !out.status.success() {
+        return Err(format!("`liquid obj get {object}` on {} failed ({}): {}", a.name, out.status, out.stderr.trim()));
+    }
+    serde_json::from_str(&out.stdout)
+        .map_err(|e| format!("`liquid obj get --json` printed no JSON ({e}): {}", out.stdout))
+}
+
+/// Waits until every agent of `agents` reads `want` as the value of `object`.
+fn wait_value(what: &str, agents: &[Cli], object: &str, want: &Value, within: Duration) {
+    eventually(what, within, || {
+        for a in agents {
+            let v = read(a, object)?;
+            if &v != want {
+                return Err(format!("{} reads {v}, not {want}", a.name));
+            }
+        }
+        Ok(())
+    });
+}
+
+/// `Ok` when `a` lists `n` members, every one alive.
+fn sees_alive(c: &Cluster, a: usize, n: usize) -> Result<(), String> {
+    let list = c.agents[a].nodes()?;
+    let statuses: Vec<&str> = list.iter().map(|m| m["status"].as_str().unwrap_or("?")).collect();
+    if list.len() == n && statuses.iter().all(|s| *s == "alive") {
+        Ok(())
+    } else {
+        Err(format!("{} sees {statuses:?}", c.agents[a].name))
+    }
+}
+
+/// The status of the first member other than itself in `a`'s view.
+fn peer_status(c: &Cluster, a: usize) -> Result<String, String> {
+    let list = c.agents[a].nodes()?;
+    list.iter()
+        .find(|m| m["is_self"] == false)
+        .map(|m| str_of(m, "status").to_string())
+        .ok_or_else(|| format!("{} lists no peer", c.agents[a].name))
+}
+
+/// Starts agents on loopback QUIC, every one bootstrapped to the first one, and waits until
+/// every agent sees every other one alive.
+fn start_mesh(c: &mut Cluster, key: &Path, members: &[(&str, &str)]) -> Vec<Cli> {
+    let first = c.quic_agent(members[0].0, members[0].1, key, None);
+    let boot = c.agents[first].wait_ready()["listen_addrs"][0].as_str().expect("a listen address").to_string();
+    let mut idx = vec![first];
+    for &(name, tier) in &members[1..] {
+        idx.push(c.quic_agent(name, tier, key, Some(&boot)));
+    }
+    for &i in &idx {
+        c.agents[i].wait_ready();
+    }
+    eventually("every agent sees every member alive", FORM_WITHIN, || {
+        idx.iter().try_for_each(|&i| sees_alive(c, i, idx.len()))
+    });
+    idx.iter().map(|&i| c.agents[i].cli_target()).collect()
+}
+
+#[test]
+fn concurrent_increments_from_three_agents_all_count() {
+    let started = Instant::now();
+    let mut c = Cluster::new("obj-inc");
+    let key = c.cluster_key("cluster.key");
+    let agents = start_mesh(&mut c, &key, &[("inc-1", "cloud"), ("inc-2", "fog"), ("inc-3", "edge")]);
+
+    // Create the counter once (concurrent creations of the same counter keep only one).
+    ok(&agents[0], &["obj", "inc", "app/c", "n", "0"]);
+    wait_value("every agent reads the new counter", &agents, "app/c", &json!({ "n": 0 }), CONVERGE_WITHIN);
+    let formed = started.elapsed();
+
+    // Two threads per agent, each incrementing several times by the agent's own amount, so the
+    // sum shows whose increments counted.
+    const THREADS_PER_AGENT: usize = 2;
+    const INCS_PER_THREAD: i64 = 5;
+    let amounts = [1_i64, 10, 100];
+    std::thread::scope(|s| {
+        let mut threads = Vec::new();
+        for (a, by) in agents.iter().zip(amounts) {
+            for _ in 0..THREADS_PER_AGENT {
+                threads.push(s.spawn(move || {
+                    for _ in 0..INCS_PER_THREAD {
+                        ok(a, &["obj", "inc", "app/c", "n", &by.to_string()]);
+                    }
+                }));
+            }
+        }
+        for t in threads {
+            t.join().expect("an increment thread failed");
+        }
+    });
+    let sum: i64 = amounts.iter().map(|by| by * INCS_PER_THREAD * THREADS_PER_AGENT as i64).sum();
+    let incremented = started.elapsed();
+    wait_value("every agent reads the sum", &agents, "app/c", &json!({ "n": sum }), CONVERGE_WITHIN);
+
+    // Every agent holds it, with the three of them as its replica set.
+    for a in &agents {
+        let out = ok(a, &["obj", "ls", "app/", "--json"]);
+        let list: Vec<Value> = serde_json::from_str(&out.stdout).unwrap();
+        let entry = list.iter().find(|l| l["object"] == "app/c").unwrap_or_else(|| panic!("{}: {list:?}", a.name));
+        assert_eq!(entry["replicas"].as_array().map(Vec::len), Some(3), "{}: {entry}", a.name);
+    }
+
+    // A quorum write is durable on a majority of the three; another agent reads it at once
+    // when asked for the write's heads.
+    let out = ok(&agents[2], &["obj", "set", "app/c", "done", "true", "--durability", "quorum", "--json"]);
+    let written: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert!(written["durable_on"].as_u64().is_some_and(|n| n >= 2), "durable on a majority: {written}");
+    let heads: Vec<&str> = written["heads"].as_array().unwrap().iter().map(|h| h.as_str().unwrap()).collect();
+    let out = ok(&agents[0], &["obj", "get", "app/c", "--after", &heads.join(","), "--heads", "--json"]);
+    let got: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(got["value"], json!({ "n": sum, "done": true }), "{got}");
+    for h in &heads {
+        assert!(got["heads"].as_array().unwrap().iter().any(|g| g == h), "read at the write's heads: {got}");
+    }
+    eprintln!(
+        "mesh + counter on every agent after {formed:?}, {} increments done after {incremented:?}, \
+         converged to {sum} after {:?}",
+        amounts.len() * THREADS_PER_AGENT * INCS_PER_THREAD as usize,
+        started.elapsed()
+    );
+}
+
+#[test]
+fn acknowledged_writes_survive_kill_9_of_the_agent_written_to() {
+    let started = Instant::now();
+    let mut c = Cluster::new("obj-kill");
+    let key = c.cluster_key("cluster.key");
+    let agents = start_mesh(&mut c, &key, &[("kill-1", "cloud"), ("kill-2", "edge"), ("kill-3", "edge")]);
+    let (victim, others) = (1, [0, 2]);
+    let b = agents[victim].clone();
+    ok(&b, &["obj", "inc", "app/log", "total", "0"]);
+    wait_value("every agent reads app/log", &agents, "app/log", &json!({ "total": 0 }), CONVERGE_WITHIN);
+
+    // A writer writes to the victim, one write after another, through its kills and restarts:
+    // write i sets k<i> = i, except every fourth one, which increments `total`. It records the
+    // writes whose command exited 0 (acknowledged: durable on the victim's disk).
+    let is_inc = |i: u64| i % 4 == 3;
+    let acked = Arc::new(Mutex::new(Vec::<u64>::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (b, acked, stop) = (b.clone(), Arc::clone(&acked), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            let mut failed = Vec::new();
+            let mut i = 0_u64;
+            while !stop.load(Ordering::SeqCst) && i < 100_000 {
+                let (k, v) = (format!("k{i}"), i.to_string());
+                let args: &[&str] =
+                    if is_inc(i) { &["obj", "inc", "app/log", "total"] } else { &["obj", "set", "app/log", &k, &v] };
+                match b.run(args) {
+                    Ok(out) if out.status.success() => acked.lock().unwrap().push(i),
+                    Ok(out) => failed.push((i, out.stderr.trim().to_string())),
+                    Err(e) => failed.push((i, e)),
+                }
+                i += 1;
+            }
+            (i, failed)
+        })
+    };
+    // `Ok` when `value` holds every write of `acked`; `total` may also count increments that
+    // were not acknowledged (applied, then the kill came before the answer), but no more than
+    // were attempted.
+    let holds = |value: &Value, acked: &[u64], attempted: Option<u64>| -> Result<(), String> {
+        let missing: Vec<u64> =
+            acked.iter().copied().filter(|&i| !is_inc(i) && value.get(format!("k{i}")) != Some(&json!(i))).collect();
+        let incs = acked.iter().filter(|&&i| is_inc(i)).count() as i64;
+        let total = value["total"].as_i64().unwrap_or(-1);
+        let most = attempted.map_or(i64::MAX, |n| (0..n).filter(|&i| is_inc(i)).count() as i64);
+        if !missing.is_empty() || total < incs || total > most {
+            return Err(format!(
+                "acknowledged sets missing: {missing:?}; total {total}, {incs} increments acknowledged, at most {most} \
+                 attempted"
+            ));
+        }
+        Ok(())
+    };
+
+    const ROUNDS: usize = 3;
+    const WRITES_PER_ROUND: usize = 15;
+    for round in 1..=ROUNDS {
+        let before = acked.lock().unwrap().len();
+        eventually("the writer has writes acknowledged", Duration::from_secs(40), || {
+            let n = acked.lock().unwrap().len() - before;
+            if n >= WRITES_PER_ROUND { Ok(n) } else { Err(format!("{n} acknowledged in round {round} so far")) }
+        });
+        c.agents[victim].kill9();
+        let snapshot: Vec<u64> = acked.lock().unwrap().clone();
+        // Freeze the others so that what the victim reads after its restart comes from its own
+        // disk, not from them.
+        for o in others {
+            c.agents[o].signal(Signal::SIGSTOP);
+        }
+        c.agents[victim].restart();
+        c.agents[victim].wait_ready();
+        eprintln!("round {round}: restarted at {:?}", started.elapsed());
+        let own = read(&b, "app/log").expect("the restarted agent reads its object from its own disk");
+        if let Err(e) = holds(&own, &snapshot, None) {
+            panic!("round {round}: the restarted agent lost acknowledged writes: {e}; it reads {own}");
+        }
+        for o in others {
+            c.agents[o].signal(Signal::SIGCONT);
+        }
+        eprintln!(
+            "round {round}: killed after {} acknowledged writes, all on disk ({:?})",
+            snapshot.len(),
+            started.elapsed()
+        );
+    }
+    // Let the writer write to the last incarnation, then stop it.
+    let before = acked.lock().unwrap().len();
+    eventually("the writer writes to the restarted agent", Duration::from_secs(20), || {
+        if acked.lock().unwrap().len() > before { Ok(()) } else { Err("no write acknowledged yet".into()) }
+    });
+    stop.store(true, Ordering::SeqCst);
+    let (attempted, failed) = writer.join().expect("the writer thread");
+    let acked: Vec<u64> = acked.lock().unwrap().clone();
+    assert!(!failed.is_empty(), "writes to a killed agent cannot all succeed");
+    eprintln!(
+        "{} writes attempted, {} acknowledged, {} failed (first: {:?})",
+        attempted,
+        acked.len(),
+        failed.len(),
+        failed.first()
+    );
+
+    // After convergence, all three read the same value, with every acknowledged write in it.
+    // (The victim's lives here are shorter than 2 s, so this takes about 10 s as of this commit,
+    // not milliseconds: see `an_agent_restarted_twice_in_quick_succession_is_back_in_the_mesh_at_once`.)
+    eprintln!("writer stopped at {:?}", started.elapsed());
+    let converged = eventually("all three agents converge", Duration::from_secs(40), || {
+        let values = agents.iter().map(|a| read(a, "app/log")).collect::<Result<Vec<_>, _>>()?;
+        if values.iter().any(|v| v != &values[0]) {
+            return Err(format!("they differ: {} keys vs {} vs {}", len(&values[0]), len(&values[1]), len(&values[2])));
+        }
+        Ok(values.into_iter().next().unwrap())
+    });
+    if let Err(e) = holds(&converged, &acked, Some(attempted)) {
+        panic!("after convergence: {e}; they read {converged}");
+    }
+
+    // A torn tail (a write cut by the kill) is only a warning, never a panic.
+    let log = strip_ansi(&c.agents[victim].log_text());
+    assert!(!log.contains("panicked"), "the agent panicked: {log}");
+    let torn: Vec<&str> = log.lines().filter(|l| l.contains("torn tail")).collect();
+    for l in &torn {
+        assert!(l.contains("WARN"), "a torn tail is reported as a warning: {l}");
+    }
+    eprintln!(
+        "every acknowledged write present after {ROUNDS} kills and convergence ({} keys, total = {}); torn tail \
+         warnings: {}; took {:?}",
+        len(&converged),
+        converged["total"],
+        torn.len(),
+        started.elapsed()
+    );
+}
+
+/// An agent killed shortly (under 2 s) after it was restarted, and restarted again, must be
+/// back in the mesh at once like any restarted agent: it sees its peers, its writes reach
+/// them, and they never declare it down while it runs.
+///
+/// Fails as of this commit: the peers keep the connection to the short-lived previous process
+/// (the mesh closes only connections opened more than 2 s before a peer re-authenticates), send
+/// to it, and the messages are lost until it times out: for about 10 s the restarted agent
+/// sees no peer, its writes reach nobody, and the peers declare it down.
+#[test]
+fn an_agent_restarted_twice_in_quick_succession_is_back_in_the_mesh_at_once() {
+    let started = Instant::now();
+    let mut c = Cluster::new("obj-quick-restart");
+    let key = c.cluster_key("cluster.key");
+    let agents = start_mesh(&mut c, &key, &[("quick-1", "cloud"), ("quick-2", "edge"), ("quick-3", "edge")]);
+    let victim = 1;
+    let b = &agents[victim];
+    ok(b, &["obj", "set", "app/r", "life", "0"]);
+    wait_value("every agent reads app/r", &agents, "app/r", &json!({ "life": 0 }), CONVERGE_WITHIN);
+
+    // Restart it, and kill it again as soon as it answers (a crash loop, or a crash soon after
+    // an upgrade): its first life lasts well under 2 s.
+    c.agents[victim].kill9();
+    c.agents[victim].restart();
+    c.agents[victim].wait_ready();
+    c.agents[victim].kill9();
+    c.agents[victim].restart();
+    c.agents[victim].wait_ready();
+    let restarted = Instant::now();
+
+    // A restarted agent normally sees its peers within a second: the bootstrap node answers
+    // its join with the whole membership.
+    let prompt = Duration::from_secs(3);
+    eventually("the restarted agent sees its peers alive", prompt, || sees_alive(&c, victim, 3));
+    let sees_after = restarted.elapsed();
+    ok(b, &["obj", "set", "app/r", "life", "2"]);
+    wait_value("its write reaches every agent", &agents, "app/r", &json!({ "life": 2 }), prompt);
+    let back_after = restarted.elapsed();
+    // And no peer declares it down while it runs.
+    let id = str_of(&c.agents[victim].status().unwrap(), "id").to_string();
+    while restarted.elapsed() < Duration::from_secs(10) {
+        for peer in [0, 2] {
+            let list = c.agents[peer].nodes().unwrap();
+            let m = list.iter().find(|m| m["id"] == id.as_str()).expect("the peer lists the restarted agent");
+            assert_ne!(m["status"], "down", "{} declared the running agent down: {m}", c.agents[peer].name);
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    eprintln!(
+        "quickly restarted agent sees its peers after {sees_after:?}, its write reached them after {back_after:?}; \
+         total {:?}",
+        started.elapsed()
+    );
+}
+
+fn len(v: &Value) -> usize {
+    v.as_object().map_or(0, serde_json::Map::len)
+}
+
+/// `text` without ANSI colour sequences (the agent's log may be coloured).
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(ch) = chars.next() {
+        if ch == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(ch);
+        }
+    }
+    out
+}
+
+/// Runs `ip ARGS…`.
+fn ip(args: &[&str]) -> Result<(), String> {
+    let mut cmd = std::process::Command::new("ip");
+    cmd.args(args);
+    let out = run(cmd, Duration::from_secs(10))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!("`ip {}` failed ({}): {}", args.join(" "), out.status, out.stderr.trim()))
+    }
+}
+
+/// Network namespaces created by a test, deleted (with the veth ends in them) when dropped.
+struct Netns(Vec<String>);
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        for ns in &self.0 {
+            if let Err(e) = ip(&["netns", "del", ns]) {
+                eprintln!("cleanup: {e}");
+            }
+        }
+    }
+}
+
+/// Two network namespaces joined by a veth pair, `SUBNET.1` and `SUBNET.2`, loopback up in each.
+/// `Err` says why they cannot be created here.
+fn two_namespaces(ns: &[String; 2], dev: &[String; 2], subnet: &str) -> Result<Netns, String> {
+    let mut guard = Netns(Vec::new());
+    for n in ns {
+        ip(&["netns", "add", n])?;
+        guard.0.push(n.clone());
+    }
+    ip(&["link", "add", &dev[0], "netns", &ns[0], "type", "veth", "peer", "name", &dev[1], "netns", &ns[1]])?;
+    for k in 0..2 {
+        ip(&["-n", &ns[k], "addr", "add", &format!("{subnet}.{}/24", k + 1), "dev", &dev[k]])?;
+        ip(&["-n", &ns[k], "link", "set", &dev[k], "up"])?;
+        ip(&["-n", &ns[k], "link", "set", "lo", "up"])?;
+    }
+    Ok(guard)
+}
+
+#[test]
+fn both_sides_of_a_real_partition_write_and_converge_after_it_heals() {
+    let started = Instant::now();
+    let pid = std::process::id();
+    let subnet = format!("10.231.{}", pid % 250);
+    let ns = [format!("liquid-e2e-{pid}-a"), format!("liquid-e2e-{pid}-b")];
+    let dev = [format!("lqa{pid}"), format!("lqb{pid}")];
+    // Declared before the cluster, so dropped after it: the agents die before their namespaces.
+    let _netns = match two_namespaces(&ns, &dev, &subnet) {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("SKIPPED: cannot create network namespaces (root and `ip netns` are needed): {e}");
+            return;
+        }
+    };
+    let mut c = Cluster::new("obj-partition");
+    let key = c.cluster_key("cluster.key");
+    let key = key.to_str().unwrap();
+    let listen = |k: usize| format!("/ip4/{subnet}.{}/udp/0/quic-v1", k + 1);
+    let a = c.spawn_in(
+        Some(&ns[0]),
+        "part-a",
+        &["--listen", &listen(0), "--cluster-key", key, "--name", "part-a", "--tier", "cloud"],
+        &[],
+    );
+    let boot = c.agents[a].wait_ready()["listen_addrs"][0].as_str().unwrap().to_string();
+    assert!(boot.starts_with(&format!("/ip4/{subnet}.1/udp/")), "{boot}");
+    let b = c.spawn_in(
+        Some(&ns[1]),
+        "part-b",
+        &["--listen", &listen(1), "--cluster-key", key, "--name", "part-b", "--tier", "edge", "--bootstrap", &boot],
+        &[],
+    );
+    c.agents[b].wait_ready();
+    eventually("the two agents see each other alive", FORM_WITHIN, || {
+        sees_alive(&c, a, 2)?;
+        sees_alive(&c, b, 2)
+    });
+    let (ca, cb) = (c.agents[a].cli_target(), c.agents[b].cli_target());
+    let both = [ca.clone(), cb.clone()];
+
+    ok(&ca, &["obj", "inc", "app/p", "n", "0"]);
+    ok(&ca, &["obj", "set", "app/p", "before", "\"cut\""]);
+    let start = json!({ "n": 0, "before": "cut" });
+    wait_value("both sides hold the object", &both, "app/p", &start, CONVERGE_WITHIN);
+    let formed = started.elapsed();
+
+    // Cut the link.
+    ip(&["-n", &ns[0], "link", "set", &dev[0], "down"]).unwrap();
+    let cut = Instant::now();
+
+    // Both sides write, with local durability, and increment concurrently.
+    ok(&ca, &["obj", "set", "app/p", "side_a", "1", "--durability", "local"]);
+    ok(&cb, &["obj", "set", "app/p", "side_b", "2", "--durability", "local"]);
+    const THREADS_PER_SIDE: usize = 2;
+    const INCS_PER_THREAD: i64 = 3;
+    let amounts = [1_i64, 10];
+    std::thread::scope(|s| {
+        let mut threads = Vec::new();
+        for (side, by) in both.iter().zip(amounts) {
+            for _ in 0..THREADS_PER_SIDE {
+                threads.push(s.spawn(move || {
+                    for _ in 0..INCS_PER_THREAD {
+                        ok(side, &["obj", "inc", "app/p", "n", &by.to_string(), "--durability", "local"]);
+                    }
+                }));
+            }
+        }
+        for t in threads {
+            t.join().expect("an increment thread failed");
+        }
+    });
+    let per_side: Vec<i64> = amounts.iter().map(|by| by * INCS_PER_THREAD * THREADS_PER_SIDE as i64).collect();
+    // The partition is real: each side reads only its own writes.
+    assert_eq!(read(&ca, "app/p").unwrap(), json!({ "n": per_side[0], "before": "cut", "side_a": 1 }));
+    assert_eq!(read(&cb, "app/p").unwrap(), json!({ "n": per_side[1], "before": "cut", "side_b": 2 }));
+    // Membership notices: each side declares the other down.
+    eventually("each side declares the other down", Duration::from_secs(30), || {
+        let seen = [peer_status(&c, a)?, peer_status(&c, b)?];
+        if seen.iter().all(|s| s == "down") { Ok(()) } else { Err(format!("{seen:?}")) }
+    });
+    let down_after = cut.elapsed();
+    // Still apart: nothing crossed.
+    assert_eq!(read(&ca, "app/p").unwrap()["side_b"], Value::Null);
+
+    // Heal.
+    ip(&["-n", &ns[0], "link", "set", &dev[0], "up"]).unwrap();
+    let healed = Instant::now();
+    let want = json!({ "n": per_side.iter().sum::<i64>(), "before": "cut", "side_a": 1, "side_b": 2 });
+    wait_value("both sides converge after the partition heals", &both, "app/p", &want, Duration::from_secs(60));
+    let converged_after = healed.elapsed();
+    eventually("the two agents see each other alive again", Duration::from_secs(30), || {
+        sees_alive(&c, a, 2)?;
+        sees_alive(&c, b, 2)
+    });
+    eprintln!(
+        "partition test: mesh + object after {formed:?}; peer declared down {down_after:?} after the cut; \
+         converged {converged_after:?} after healing; total {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn the_api_and_the_cli_refuse_bad_requests_clearly() {
+    let started = Instant::now();
+    let mut c = Cluster::new("obj-api");
+    let key = c.cluster_key("cluster.key");
+    let agents = start_mesh(&mut c, &key, &[("api-1", "cloud")]);
+    let a = &agents[0];
+    let (url, token) = c.agents[0].api();
+
+    // A missing object on a lone agent: not found (after waiting for peers while it is young).
+    let out = obj(a, &["obj", "get", "app/missing"]);
+    assert!(!out.status.success(), "a missing object: {out:?}");
+    assert!(out.stdout.is_empty(), "nothing on stdout: {out:?}");
+    assert!(out.stderr.contains("app/missing does not exist"), "a clear message: {out:?}");
+
+    // No token: 401, and nothing happens.
+    let none = http_get(&url, "/v1/objects/app/x", None).unwrap();
+    assert_eq!(none.code, 401, "{none:?}");
+    assert!(none.body.contains("\"error\"") && none.body.contains("token"), "{none:?}");
+    let set = r#"[{"op":"set","path":"a","value":1}]"#;
+    let none = http_send(&url, "POST", "/v1/objects/app/x", None, set).unwrap();
+    assert_eq!(none.code, 401, "{none:?}");
+    let got = http_get(&url, "/v1/objects/app/x", Some(&token)).unwrap();
+    assert_eq!(got.code, 404, "a write without the token created nothing: {got:?}");
+    assert!(got.body.contains("does not exist"), "{got:?}");
+
+    // Malformed JSON and unknown operations: 400 with a message.
+    for body in ["[{\"op\": \"set\", \"path\": ", "{\"op\":\"set\"}", "[{\"op\":\"frobnicate\",\"path\":\"a\"}]", "[]"]
+    {
+        let bad = http_send(&url, "POST", "/v1/objects/app/x", Some(&token), body).unwrap();
+        assert_eq!(bad.code, 400, "{body}: {bad:?}");
+        let msg: Value = serde_json::from_str(bad.body.trim())
+            .unwrap_or_else(|e| panic!("{body}: the answer is not JSON ({e}): {bad:?}"));
+        assert!(msg["error"].as_str().is_some_and(|m| m.len() > 10), "{body}: a message: {bad:?}");
+    }
+    let bad = http_send(&url, "POST", "/v1/objects/app/x", Some(&token), "[{\"op\": \"set\", \"path\": ").unwrap();
+    assert!(bad.body.contains("JSON list of operations"), "says what is expected: {bad:?}");
+    let got = http_get(&url, "/v1/objects/app/x", Some(&token)).unwrap();
+    assert_eq!(got.code, 404, "refused writes created nothing: {got:?}");
+    let bad = http_send(&url, "POST", "/v1/objects/app/x?durability=eventually", Some(&token), set).unwrap();
+    assert_eq!(bad.code, 400, "{bad:?}");
+    assert!(bad.body.contains("local or quorum"), "{bad:?}");
+
+    // The CLI: a VALUE that is not JSON.
+    let out = obj(a, &["obj", "set", "app/x", "name", "edge-7"]);
+    assert!(!out.status.success(), "{out:?}");
+    assert!(out.stderr.contains("is not JSON") && out.stderr.contains("quotes"), "a clear message: {out:?}");
+
+    // `set` on a counter is refused and changes nothing.
+    ok(a, &["obj", "inc", "app/ctr", "n", "5"]);
+    let out = obj(a, &["obj", "set", "app/ctr", "n", "7"]);
+    assert!(!out.status.success(), "set on a counter must fail: {out:?}");
+    assert!(out.stdout.is_empty(), "{out:?}");
+    assert!(out.stderr.contains("is a counter") && out.stderr.contains("inc"), "a clear message: {out:?}");
+    assert_eq!(read(a, "app/ctr").unwrap(), json!({ "n": 5 }));
+    // `inc` on something that is not a counter, too.
+    ok(a, &["obj", "set", "app/ctr", "label", "\"x\""]);
+    let out = obj(a, &["obj", "inc", "app/ctr", "label"]);
+    assert!(!out.status.success() && out.stderr.contains("not a counter"), "{out:?}");
+    assert_eq!(read(a, "app/ctr").unwrap(), json!({ "n": 5, "label": "x" }));
+    eprintln!("API checks took {:?}", started.elapsed());
+}
+
+#[test]
+fn watch_sees_a_remote_write_and_export_import_round_trips() {
+    let started = Instant::now();
+    let mut c = Cluster::new("obj-watch");
+    let key = c.cluster_key("cluster.key");
+    let agents = start_mesh(&mut c, &key, &[("watch-1", "cloud"), ("watch-2", "edge")]);
+    let (a, b) = (&agents[0], &agents[1]);
+
+    // `obj watch` on one agent: the value now, then a line for a write made on the other.
+    ok(a, &["obj", "set", "app/w", "v", "1"]);
+    wait_value("both agents read app/w", &agents, "app/w", &json!({ "v": 1 }), CONVERGE_WITHIN);
+    let mut watch = Lines::spawn(a.command(&["obj", "watch", "app/w"])).unwrap();
+    let first = watch.next_line(Duration::from_secs(10)).unwrap();
+    assert_eq!(serde_json::from_str::<Value>(&first).ok(), Some(json!({ "v": 1 })), "the first line: {first:?}");
+    let wrote = Instant::now();
+    ok(b, &["obj", "set", "app/w", "v", "2"]);
+    let deadline = wrote + Duration::from_secs(15);
+    let mut seen = Vec::new();
+    loop {
+        let line = watch.next_line(deadline.saturating_duration_since(Instant::now())).unwrap_or_else(|e| {
+            panic!("the watch printed no line with v = 2 (lines so far: {seen:?}): {e}");
+        });
+        let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line:?}"));
+        seen.push(line);
+        if v == json!({ "v": 2 }) {
+            break;
+        }
+    }
+    let watch_latency = wrote.elapsed();
+    drop(watch);
+
+    // Export on one agent, import under another name on the other: the same value, and the
+    // imported counter keeps counting.
+    let cfg = r#"{"name":"edge-7","limits":{"max":10,"ratio":0.5},"tags":["a","b"],"on":true,"none":null}"#;
+    ok(a, &["obj", "set", "app/src", "cfg", cfg]);
+    ok(a, &["obj", "inc", "app/src", "hits", "3"]);
+    ok(a, &["obj", "set", "app/src", "items", "[1,2,3]"]);
+    ok(a, &["obj", "del", "app/src", "items.1"]);
+    let src = read(a, "app/src").unwrap();
+    let want = json!({
+        "cfg": serde_json::from_str::<Value>(cfg).unwrap(), "hits": 3, "items": [1, 3]
+    });
+    assert_eq!(src, want);
+    let file = c.path().join("src.automerge");
+    let file_s = file.to_str().unwrap();
+    let out = ok(a, &["obj", "export", "app/src", file_s, "--json"]);
+    let exported: Value = serde_json::from_str(&out.stdout).unwrap();
+    let bytes = std::fs::metadata(&file).unwrap().len();
+    assert_eq!(exported["bytes"].as_u64(), Some(bytes), "{exported}");
+    assert!(bytes > 0);
+    ok(b, &["obj", "import", "app/copy", file_s]);
+    assert_eq!(read(b, "app/copy").unwrap(), src, "the imported copy reads the same");
+    wait_value("the copy reaches the exporting agent", &agents, "app/copy", &src, CONVERGE_WITHIN);
+    ok(b, &["obj", "inc", "app/copy", "hits", "2"]);
+    let mut more = src.clone();
+    more["hits"] = json!(5);
+    wait_value("the copy's counter keeps counting", &agents, "app/copy", &more, CONVERGE_WITHIN);
+    assert_eq!(read(a, "app/src").unwrap(), src, "the original is untouched");
+
+    // Every agent lists the three objects, each with both agents as its replicas.
+    eventually("both agents list every object", CONVERGE_WITHIN, || {
+        for x in &agents {
+            let out = ok(x, &["obj", "ls", "app/", "--json"]);
+            let list: Vec<Value> = serde_json::from_str(&out.stdout).map_err(|e| format!("{e}: {}", out.stdout))?;
+            let names: BTreeMap<String, usize> = list
+                .iter()
+                .map(|l| {
+                    (l["object"].as_str().unwrap_or("?").to_string(), l["replicas"].as_array().map_or(0, Vec::len))
+                })
+                .collect();
+            let want: BTreeMap<String, usize> =
+                ["app/copy", "app/src", "app/w"].iter().map(|o| (o.to_string(), 2)).collect();
+            if names != want {
+                return Err(format!("{} lists {names:?}", x.name));
+            }
+        }
+        Ok(())
+    });
+    eprintln!("watch saw a remote write after {watch_latency:?}; total {:?}", started.elapsed());
+}
