@@ -70,6 +70,23 @@ struct Task {
     banned: HashMap<PeerId, Instant>,
     /// Open connections per peer, to close stale ones when a peer proves itself anew.
     connections: HashMap<PeerId, Vec<(ConnectionId, Instant)>>,
+    /// This process's nonce, sent with every proof: a peer that sees a new nonce on a new
+    /// connection knows the old connections lead to a previous process.
+    nonce: [u8; NONCE_BYTES],
+    /// The nonce each proven connection's peer process sent.
+    conn_nonce: HashMap<ConnectionId, [u8; NONCE_BYTES]>,
+}
+
+/// The length of a process nonce, appended to the 32-byte cluster proof in auth frames.
+const NONCE_BYTES: usize = 16;
+
+/// Splits an auth frame into the proof and the sender's process nonce.
+fn split_auth(bytes: &[u8]) -> Option<(&[u8], [u8; NONCE_BYTES])> {
+    if bytes.len() != 32 + NONCE_BYTES {
+        return None;
+    }
+    let (proof, nonce) = bytes.split_at(32);
+    Some((proof, nonce.try_into().ok()?))
 }
 
 pub(crate) fn start(
@@ -132,6 +149,8 @@ pub(crate) fn start(
         next_inbound: 0,
         banned: HashMap::new(),
         connections: HashMap::new(),
+        nonce: rand::random(),
+        conn_nonce: HashMap::new(),
     };
     tokio::spawn(accept_bulk(incoming, mesh.clone(), task.events.clone()));
     tokio::spawn(task.run(cmd_rx));
@@ -306,7 +325,7 @@ impl Task {
                 // restarted with the same identity while we still hold a connection to its
                 // previous process. (Its answer carries its own proof, on the same connection.)
                 debug!(peer = %peer_id, "connected: proving the cluster secret");
-                let proof = self.cfg.cluster_key.proof(&self.me, &peer_id).to_vec();
+                let proof = self.auth_frame(&peer_id);
                 self.swarm.behaviour_mut().auth.send_request(&peer_id, Frame { kind: 0, bytes: proof });
                 if !self.is_authenticated(&peer_id) {
                     self.auth_deadline.insert(peer_id, Instant::now() + self.cfg.auth_timeout);
@@ -316,6 +335,7 @@ impl Task {
                 if let Some(list) = self.connections.get_mut(&peer_id) {
                     list.retain(|(c, _)| *c != connection_id);
                 }
+                self.conn_nonce.remove(&connection_id);
                 if num_established > 0 {
                     return;
                 }
@@ -357,12 +377,20 @@ impl Task {
     ///
     /// Only connections opened well before the fresh one are closed: two connections opened
     /// at once (both sides dialled) are both live, and each side might pick a different one.
+    ///
+    /// A connection whose peer process sent another nonce than the fresh one is closed at
+    /// once, whatever its age: it leads to a previous process (a restart within seconds).
     fn close_others(&mut self, peer: PeerId, fresh: ConnectionId) {
         let Some(list) = self.connections.get(&peer) else { return };
         let Some(&(_, fresh_at)) = list.iter().find(|(c, _)| *c == fresh) else { return };
+        let fresh_nonce = self.conn_nonce.get(&fresh).copied();
+        let nonces = &self.conn_nonce;
         let others: Vec<ConnectionId> = list
             .iter()
-            .filter(|(c, at)| *c != fresh && fresh_at.duration_since(*at) > STALE_AFTER)
+            .filter(|(c, at)| {
+                let previous_process = fresh_nonce.is_some() && nonces.get(c).is_some_and(|n| Some(*n) != fresh_nonce);
+                *c != fresh && (previous_process || fresh_at.duration_since(*at) > STALE_AFTER)
+            })
             .map(|(c, _)| *c)
             .collect();
         for c in others {
@@ -384,6 +412,19 @@ impl Task {
         }
     }
 
+    /// Our proof for `peer` followed by this process's nonce.
+    fn auth_frame(&self, peer: &PeerId) -> Vec<u8> {
+        let mut bytes = self.cfg.cluster_key.proof(&self.me, peer).to_vec();
+        bytes.extend_from_slice(&self.nonce);
+        bytes
+    }
+
+    /// Checks an auth frame from `peer`; on success returns the peer process's nonce.
+    fn check_auth(&self, peer: &PeerId, bytes: &[u8]) -> Option<[u8; NONCE_BYTES]> {
+        let (proof, nonce) = split_auth(bytes)?;
+        self.cfg.cluster_key.verify(peer, &self.me, proof).then_some(nonce)
+    }
+
     async fn on_auth(&mut self, ev: request_response::Event<Frame, Frame>) {
         match ev {
             request_response::Event::Message {
@@ -391,12 +432,13 @@ impl Task {
                 connection_id,
                 message: request_response::Message::Request { request, channel, .. },
             } => {
-                if self.cfg.cluster_key.verify(&peer, &self.me, &request.bytes) {
+                if let Some(nonce) = self.check_auth(&peer, &request.bytes) {
+                    self.conn_nonce.insert(connection_id, nonce);
                     self.close_others(peer, connection_id);
                     // Answer with our own proof: the answer travels on the connection the
                     // proof came on, even if we hold other (possibly stale) connections to
                     // this peer, e.g. from before it restarted.
-                    let mine = self.cfg.cluster_key.proof(&self.me, &peer).to_vec();
+                    let mine = self.auth_frame(&peer);
                     let _ = self.swarm.behaviour_mut().auth.send_response(channel, Frame { kind: 0, bytes: mine });
                     self.admit(peer).await;
                 } else {
@@ -408,9 +450,16 @@ impl Task {
             // The answer to our proof carries the peer's own proof, on the same connection.
             request_response::Event::Message {
                 peer,
+                connection_id,
                 message: request_response::Message::Response { response, .. },
-                ..
-            } if self.cfg.cluster_key.verify(&peer, &self.me, &response.bytes) => self.admit(peer).await,
+            } => match self.check_auth(&peer, &response.bytes) {
+                Some(nonce) => {
+                    self.conn_nonce.insert(connection_id, nonce);
+                    self.close_others(peer, connection_id);
+                    self.admit(peer).await;
+                }
+                None => debug!(%peer, "the answer to our proof is not a valid proof: ignored"),
+            },
             request_response::Event::OutboundFailure { peer, error, .. } if !self.is_authenticated(&peer) => {
                 debug!(%peer, %error, "our proof was not accepted");
             }
