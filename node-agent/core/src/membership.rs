@@ -38,6 +38,8 @@ use rand_chacha::ChaCha8Rng;
 use rand_core::RngCore;
 use serde::{Deserialize, Serialize};
 
+use self::queue::GossipQueue;
+use self::table::Table;
 use crate::{NodeId, NodeInfo, Output, Time};
 
 /// Membership tuning. The defaults suit a LAN or WAN mesh of up to tens of thousands of nodes.
@@ -51,7 +53,8 @@ pub struct Config {
     pub indirect_probes: usize,
     /// Suspicion lasts `suspicion_mult × max(1, log10(n)) × probe_interval`.
     pub suspicion_mult: u32,
-    /// Each change is piggybacked `retransmit_mult × ceil(log10(n + 1))` times.
+    /// Each change is piggybacked `retransmit_mult × ceil(log10(n + 1))` times (at most
+    /// 65,535).
     pub retransmit_mult: u32,
     /// The most changes piggybacked on one message.
     pub gossip_per_message: usize,
@@ -257,6 +260,10 @@ pub struct Stats {
 
 #[derive(Clone, Debug)]
 struct Member {
+    /// The first four bytes of the id, big-endian: ordering by `(key, id)` orders by id, and
+    /// the key almost always decides without a pointer chase to `info.id` and a 32-byte
+    /// compare. It fits in what was padding.
+    key: u32,
     info: Arc<NodeInfo>,
     incarnation: u32,
     status: Status,
@@ -279,11 +286,6 @@ struct Relay {
     expires: Time,
 }
 
-struct Pending {
-    update: Update,
-    sent: u32,
-}
-
 /// The membership state machine. See the module docs for the protocol.
 ///
 /// Call order: `handle_*` with the current time for every input, then drain
@@ -294,12 +296,12 @@ pub struct Membership {
     me: Arc<NodeInfo>,
     incarnation: u32,
     leaving: bool,
-    /// Sorted by id; the node itself is not in it.
-    members: Vec<Member>,
+    /// The node itself is not in it.
+    members: Table,
     counts: [usize; 4],
     /// XOR of the entry hashes of `members` (the node itself is mixed in on demand).
     members_digest: u64,
-    gossip: Vec<Pending>,
+    gossip: GossipQueue,
     probe: Option<Probe>,
     next_probe_at: Time,
     relays: VecDeque<Relay>,
@@ -322,6 +324,19 @@ fn entry_hash(id: &NodeId, incarnation: u32, status: Status) -> u64 {
     z ^ (z >> 31)
 }
 
+/// The first eight bytes of an id, big-endian: comparing these first orders ids as comparing
+/// them whole does.
+fn id_key(id: &NodeId) -> u64 {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&id.0[..8]);
+    u64::from_be_bytes(b)
+}
+
+/// [`id_key`] cut to what [`Member::key`] holds.
+fn member_key(id: &NodeId) -> u32 {
+    (id_key(id) >> 32) as u32
+}
+
 fn log10_ceil(n: usize) -> u32 {
     let mut k = 1;
     let mut p = 10usize;
@@ -335,14 +350,21 @@ fn log10_ceil(n: usize) -> u32 {
 impl Membership {
     /// A node that knows only itself. `restored` continues a previous life's incarnation.
     pub fn new(cfg: Config, me: NodeInfo, restored: Option<&Persisted>, rng: ChaCha8Rng, now: Time) -> Self {
+        // The table's hash key comes from another stream of the same generator: drawing it
+        // from `rng` itself would shift every later random choice.
+        let secret = {
+            let mut r = rng.clone();
+            r.set_stream(r.get_stream() ^ 0x6d65_6d62_6572_7321);
+            r.next_u64()
+        };
         let mut m = Membership {
             incarnation: restored.map_or(0, |p| p.incarnation.saturating_add(1)),
             me: Arc::new(me),
             leaving: false,
-            members: Vec::new(),
+            members: Table::new(secret),
             counts: [0; 4],
             members_digest: 0,
-            gossip: Vec::new(),
+            gossip: GossipQueue::default(),
             probe: None,
             next_probe_at: now,
             relays: VecDeque::new(),
@@ -402,7 +424,7 @@ impl Membership {
             is_self: true,
         };
         let _ = now;
-        let pos = self.find(&self.me.id).unwrap_or_else(|i| i);
+        let pos = self.members.rank(&self.me.id);
         let view = |m: &Member| MemberView {
             info: m.info.clone(),
             incarnation: m.incarnation,
@@ -411,17 +433,19 @@ impl Membership {
             rtt: (m.rtt_us > 0).then(|| Duration::from_micros(u64::from(m.rtt_us))),
             is_self: false,
         };
-        self.members[..pos].iter().map(view).chain(std::iter::once(me)).chain(self.members[pos..].iter().map(view))
+        let (below, above) = self.members.by_id().split_at(pos);
+        let view_of = move |&s: &u32| view(self.members.get(s as usize));
+        below.iter().map(view_of).chain(std::iter::once(me)).chain(above.iter().map(view_of))
     }
 
     /// One member's status, `None` if unknown (or the node itself).
     pub fn status_of(&self, id: &NodeId) -> Option<Status> {
-        self.find(id).ok().map(|i| self.members[i].status)
+        self.members.find(id).map(|i| self.members.get(i).status)
     }
 
     /// The addresses of a member, for the driver to dial.
     pub fn addrs_of(&self, id: &NodeId) -> Option<&[String]> {
-        self.find(id).ok().map(|i| self.members[i].info.addrs.as_slice())
+        self.members.find(id).map(|i| self.members.get(i).info.addrs.as_slice())
     }
 
     /// What to remember across a restart.
@@ -431,7 +455,7 @@ impl Membership {
             incarnation: self.incarnation,
             peer_addrs: self
                 .members
-                .iter()
+                .iter_by_id()
                 .filter(|m| m.status == Status::Alive)
                 .flat_map(|m| m.info.addrs.iter().take(1).cloned())
                 .take(PEERS_REMEMBERED)
@@ -524,9 +548,7 @@ impl Membership {
             Message::State { entries, digest, respond } => {
                 // Full states are not re-gossiped: anti-entropy spreads them by itself, and
                 // re-gossiping every entry of every join would cost O(n²) messages.
-                for u in entries {
-                    self.merge_quiet(now, u, from, out);
-                }
+                self.merge_state(now, entries, from, out);
                 if respond && digest != self.digest() {
                     self.send_state(from, false, out);
                 }
@@ -558,8 +580,8 @@ impl Membership {
                 break;
             }
             self.suspicions.pop_first();
-            if let Ok(i) = self.find(&id) {
-                let m = &self.members[i];
+            if let Some(i) = self.members.find(&id) {
+                let m = self.members.get(i);
                 if m.status == Status::Suspect && now >= m.since + self.suspicion_timeout() {
                     let update = Update { id, incarnation: m.incarnation, status: Status::Down, info: None };
                     self.merge_local(now, update, out);
@@ -617,8 +639,8 @@ impl Membership {
 
     fn probe_failed(&mut self, now: Time, out: &mut VecDeque<Output>) {
         let Some(p) = self.probe.take() else { return };
-        if let Ok(i) = self.find(&p.target) {
-            let m = &self.members[i];
+        if let Some(i) = self.members.find(&p.target) {
+            let m = self.members.get(i);
             if m.status == Status::Alive {
                 let update = Update { id: p.target, incarnation: m.incarnation, status: Status::Suspect, info: None };
                 self.merge_local(now, update, out);
@@ -632,8 +654,8 @@ impl Membership {
         {
             if from == p.target {
                 let sample = u32::try_from(now.since(p.sent_at).as_micros()).unwrap_or(u32::MAX).max(1);
-                if let Ok(i) = self.find(&from) {
-                    let m = &mut self.members[i];
+                if let Some(i) = self.members.find(&from) {
+                    let m = self.members.get_mut(i);
                     m.rtt_us = if m.rtt_us == 0 {
                         sample
                     } else {
@@ -662,7 +684,7 @@ impl Membership {
             status: if self.leaving { Status::Left } else { Status::Alive },
             info: Some(self.me.clone()),
         });
-        entries.extend(self.members.iter().map(|m| Update {
+        entries.extend(self.members.iter_by_id().map(|m| Update {
             id: m.info.id,
             incarnation: m.incarnation,
             status: m.status,
@@ -672,6 +694,7 @@ impl Membership {
     }
 
     fn merge_all(&mut self, now: Time, updates: Vec<Update>, from: Option<NodeId>, out: &mut VecDeque<Output>) {
+        self.members.warm(updates.iter().map(|u| &u.id));
         for u in updates {
             self.merge(now, u, from, out);
         }
@@ -687,10 +710,6 @@ impl Membership {
         }
     }
 
-    fn merge_quiet(&mut self, now: Time, update: Update, from: NodeId, out: &mut VecDeque<Output>) {
-        self.apply(now, update, Some(from), out);
-    }
-
     /// Applies one claim; returns it (completed with the member's info if it is an `alive`
     /// claim) when it changed the view and should be spread. `from` is the peer that told us,
     /// `None` for this node's own decisions.
@@ -702,58 +721,19 @@ impl Membership {
         if u.info.as_ref().is_some_and(|i| i.id != u.id) {
             return None;
         }
-        match self.find(&u.id) {
-            Err(pos) => {
-                let info = u.info.clone()?;
-                if self.members.len() >= self.cfg.members_max {
-                    self.stats.members_refused += 1;
-                    return None;
-                }
-                self.members
-                    .insert(pos, Member { info, incarnation: u.incarnation, status: u.status, since: now, rtt_us: 0 });
-                self.counts[u.status.index()] += 1;
-                self.members_digest ^= entry_hash(&u.id, u.incarnation, u.status);
-                if u.status == Status::Suspect {
-                    self.suspicions.insert((now + self.suspicion_timeout(), u.id));
-                }
-                self.persist_dirty |= u.status == Status::Alive;
-                out.push_back(Output::Event(StatusChange {
-                    id: u.id,
-                    from: None,
-                    to: u.status,
-                    local: from.is_none(),
-                }));
+        match self.members.find(&u.id) {
+            None => {
+                let m = self.admit(now, &u, from, self.members.len(), out)?;
+                self.members.insert(m);
             }
-            Ok(i) => {
-                let m = &self.members[i];
-                let newer = u.incarnation > m.incarnation || (u.incarnation == m.incarnation && u.status > m.status);
-                if !newer {
+            Some(i) => {
+                let timeout = self.suspicion_timeout();
+                // Moved out and back (a few words) so `refresh` can borrow the rest of `self`.
+                let mut members = std::mem::replace(&mut self.members, Table::new(0));
+                let changed = self.refresh(now, members.get_mut(i), &mut u, from, timeout, out);
+                self.members = members;
+                if !changed {
                     return None;
-                }
-                let old = m.status;
-                self.members_digest ^= entry_hash(&u.id, m.incarnation, old);
-                self.members_digest ^= entry_hash(&u.id, u.incarnation, u.status);
-                let m = &mut self.members[i];
-                m.incarnation = u.incarnation;
-                if let Some(info) = &u.info {
-                    m.info = info.clone();
-                } else if u.status == Status::Alive {
-                    u.info = Some(m.info.clone());
-                }
-                if old != u.status {
-                    m.status = u.status;
-                    m.since = now;
-                    self.counts[old.index()] -= 1;
-                    self.counts[u.status.index()] += 1;
-                    if u.status == Status::Suspect {
-                        self.suspicions.insert((now + self.suspicion_timeout(), u.id));
-                    }
-                    out.push_back(Output::Event(StatusChange {
-                        id: u.id,
-                        from: Some(old),
-                        to: u.status,
-                        local: from.is_none(),
-                    }));
                 }
             }
         }
@@ -761,6 +741,140 @@ impl Membership {
             return None;
         }
         Some(u)
+    }
+
+    /// Merges a full state: what [`Membership::apply`] does for each entry in turn, without
+    /// spreading the changes, but as one walk along both lists when they are sorted alike.
+    ///
+    /// A binary search and a `Vec::insert` per entry made every state cost
+    /// O(n log n) cache misses plus O(n) moves per newcomer; states are about a fifth of all
+    /// bytes at a thousand nodes.
+    fn merge_state(&mut self, now: Time, entries: Vec<Update>, from: NodeId, out: &mut VecDeque<Output>) {
+        // Senders list themselves first, then their members in id order. Anything else (an
+        // older or foreign sender, a duplicate id) is merged entry by entry.
+        let sorted = entries.len() < 2
+            || entries[1..].windows(2).all(|w| (id_key(&w[0].id), &w[0].id) < (id_key(&w[1].id), &w[1].id));
+        if !sorted {
+            for u in entries {
+                self.apply(now, u, Some(from), out);
+            }
+            return;
+        }
+        let mut entries = entries.into_iter();
+        if let Some(first) = entries.next() {
+            self.apply(now, first, Some(from), out);
+        }
+        let mut members = std::mem::replace(&mut self.members, Table::new(0));
+        let n = members.len();
+        // Newcomers, each with the rank among `members` it goes at; added all at once at the
+        // end, so ranks stay valid during the walk.
+        let mut fresh: Vec<(usize, Member)> = Vec::new();
+        let mut k = 0;
+        for mut u in entries {
+            if u.id == self.me.id {
+                self.about_me(&u, Some(from), out);
+                continue;
+            }
+            if u.info.as_ref().is_some_and(|info| info.id != u.id) {
+                continue;
+            }
+            let key = member_key(&u.id);
+            while k < n && {
+                let m = members.nth_by_id(k);
+                (m.key, &m.info.id) < (key, &u.id)
+            } {
+                k += 1;
+            }
+            let known = n + fresh.len();
+            if k < n && members.nth_by_id(k).info.id == u.id {
+                let slot = members.by_id()[k] as usize;
+                let timeout = self.suspicion_timeout_for(known + 1);
+                self.refresh(now, members.get_mut(slot), &mut u, Some(from), timeout, out);
+            } else if let Some(m) = self.admit(now, &u, Some(from), known, out) {
+                fresh.push((k, m));
+            }
+        }
+        if !fresh.is_empty() {
+            members.insert_ranked(fresh);
+        }
+        self.members = members;
+    }
+
+    /// A new member from a claim, with its counters, digest, suspicion timer and event
+    /// accounted for; `None` if the claim has no info or the view is full. `known` is how many
+    /// members the view holds before it.
+    fn admit(
+        &mut self,
+        now: Time,
+        u: &Update,
+        from: Option<NodeId>,
+        known: usize,
+        out: &mut VecDeque<Output>,
+    ) -> Option<Member> {
+        let info = u.info.clone()?;
+        if known >= self.cfg.members_max {
+            self.stats.members_refused += 1;
+            return None;
+        }
+        self.counts[u.status.index()] += 1;
+        self.members_digest ^= entry_hash(&u.id, u.incarnation, u.status);
+        if u.status == Status::Suspect {
+            // The newcomer counts, and so does the node itself.
+            self.suspicions.insert((now + self.suspicion_timeout_for(known + 2), u.id));
+        }
+        self.persist_dirty |= u.status == Status::Alive;
+        out.push_back(Output::Event(StatusChange { id: u.id, from: None, to: u.status, local: from.is_none() }));
+        Some(Member {
+            key: member_key(&u.id),
+            info,
+            incarnation: u.incarnation,
+            status: u.status,
+            since: now,
+            rtt_us: 0,
+        })
+    }
+
+    /// Applies a claim to a known member `m` if it is newer, with its counters, digest,
+    /// suspicion timer and event; returns whether it was. An `alive` claim without info is
+    /// completed with the member's.
+    fn refresh(
+        &mut self,
+        now: Time,
+        m: &mut Member,
+        u: &mut Update,
+        from: Option<NodeId>,
+        suspicion_timeout: Duration,
+        out: &mut VecDeque<Output>,
+    ) -> bool {
+        let newer = u.incarnation > m.incarnation || (u.incarnation == m.incarnation && u.status > m.status);
+        if !newer {
+            return false;
+        }
+        let old = m.status;
+        self.members_digest ^= entry_hash(&u.id, m.incarnation, old);
+        self.members_digest ^= entry_hash(&u.id, u.incarnation, u.status);
+        m.incarnation = u.incarnation;
+        if let Some(info) = &u.info {
+            m.info = info.clone();
+        } else if u.status == Status::Alive {
+            u.info = Some(m.info.clone());
+        }
+        if old != u.status {
+            m.status = u.status;
+            m.since = now;
+            self.counts[old.index()] -= 1;
+            self.counts[u.status.index()] += 1;
+            if u.status == Status::Suspect {
+                self.suspicions.insert((now + suspicion_timeout, u.id));
+            }
+            out.push_back(Output::Event(StatusChange {
+                id: u.id,
+                from: Some(old),
+                to: u.status,
+                local: from.is_none(),
+            }));
+        }
+        true
     }
 
     fn about_me(&mut self, u: &Update, from: Option<NodeId>, out: &mut VecDeque<Output>) {
@@ -791,16 +905,9 @@ impl Membership {
     }
 
     fn enqueue_gossip(&mut self, update: Update) {
-        if let Some(pos) = self.gossip.iter().position(|p| p.update.id == update.id) {
-            self.gossip.swap_remove(pos);
-        }
-        if self.gossip.len() >= self.cfg.gossip_queue_max
-            && let Some((pos, _)) = self.gossip.iter().enumerate().max_by_key(|(_, p)| p.sent)
-        {
-            self.gossip.swap_remove(pos);
+        if self.gossip.push(update, self.cfg.gossip_queue_max) {
             self.stats.gossip_dropped += 1;
         }
-        self.gossip.push(Pending { update, sent: 0 });
     }
 
     fn take_gossip(&mut self) -> Vec<Update> {
@@ -808,26 +915,17 @@ impl Membership {
             return Vec::new();
         }
         let limit = self.cfg.retransmit_mult * log10_ceil(self.members.len() + 2);
-        // Least-sent first, so new changes spread fastest; ties by id for determinism.
-        self.gossip.sort_by(|a, b| a.sent.cmp(&b.sent).then(a.update.id.cmp(&b.update.id)));
-        let n = self.gossip.len().min(self.cfg.gossip_per_message);
-        let taken = self.gossip[..n].iter_mut().map(|p| {
-            p.sent += 1;
-            p.update.clone()
-        });
-        let taken: Vec<Update> = taken.collect();
-        self.gossip.retain(|p| p.sent < limit);
-        taken
+        self.gossip.take(self.cfg.gossip_per_message, limit)
     }
 
     fn suspicion_timeout(&self) -> Duration {
-        let n = self.members.len() + 1;
-        let scale = log10_ceil(n).max(1);
-        self.cfg.probe_interval * self.cfg.suspicion_mult * scale
+        self.suspicion_timeout_for(self.members.len() + 1)
     }
 
-    fn find(&self, id: &NodeId) -> Result<usize, usize> {
-        self.members.binary_search_by(|m| m.info.id.cmp(id))
+    /// The suspicion timeout in a view of `n` members, the node itself included.
+    fn suspicion_timeout_for(&self, n: usize) -> Duration {
+        let scale = log10_ceil(n).max(1);
+        self.cfg.probe_interval * self.cfg.suspicion_mult * scale
     }
 
     fn next_seq(&mut self) -> u64 {
@@ -847,7 +945,10 @@ impl Membership {
             return None;
         }
         let start = usize::try_from(self.rng.next_u64() % n as u64).unwrap_or(0);
-        (0..n).map(|k| &self.members[(start + k) % n]).find(|m| pred(m) && Some(m.info.id) != except).map(|m| m.info.id)
+        (0..n)
+            .map(|k| self.members.nth_by_id((start + k) % n))
+            .find(|m| pred(m) && Some(m.info.id) != except)
+            .map(|m| m.info.id)
     }
 
     fn random_members(&mut self, k: usize, pred: impl Fn(&Member) -> bool, except: Option<NodeId>) -> Vec<NodeId> {
@@ -866,5 +967,7 @@ impl Membership {
     }
 }
 
+mod queue;
+mod table;
 #[cfg(test)]
 mod tests;
