@@ -36,7 +36,7 @@ pub enum ObjCmd {
         object: String,
         /// Dot-separated path.
         path: String,
-        /// A JSON value: 10, true, "text" (with quotes), [1,2], {"a":1}.
+        /// A JSON value: 10, true, "text" (with quotes), `[1,2]`, `{"a":1}`.
         value: String,
         #[command(flatten)]
         write: WriteArgs,

@@ -7,7 +7,7 @@
 //!
 //! # The rules
 //! - **Replica set**: rendezvous hashing over the members that are alive, suspect, or down
-//!   for less than [`Config::replace_after`] ([`placement`]), `n` per namespace (default 3),
+//!   for less than [`Config::replace_after`] (see [`replica_set`]), `n` per namespace (default 3),
 //!   with the best cloud node always in it when one exists.
 //! - **Follower copies**: a node that reads or writes an object outside its replica set
 //!   fetches it and keeps a *follower copy*, durable on its own disk, synced with the replica
