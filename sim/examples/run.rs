@@ -64,5 +64,11 @@ fn main() -> ExitCode {
         eprintln!("error: writing {}: {e}", dir.display());
         return ExitCode::FAILURE;
     }
-    if report.final_check.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+    match report.failure() {
+        None => ExitCode::SUCCESS,
+        Some(failure) => {
+            eprintln!("{failure}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -10,21 +10,37 @@
 //! restarted one also dials up to `rejoin_peers` peers it persisted); once the handshake (one
 //! round trip) completes, both ends get `handle_connected`. A dial to a node that is down or
 //! cut off is retried every `connect_retry`, and so is a join that left the node knowing no
-//! other member (both `join` messages lost: the core itself never retries).
+//! other member (both `join` messages lost: the core itself never retries). A connection
+//! ends when either end crashes or a partition separates them: the other end gets
+//! `handle_disconnected`.
+//!
+//! Objects: every node has a [`SimStore`]. `Disk` outputs are applied to it in order at once;
+//! a `Flush` completes `fsync_latency` later (the store is synced, then the node gets
+//! `handle_flushed`). A crash loses what was not synced (with `torn_writes`, a random prefix
+//! of each unsynced tail survives, as a torn append) and drops the flushes in flight. A
+//! (re)start builds the node with boot number = its life (1, 2, …) and restores every object
+//! in its store before the first input. Workload writes are requests to the writer's core;
+//! see [`crate::workload`].
 
 mod disk;
 mod queue;
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use liquid_core::membership::Persisted;
+use liquid_core::objects::{self, DiskOp, Reply, RequestId};
 use liquid_core::wire::Message;
 use liquid_core::{Node, NodeId, NodeInfo, Output, Time, node};
+use rand_chacha::ChaCha8Rng;
+use rand_core::{RngCore, SeedableRng};
+use state_sync::{ObjectName, SimStore, Store};
 
 use crate::checks::Metrics;
 use crate::network::Network;
 use crate::scenario::{Action, Scenario};
 use crate::sizes::{Sizer, index_in};
+use crate::workload::Workloads;
 use disk::Disk;
 use queue::{Ev, Queue};
 
@@ -41,8 +57,26 @@ pub(crate) struct SimNode {
     wake: Time,
     /// When the current life started.
     pub up_since: Time,
-    /// The node's simulated disk.
+    /// The node's simulated disk (membership memory).
     disk: Disk,
+    /// The node's object store.
+    pub store: SimStore,
+    /// Peers this node has a transport connection with (from dials).
+    conns: Vec<u32>,
+    /// Objects with appends not synced yet (a crash now loses something).
+    unsynced: BTreeSet<ObjectName>,
+}
+
+/// Deliberate defects, for tests that prove the checks can fail.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Sabotage {
+    /// A restarted node does not load its object store.
+    pub skip_restore: bool,
+    /// Object messages sent at or after this time are dropped.
+    pub drop_object_messages_from: Option<Time>,
+    /// A flush is reported done as soon as it is asked and the store is never synced
+    /// (writes are acknowledged but never made durable).
+    pub skip_fsync: bool,
 }
 
 /// The whole simulated continuum.
@@ -61,6 +95,13 @@ pub(crate) struct Engine<'a> {
     pub events: u64,
     pub metrics: Metrics,
     sizer: Sizer,
+    /// The workloads and every write they made.
+    pub wl: Workloads,
+    /// Randomness for torn writes.
+    disk_rng: ChaCha8Rng,
+    pub sabotage: Sabotage,
+    /// Objects that failed to load on a restart: (node, object, error).
+    pub restore_errors: Vec<(u32, String, String)>,
 }
 
 /// splitmix64: a tiny, well-mixed hash for deriving seeds and ids.
@@ -102,23 +143,47 @@ impl<'a> Engine<'a> {
             now: Time::ZERO,
             queue: Queue::with_capacity(4 * n + 64),
             nodes: (0..n)
-                .map(|_| SimNode { node: None, life: 0, wake: NEVER, up_since: Time::ZERO, disk: Disk::default() })
+                .map(|_| SimNode {
+                    node: None,
+                    life: 0,
+                    wake: NEVER,
+                    up_since: Time::ZERO,
+                    disk: Disk::default(),
+                    store: SimStore::new(),
+                    conns: Vec::new(),
+                    unsynced: BTreeSet::new(),
+                })
                 .collect(),
             ids: (0..n as u32).map(|i| node_id(seed, i)).collect(),
             net,
-            cfg: node::Config { membership: sc.membership.clone(), ..Default::default() },
+            cfg: node::Config {
+                membership: sc.membership.clone(),
+                objects: objects::Config { unix_epoch_offset_us: 0, ..sc.objects.clone() },
+                boot: 0,
+            },
             boots_pending: n,
             events: 0,
             metrics: Metrics::new(sc),
             sizer: Sizer::new(n),
+            wl: Workloads::new(&sc.workloads, n, mix(seed ^ 0x776f_726b_6c6f_6164)),
+            disk_rng: ChaCha8Rng::seed_from_u64(mix(seed ^ 0x6469_736b_7465_6172)),
+            sabotage: Sabotage::default(),
+            restore_errors: Vec::new(),
         };
         for (k, f) in sc.faults.iter().enumerate() {
             e.push(time(f.at), Ev::Fault(k as u32));
+        }
+        for (k, w) in sc.workloads.iter().enumerate() {
+            if let Some((_, at)) = w.create {
+                e.push(time(at), Ev::Create(k as u32));
+            }
+            e.push(time(w.start), Ev::Write(k as u32));
         }
         for (i, at) in boot_at.into_iter().enumerate() {
             e.push(at, Ev::Boot(i as u32));
         }
         e.push(time(sc.sample_interval), Ev::Sample);
+        e.objects_phase_started();
         e
     }
 
@@ -166,6 +231,9 @@ impl<'a> Engine<'a> {
             Ev::Deliver { from, to, to_life, msg } => self.deliver(from, to, to_life, msg),
             Ev::Wake { node, life } => self.wake(node, life),
             Ev::Fault(k) => self.fault(k as usize),
+            Ev::Flushed { node, life, ticket } => self.flushed(node, life, ticket),
+            Ev::Create(k) => self.create(k as usize),
+            Ev::Write(k) => self.write(k as usize),
             Ev::Sample => {
                 self.sample();
                 let next = self.now + self.sc.sample_interval;
@@ -204,7 +272,15 @@ impl<'a> Engine<'a> {
         let sn = &mut self.nodes[i as usize];
         sn.life += 1;
         let seed = mix(self.seed ^ mix((u64::from(i) << 32) | u64::from(sn.life)));
-        sn.node = Some(Node::new(self.cfg.clone(), info, restored.as_ref(), seed, self.now));
+        // The boot counter grows with every start, like the agent's `DATA_DIR/boot` (kept
+        // across `fresh` restarts too: the node keeps its id, so its actor ids must stay new).
+        let cfg = node::Config { boot: u64::from(sn.life), ..self.cfg.clone() };
+        let mut node = Node::new(cfg, info, restored.as_ref(), seed, self.now);
+        if !self.sabotage.skip_restore {
+            self.restore_objects(i, &mut node);
+        }
+        let sn = &mut self.nodes[i as usize];
+        sn.node = Some(node);
         sn.up_since = self.now;
         sn.wake = NEVER;
         let life = sn.life;
@@ -223,6 +299,29 @@ impl<'a> Engine<'a> {
             self.push(self.now, Ev::Dial { from: i, life, to, if_alone: false });
         }
         self.drain(i);
+    }
+
+    /// Loads every object in node `i`'s store into `node`, as the agent does at startup.
+    fn restore_objects(&mut self, i: u32, node: &mut Node) {
+        let sn = &mut self.nodes[i as usize];
+        let actor = objects::actor_id(&node.id(), u64::from(sn.life));
+        let names = match sn.store.list() {
+            Ok(names) => names,
+            Err(e) => {
+                self.restore_errors.push((i, "(list)".to_string(), e.to_string()));
+                return;
+            }
+        };
+        for name in names {
+            match state_sync::store::restore(&mut sn.store, &name, actor.clone()) {
+                Ok(Some(r)) => {
+                    let stats = sn.store.stats(&name).unwrap_or_default();
+                    node.restore_object(name, r.doc, stats);
+                }
+                Ok(None) => {}
+                Err(e) => self.restore_errors.push((i, name.to_string(), e.to_string())),
+            }
+        }
     }
 
     fn dial(&mut self, from: u32, life: u32, to: u32, if_alone: bool) {
@@ -256,7 +355,11 @@ impl<'a> Engine<'a> {
         let now = self.now;
         for (x, y) in [(a, b), (b, a)] {
             let peer = self.ids[y as usize];
-            if let Some(n) = self.nodes[x as usize].node.as_mut() {
+            let sn = &mut self.nodes[x as usize];
+            if !sn.conns.contains(&y) {
+                sn.conns.push(y);
+            }
+            if let Some(n) = sn.node.as_mut() {
                 n.handle_connected(now, peer);
             }
             self.drain(x);
@@ -308,6 +411,8 @@ impl<'a> Engine<'a> {
                     sn.disk.write(self.now, self.now + self.sc.disk_latency, p);
                 }
                 Output::Event(change) => self.observe(i, &change),
+                Output::Disk(op) => self.disk_op(i, op),
+                Output::Reply { id, reply } => self.reply(i, id, &reply),
                 _ => {}
             }
         }
@@ -327,9 +432,119 @@ impl<'a> Engine<'a> {
         *self.sc.links.between(sa == sb, self.sc.node_tier(a), self.sc.node_tier(b))
     }
 
+    /// Storage work from node `i`, in order.
+    fn disk_op(&mut self, i: u32, op: DiskOp) {
+        let sn = &mut self.nodes[i as usize];
+        let res = match op {
+            DiskOp::Append { object, bytes } => {
+                let res = sn.store.append(&object, &bytes);
+                sn.unsynced.insert(object);
+                res
+            }
+            DiskOp::Compact { object, snapshot } => {
+                // A compaction is durable when it returns, and contains every earlier append.
+                sn.unsynced.remove(&object);
+                sn.store.compact(&object, &snapshot)
+            }
+            DiskOp::Flush { ticket } if self.sabotage.skip_fsync => {
+                if let Some(n) = sn.node.as_mut() {
+                    n.handle_flushed(self.now, ticket, Ok(()));
+                }
+                return;
+            }
+            DiskOp::Flush { ticket } => {
+                let (at, life) = (self.now + self.sc.fsync_latency, sn.life);
+                self.push(at, Ev::Flushed { node: i, life, ticket });
+                return;
+            }
+            _ => Ok(()),
+        };
+        // The simulated store cannot fail; if it ever did, the flush would report it.
+        if let Err(e) = res {
+            self.restore_errors.push((i, "(write)".to_string(), e.to_string()));
+        }
+    }
+
+    /// A flush of node `i` completed (unless the node crashed since).
+    fn flushed(&mut self, i: u32, life: u32, ticket: u64) {
+        let now = self.now;
+        let sn = &mut self.nodes[i as usize];
+        let Some(node) = sn.node.as_mut().filter(|_| sn.life == life) else { return };
+        let res = sn.store.sync().map_err(|e| e.to_string());
+        sn.unsynced.clear();
+        node.handle_flushed(now, ticket, res);
+        self.drain(i);
+    }
+
+    fn reply(&mut self, i: u32, id: RequestId, reply: &Reply) {
+        if let Some((sent, result)) = self.wl.reply(self.now, i, id, reply) {
+            self.metrics.write_answered(self.now.since(sent), result);
+        }
+    }
+
+    /// Workload `k`'s creator creates every object of it.
+    fn create(&mut self, k: usize) {
+        let w = &self.sc.workloads[k];
+        let Some((creator, _)) = w.create else { return };
+        let objects = self.wl.objects_of(k).to_vec();
+        for object in objects {
+            if !self.running(creator) {
+                self.metrics.write_skipped();
+                continue;
+            }
+            let sub = self.wl.submit(self.now, creator, object, Some(0), w.value_bytes, w.durability);
+            self.request(sub);
+        }
+    }
+
+    /// Workload `k`'s next write, and the one after scheduled.
+    fn write(&mut self, k: usize) {
+        let w = &self.sc.workloads[k];
+        let next = self.now + self.wl.gap(w);
+        if next < time(w.stop) {
+            self.push(next, Ev::Write(k as u32));
+        }
+        let (writer, object, inc) = self.wl.draw(k, w);
+        if !self.running(writer) {
+            self.metrics.write_skipped();
+            return;
+        }
+        let sub = self.wl.submit(self.now, writer, object, inc.then_some(1), w.value_bytes, w.durability);
+        self.request(sub);
+    }
+
+    fn request(&mut self, sub: crate::workload::Submit) {
+        self.metrics.write_attempted();
+        let now = self.now;
+        if let Some(n) = self.nodes[sub.node as usize].node.as_mut() {
+            n.handle_request(now, sub.id, sub.request);
+        }
+        self.drain(sub.node);
+    }
+
+    /// Ends the connection between `a` and `b`; the ends that run get `handle_disconnected`.
+    fn disconnect(&mut self, a: u32, b: u32) {
+        let now = self.now;
+        for (x, y) in [(a, b), (b, a)] {
+            let sn = &mut self.nodes[x as usize];
+            let Some(k) = sn.conns.iter().position(|&p| p == y) else { continue };
+            sn.conns.swap_remove(k);
+            let peer = self.ids[y as usize];
+            if let Some(n) = sn.node.as_mut() {
+                n.handle_disconnected(now, peer);
+                self.drain(x);
+            }
+        }
+    }
+
     fn send(&mut self, from: u32, to: NodeId, msg: Message) {
         let bytes = self.sizer.len(&self.ids, &msg);
         self.metrics.sent(self.now, msg.kind(), bytes);
+        if matches!(msg, Message::Objects(_)) && self.sabotage.drop_object_messages_from.is_some_and(|t| self.now >= t)
+        {
+            self.metrics.dropped_loss(self.now);
+            return;
+        }
         let Some(to) = self.index_of(&to) else {
             self.metrics.dropped_down(self.now);
             return;
@@ -358,14 +573,14 @@ impl<'a> Engine<'a> {
         let f = &sc.faults[k];
         self.metrics.begin_phase(self.now, &f.label);
         match &f.action {
-            Action::Partition(sites) => self.net.partition(self.now, sites),
+            Action::Partition(sites) => {
+                self.net.partition(self.now, sites);
+                self.cut_connections();
+            }
             Action::Heal(sites) => self.net.heal(self.now, sites.as_deref()),
             Action::Crash(nodes) => {
                 for &i in nodes {
-                    let sn = &mut self.nodes[i as usize];
-                    sn.disk.crash(self.now);
-                    sn.node = None;
-                    sn.wake = NEVER;
+                    self.crash(i);
                 }
             }
             Action::Restart { nodes, fresh } => {
@@ -373,11 +588,53 @@ impl<'a> Engine<'a> {
                     let sn = &mut self.nodes[i as usize];
                     if *fresh {
                         sn.disk = Disk::default();
+                        sn.store = SimStore::new();
+                        self.wl.wiped(i);
                     }
                     let restored = sn.disk.durable().cloned();
                     self.start(i, restored);
                 }
             }
+        }
+        self.objects_phase_started();
+    }
+
+    /// Node `i`'s process dies: unsynced writes are lost, its connections close.
+    fn crash(&mut self, i: u32) {
+        let torn = self.sc.torn_writes;
+        let sn = &mut self.nodes[i as usize];
+        sn.disk.crash(self.now);
+        if !std::mem::take(&mut sn.unsynced).is_empty() {
+            self.metrics.crash_lost_unsynced();
+        }
+        let sn = &mut self.nodes[i as usize];
+        if torn {
+            let rng = &mut self.disk_rng;
+            sn.store.crash_torn(|_, unsynced| (rng.next_u64() % (unsynced as u64 + 1)) as usize);
+        } else {
+            sn.store.crash();
+        }
+        sn.node = None;
+        sn.wake = NEVER;
+        let unanswered = self.wl.crashed(i);
+        self.metrics.writes_unanswered(unanswered);
+        for peer in self.nodes[i as usize].conns.clone() {
+            self.disconnect(i, peer);
+        }
+    }
+
+    /// Closes every connection whose ends a partition just separated.
+    fn cut_connections(&mut self) {
+        let mut cut = Vec::new();
+        for (a, sn) in self.nodes.iter().enumerate() {
+            for &b in &sn.conns {
+                if (a as u32) < b && !self.net.reachable(self.site(a as u32), self.site(b)) {
+                    cut.push((a as u32, b));
+                }
+            }
+        }
+        for (a, b) in cut {
+            self.disconnect(a, b);
         }
     }
 }

@@ -24,6 +24,9 @@ pub struct Report {
     pub nodes: NodeCounts,
     /// Inputs processed by the event loop (deliveries, timers, faults, samples, …).
     pub events: u64,
+    /// The write workloads (empty without `[[workload]]`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub workloads: Vec<WorkloadInfo>,
     /// One entry per phase; phases are delimited by fault times.
     pub phases: Vec<Phase>,
     /// Sums over all phases.
@@ -46,6 +49,25 @@ pub struct NodeCounts {
     pub by_tier: BTreeMap<&'static str, usize>,
 }
 
+/// A workload, as the scenario declares it.
+#[derive(Clone, Debug, Serialize)]
+pub struct WorkloadInfo {
+    /// Its name (or `workload K (NAMESPACE)`).
+    pub name: String,
+    /// How many objects it writes.
+    pub objects: usize,
+    /// How many nodes write.
+    pub writers: usize,
+    /// Writes per second.
+    pub rate: f64,
+    /// When writes start and stop, in virtual seconds.
+    pub start_s: f64,
+    /// See `start_s`.
+    pub stop_s: f64,
+    /// `local` or `quorum`.
+    pub durability: liquid_core::objects::Durability,
+}
+
 /// One phase of the run: from one fault time to the next.
 #[derive(Clone, Debug, Serialize)]
 pub struct Phase {
@@ -66,6 +88,70 @@ pub struct Phase {
     pub messages: Traffic,
     /// Messages sent during the phase, by kind.
     pub messages_by_kind: BTreeMap<&'static str, KindCount>,
+    /// Objects: convergence, writes and sync traffic (when the scenario has workloads).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub objects: Option<PhaseObjects>,
+}
+
+/// What happened to objects in one phase.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct PhaseObjects {
+    /// Time from the phase start until every running node that holds an object held every
+    /// change that any running node of its island held at the phase start (0 if that was
+    /// already so; checked at every sample). After a heal, this is how long the two sides
+    /// took to exchange what they wrote apart, even while writes go on. `null` if not within
+    /// the phase.
+    pub converged_after_s: Option<f64>,
+    /// Writes handed to nodes in the phase, and the answers received in it.
+    pub writes: Writes,
+    /// Object messages (every `obj_*` kind) sent in the phase; `messages_by_kind` splits them.
+    pub sync: KindCount,
+    /// Crashes (at this phase's start) of nodes whose object store held appends not yet
+    /// synced, which the crash lost (or tore).
+    pub crashes_losing_unsynced: u64,
+}
+
+/// Workload writes.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Writes {
+    /// Writes handed to a running node.
+    pub attempted: u64,
+    /// Writes acknowledged (durable as asked).
+    pub acked: u64,
+    /// Writes answered with an error.
+    pub failed: u64,
+    /// Errors by kind (`not_found`, `unavailable`, `invalid`, `disk`, `quorum`, `full`, …).
+    pub failed_by_kind: BTreeMap<&'static str, u64>,
+    /// Writes whose node crashed before answering (not acknowledged, so they may be lost).
+    pub unanswered: u64,
+    /// Writes not attempted because the chosen writer was down.
+    pub skipped_writer_down: u64,
+    /// Time from request to acknowledgement, in milliseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ack_latency_ms: Option<Latency>,
+}
+
+/// A latency distribution.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct Latency {
+    /// Median.
+    pub p50: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// Maximum.
+    pub max: f64,
+}
+
+impl Latency {
+    /// The distribution of `samples` (microseconds); `None` if empty.
+    pub(crate) fn of(samples: &mut [u64]) -> Option<Latency> {
+        if samples.is_empty() {
+            return None;
+        }
+        samples.sort_unstable();
+        let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize] as f64 / 1e3;
+        Some(Latency { p50: at(0.5), p99: at(0.99), max: at(1.0) })
+    }
 }
 
 /// Message totals.
@@ -132,6 +218,20 @@ pub struct Totals {
     pub messages: Traffic,
     /// Messages sent, by kind.
     pub messages_by_kind: BTreeMap<&'static str, KindCount>,
+    /// Writes and object messages over the whole run (when the scenario has workloads).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub objects: Option<TotalObjects>,
+}
+
+/// Object totals.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct TotalObjects {
+    /// Every workload write.
+    pub writes: Writes,
+    /// Object messages (every `obj_*` kind).
+    pub sync: KindCount,
+    /// Crashes that lost (or tore) appends not yet synced.
+    pub crashes_losing_unsynced: u64,
 }
 
 /// The core's counters ([`liquid_core::membership::Stats`]) summed over running nodes.
@@ -145,6 +245,31 @@ pub struct CoreStats {
     pub members_refused: u64,
     /// Indirect probes refused because too many were running.
     pub relays_refused: u64,
+    /// Object counters ([`liquid_core::objects::Stats`]), when the scenario has workloads.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub objects: Option<CoreObjectStats>,
+}
+
+/// The core's object counters summed over the nodes running at the end (a restart resets a
+/// node's counters).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct CoreObjectStats {
+    /// Objects held (replicas and follower copies), over all running nodes.
+    pub held: u64,
+    /// Sync messages sent.
+    pub sync_sent: u64,
+    /// Their bytes (automerge payloads).
+    pub sync_bytes_sent: u64,
+    /// Sync messages refused (undecodable or rejected by automerge): should be 0.
+    pub sync_refused: u64,
+    /// Writes acknowledged.
+    pub writes_acked: u64,
+    /// Writes failed.
+    pub writes_failed: u64,
+    /// Group commits.
+    pub flushes: u64,
+    /// Log compactions.
+    pub compactions: u64,
 }
 
 /// The invariant checked at the end of the run: after the last heal, the views of all running
@@ -161,6 +286,58 @@ pub struct FinalCheck {
     pub islands: usize,
     /// What disagrees, if anything.
     pub detail: String,
+    /// The object invariants (when the scenario has workloads); `ok` includes them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub objects: Option<ObjectsCheck>,
+}
+
+/// The object invariants checked at the end of the run (leave a quiet period after the last
+/// write and the last heal):
+/// - **convergence**: on each island, every running node that holds an object has the same
+///   digest (so the same document) as every other;
+/// - **no acknowledged write lost**: every acknowledged write is in every running holder's
+///   document on the island of the node that acknowledged it, and that node holds it; if
+///   that node is down at the end, the write is in its durable store;
+/// - **counters**: where an object's counter was created once (no concurrent creations,
+///   which automerge resolves by dropping one counter and its increments), it equals the sum
+///   of the increments of the writes present in the document;
+/// - every stored object loads on restart, and no write waits for an answer for over a
+///   minute.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ObjectsCheck {
+    /// Whether all of the above hold.
+    pub ok: bool,
+    /// Distinct objects held by running nodes.
+    pub objects: usize,
+    /// Copies held by running nodes (replicas and follower copies).
+    pub copies: usize,
+    /// Whether every island's holders of every object agree.
+    pub converged: bool,
+    /// Writes acknowledged during the run.
+    pub acked_writes: u64,
+    /// Acknowledged writes found wherever they must be.
+    pub verified: u64,
+    /// Acknowledged writes missing somewhere they must be.
+    pub lost: u64,
+    /// Acknowledged writes of a node whose disk was wiped later (`fresh` restart): not checked.
+    pub unverifiable: u64,
+    /// Counters checked (per island and object).
+    pub counters_checked: u64,
+    /// Counters not checked because they were created concurrently (see above).
+    pub counters_conflicted: u64,
+    /// Counters whose value is not the sum of the increments present.
+    pub counters_wrong: u64,
+    /// Keys in documents that no workload wrote.
+    pub unknown_keys: u64,
+    /// Writes still unanswered at the end.
+    pub unanswered_at_end: u64,
+    /// Of those, writes sent over a minute before the end.
+    pub stuck: u64,
+    /// Objects that failed to load on a restart (or store writes that failed).
+    pub restore_errors: u64,
+    /// The first problems found, for debugging.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<String>,
 }
 
 /// Wall-clock speed of a run.
@@ -191,6 +368,21 @@ pub(crate) fn totals(phases: &[Phase]) -> Totals {
             let e = t.messages_by_kind.entry(*kind).or_default();
             e.count += k.count;
             e.bytes += k.bytes;
+        }
+        if let Some(o) = &p.objects {
+            let to = t.objects.get_or_insert_with(TotalObjects::default);
+            let (w, tw) = (&o.writes, &mut to.writes);
+            tw.attempted += w.attempted;
+            tw.acked += w.acked;
+            tw.failed += w.failed;
+            tw.unanswered += w.unanswered;
+            tw.skipped_writer_down += w.skipped_writer_down;
+            for (kind, n) in &w.failed_by_kind {
+                *tw.failed_by_kind.entry(kind).or_default() += n;
+            }
+            to.sync.count += o.sync.count;
+            to.sync.bytes += o.sync.bytes;
+            to.crashes_losing_unsynced += o.crashes_losing_unsynced;
         }
     }
     t
@@ -246,6 +438,37 @@ impl Report {
                 human(p.messages.bytes)
             );
         }
+        if self.phases.iter().any(|p| p.objects.is_some()) {
+            let _ = writeln!(
+                s,
+                "{:<28} {:>9} {:>9} {:>7} {:>7} {:>7} {:>9} {:>9} {:>9}",
+                "objects", "converged", "attempted", "acked", "failed", "unansw", "ack p99", "sync msgs", "sync B"
+            );
+            for p in &self.phases {
+                let Some(o) = &p.objects else { continue };
+                let conv = match o.converged_after_s {
+                    Some(c) => format!("{c:.0}s"),
+                    None => "never".to_string(),
+                };
+                let p99 = o.writes.ack_latency_ms.map_or("-".to_string(), |l| format!("{:.0}ms", l.p99));
+                let mut name = p.name.clone();
+                if name.len() > 28 {
+                    name.truncate(25);
+                    name.push_str("...");
+                }
+                let w = &o.writes;
+                let _ = writeln!(
+                    s,
+                    "{name:<28} {conv:>9} {:>9} {:>7} {:>7} {:>7} {p99:>9} {:>9} {:>9}",
+                    human(w.attempted),
+                    human(w.acked),
+                    human(w.failed),
+                    human(w.unanswered),
+                    human(o.sync.count),
+                    human(o.sync.bytes)
+                );
+            }
+        }
         let t = &self.totals.messages;
         let _ = writeln!(
             s,
@@ -265,6 +488,29 @@ impl Report {
             if self.final_check.detail.is_empty() { "" } else { ": " },
             self.final_check.detail
         );
+        if let Some(o) = &self.final_check.objects {
+            let verdict = if o.ok { "ok" } else { "FAILED" };
+            let _ = writeln!(
+                s,
+                "objects check: {verdict}: {} objects in {} copies {}; {} acked writes: {} verified, {} lost, {} unverifiable; counters {} ok, {} wrong, {} created concurrently (unchecked); {} unknown keys, {} stuck writes, {} restore errors",
+                o.objects,
+                o.copies,
+                if o.converged { "converged" } else { "NOT converged" },
+                o.acked_writes,
+                o.verified,
+                o.lost,
+                o.unverifiable,
+                o.counters_checked - o.counters_wrong.min(o.counters_checked),
+                o.counters_wrong,
+                o.counters_conflicted,
+                o.unknown_keys,
+                o.stuck,
+                o.restore_errors
+            );
+            for p in &o.problems {
+                let _ = writeln!(s, "  {p}");
+            }
+        }
         let sp = &self.speed;
         let prec = if sp.virtual_per_wall < 10.0 { 2 } else { 0 };
         let _ = writeln!(
@@ -275,6 +521,29 @@ impl Report {
             human(sp.events_per_s as u64)
         );
         s
+    }
+
+    /// What failed, if anything: `None` when every check passed. Drivers (`liquid sim run`,
+    /// tests) should fail with this text and the seed.
+    pub fn failure(&self) -> Option<String> {
+        if self.final_check.ok {
+            return None;
+        }
+        let mut out = format!("scenario {} seed {}: final check FAILED", self.scenario, self.seed);
+        if !self.final_check.detail.is_empty() {
+            let _ = write!(out, "; membership: {}", self.final_check.detail);
+        }
+        if let Some(o) = self.final_check.objects.as_ref().filter(|o| !o.ok) {
+            let _ = write!(
+                out,
+                "; objects: converged={} lost={} counters_wrong={} unknown_keys={} stuck={} restore_errors={}",
+                o.converged, o.lost, o.counters_wrong, o.unknown_keys, o.stuck, o.restore_errors
+            );
+            for p in &o.problems {
+                let _ = write!(out, "\n  {p}");
+            }
+        }
+        Some(out)
     }
 
     /// The report as pretty JSON with a trailing newline.

@@ -14,6 +14,9 @@
 //! bootstrap = "cloud-0-0"        # default: the first cloud node (else fog, else the first node)
 //! sample_interval = "1s"         # default 1s: how often convergence is checked
 //! disk_latency = "2ms"           # default 2ms: a persist becomes durable this long after
+//! fsync_latency = "2ms"          # default 2ms: an object store flush (fsync) takes this long
+//! torn_writes = false            # default false: `true`: a crash keeps a random prefix of
+//!                                # each object log's unsynced tail (a torn append)
 //! connect_retry = "5s"           # default 5s: a failed dial is retried this much later
 //! rejoin_peers = 1               # default 1: a restarted node also dials this many remembered peers
 //!
@@ -40,6 +43,29 @@
 //!                                # retransmit_mult, gossip_per_message, gossip_queue_max,
 //!                                # sync_interval, reconnect_interval
 //!
+//! [objects]                      # optional overrides of the core's object tuning:
+//! replication = 3                # replicas per object; also anti_entropy_interval,
+//!                                # batch_delay, fetch_timeout, write_fetch_timeout,
+//!                                # quorum_timeout, quorum_retry, replace_after
+//!
+//! [[workload]]                   # writes to objects; any number of them
+//! name = "counters"              # optional: shown in the report
+//! namespace = "sim"              # default "sim": objects are NAMESPACE/key-0 … key-(objects-1)
+//! objects = 16                   # default 16
+//! start = "20s"                  # default: the end of the join window
+//! stop = "3m"                    # required: leave quiet time before `duration` for the checks
+//! rate = 10                      # required: writes per second, over all writers together
+//! writers = ["edge", "fog-0-1"]  # default: every node; each write picks one uniformly
+//! keys = "zipf"                  # "uniform" (default) or "zipf": which object each write hits
+//! zipf_exponent = 1.1            # default 1.0 (only with keys = "zipf")
+//! inc = 0.5                      # default 0.5: share of writes that also increment `count`
+//! durability = "local"           # or "quorum": when the core acknowledges
+//! value_bytes = 0                # default 0: the value is the write's sequence number;
+//!                                # N > 0: a string of N bytes instead
+//! create = true                  # default true: `creator` first creates every object, with its
+//! creator = "cloud-0-0"          #   counter at 0, at `create_at` (default: the bootstrap node,
+//! create_at = "15s"              #   5s before `start`)
+//!
 //! [[faults]]                     # each: `at`, an optional `name`, and exactly one action
 //! at = "1m"
 //! partition = ["edge-0..2"]      # these sites become an island cut off from all others
@@ -56,7 +82,14 @@
 //! ```
 //!
 //! Targets name a node (`edge-3-0`), a site (`edge-3`), a whole group (`edge`), or a range of a
-//! group's sites (`edge-0..10`: sites 0 to 9). Partitions and heals take sites only.
+//! group's sites (`edge-0..10`: sites 0 to 9). Partitions and heals take sites only; crashes,
+//! restarts and workload writers take any.
+//!
+//! Every write of a workload is one atomic batch: a `set` of a key unique to the write,
+//! `w<node>_<seq>` (node index, that node's write number), to its value, plus, for a share
+//! `inc` of them, an `inc` of the counter `count`. The unique keys make every acknowledged
+//! write checkable at the end; the counter is created once (`create`) before the writers
+//! start, because counters created concurrently by several nodes lose increments by design.
 //!
 //! Errors name the file, line and column, and the field: `small.toml:31:13: faults[2].crash:
 //! unknown node or site "edge-99"`.
@@ -68,7 +101,9 @@ use std::fmt;
 use std::path::Path;
 use std::time::Duration;
 
+use liquid_core::objects::{self, Durability};
 use liquid_core::{Tier, membership};
+use state_sync::ObjectName;
 
 use crate::network::Links;
 
@@ -83,6 +118,8 @@ pub struct Scenario {
     pub(crate) bootstrap: u32,
     pub(crate) sample_interval: Duration,
     pub(crate) disk_latency: Duration,
+    pub(crate) fsync_latency: Duration,
+    pub(crate) torn_writes: bool,
     pub(crate) connect_retry: Duration,
     pub(crate) rejoin_peers: usize,
     pub(crate) groups: Vec<Group>,
@@ -91,8 +128,32 @@ pub struct Scenario {
     pub(crate) node_sites: Vec<u32>,
     pub(crate) links: Links,
     pub(crate) membership: membership::Config,
+    pub(crate) objects: objects::Config,
     /// Sorted by time (stable: equal times keep file order).
     pub(crate) faults: Vec<Fault>,
+    /// In file order.
+    pub(crate) workloads: Vec<Workload>,
+}
+
+/// A `[[workload]]` entry.
+#[derive(Clone, Debug)]
+pub(crate) struct Workload {
+    pub label: String,
+    pub objects: Vec<ObjectName>,
+    pub start: Duration,
+    pub stop: Duration,
+    /// Writes per second over all writers.
+    pub rate: f64,
+    /// Node indexes, sorted.
+    pub writers: Vec<u32>,
+    /// `None`: uniform; `Some(s)`: Zipf with exponent `s`.
+    pub zipf: Option<f64>,
+    /// Share of writes that also increment `count`.
+    pub inc: f64,
+    pub durability: Durability,
+    pub value_bytes: u32,
+    /// Who creates every object (and its counter), and when.
+    pub create: Option<(u32, Duration)>,
 }
 
 /// A `[[sites]]` entry.
@@ -162,6 +223,11 @@ impl Scenario {
     /// The seed from the file (1 if it has none). A command-line `--seed` takes precedence.
     pub fn seed(&self) -> u64 {
         self.seed
+    }
+
+    /// Whether the scenario writes objects (has `[[workload]]` entries).
+    pub fn has_workloads(&self) -> bool {
+        !self.workloads.is_empty()
     }
 
     /// The virtual time a run covers.

@@ -9,7 +9,8 @@
 //! `alive` without info, adjusted for the width of the incarnation and the name of the status,
 //! plus the size of its info. Those per-member sizes are measured once with `encoded_len` and
 //! cached. Tests (and, in debug builds, a sample of all messages) check the result against
-//! `encoded_len`.
+//! `encoded_len`. Object messages (automerge sync payloads, digests, acks) are measured with
+//! `encoded_len` itself: their size is mostly opaque bytes, so there is nothing to cache.
 //!
 //! [`NodeInfo`]: liquid_core::NodeInfo
 
@@ -96,6 +97,7 @@ impl Sizer {
             Message::Membership(M::State { entries, digest, respond }) => {
                 (M::State { entries: Vec::new(), digest: *digest, respond: *respond }, entries)
             }
+            // Objects and anything else: the real encoding, every time.
             _ => return encoded_len(msg),
         };
         let mut len = encoded_len(&Message::Membership(skeleton)) + header_len(list.len() as u64) - 1;
@@ -130,6 +132,7 @@ mod tests {
     use super::*;
     use crate::engine::node_id;
     use liquid_core::Tier;
+    use liquid_core::objects::Message as O;
 
     fn info(id: NodeId, k: u32) -> Arc<NodeInfo> {
         Arc::new(NodeInfo {
@@ -176,6 +179,23 @@ mod tests {
                 assert_eq!(sizer.len(&ids, &msg), encoded_len(&msg), "{} with {n} updates", msg.kind());
             }
         }
+        // Object messages are measured exactly too.
+        let object = state_sync::ObjectName::parse("sim/key-3").unwrap();
+        let heads = state_sync::Heads(vec![state_sync::automerge::ChangeHash([7; 32]); 2]);
+        let obj = [
+            O::Sync { object: object.clone(), data: serde_bytes::ByteBuf::from(vec![1u8; 300]) },
+            O::NotHeld { object: object.clone() },
+            O::Digests { entries: vec![(object.clone(), state_sync::Digest([3; 16])); 30] },
+            O::AckWanted { object: object.clone(), heads: heads.clone() },
+            O::Ack { object, heads },
+        ];
+        let mut kinds = Vec::new();
+        for m in obj {
+            let msg = Message::Objects(m);
+            assert_eq!(sizer.len(&ids, &msg), encoded_len(&msg), "{}", msg.kind());
+            kinds.push(msg.kind());
+        }
+        assert_eq!(kinds, ["obj_sync", "obj_not_held", "obj_digests", "obj_ack_wanted", "obj_ack"]);
         // A member not of this run is measured directly.
         let stranger = Update { id: NodeId([9; 32]), incarnation: 3, status: Status::Down, info: None };
         let msg = Message::Membership(M::Gossip { updates: vec![stranger] });

@@ -103,3 +103,65 @@ fn targets_resolve_nodes_sites_groups_and_ranges() {
     assert_eq!(report.phases.len(), 4);
     assert_eq!(report.final_check.islands, 2, "the partition never heals: {}", report.summary());
 }
+
+#[test]
+fn workload_mistakes_name_their_line_and_field() {
+    let wl = |body: &str| error(&format!("\n[[workload]]\n{body}"));
+    let e = wl("stop = \"50s\"\nrate = 5\nrte = 3\n");
+    assert!(e.starts_with("t.toml:13:1: unknown field `rte`"), "{e}");
+    let e = wl("stop = \"50s\"\nrate = 0\n");
+    assert_eq!(e, "t.toml:12:8: workload[0].rate: writes per second: more than 0, at most 1000000");
+    let e = wl("stop = \"50s\"\nrate = 5\nwriters = [\"edge-4\"]\n");
+    assert_eq!(e, "t.toml:13:11: workload[0].writers: unknown node or site \"edge-4\"");
+    let e = wl("stop = \"50s\"\nrate = 5\nkeys = \"pareto\"\n");
+    assert!(e.starts_with("t.toml:13:8:") && e.contains("pareto"), "{e}");
+    let e = wl("stop = \"50s\"\nrate = 5\nzipf_exponent = 1.2\n");
+    assert_eq!(e, "t.toml:13:17: workload[0].zipf_exponent: only applies to keys = \"zipf\"");
+    let e = wl("stop = \"50s\"\nrate = 5\nkeys = \"zipf\"\nzipf_exponent = -1\n");
+    assert!(e.starts_with("t.toml:14:17: workload[0].zipf_exponent: must be more than 0"), "{e}");
+    let e = wl("stop = \"2m\"\nrate = 5\n");
+    assert_eq!(e, "t.toml:11:8: workload[0].stop: after the end of the run (`duration`)");
+    let e = wl("start = \"50s\"\nstop = \"40s\"\nrate = 5\n");
+    assert_eq!(e, "t.toml:11:9: workload[0].start: must come before `stop`");
+    let e = wl("stop = \"50s\"\nrate = 5\ncreator = \"edge-0\"\n");
+    assert_eq!(e, "t.toml:13:11: workload[0].creator: unknown node \"edge-0\"");
+    let e = wl("stop = \"50s\"\nrate = 5\ncreate = false\ncreate_at = \"1s\"\n");
+    assert_eq!(e, "t.toml:14:13: workload[0].create_at: only applies with create = true");
+    let e = wl("start = \"20s\"\nstop = \"50s\"\nrate = 5\ncreate_at = \"30s\"\n");
+    assert_eq!(e, "t.toml:14:13: workload[0].create_at: must not come after `start`");
+    let e = wl("namespace = \"Bad NS\"\nstop = \"50s\"\nrate = 5\n");
+    assert!(e.starts_with("t.toml:11:13: workload[0].namespace: invalid namespace \"Bad NS\""), "{e}");
+    let e = wl("stop = \"50s\"\n");
+    assert!(e.contains("missing field `rate`"), "{e}");
+    let e = wl("stop = \"50s\"\nrate = 5\ndurability = \"eventually\"\n");
+    assert!(e.starts_with("t.toml:13:14:") && e.contains("eventually"), "{e}");
+    let e = error("\n[objects]\nanti_entropy_interval = \"0s\"\n");
+    assert_eq!(e, "t.toml:11:25: objects.anti_entropy_interval: must be longer than 0");
+}
+
+#[test]
+fn a_workload_writes_and_the_report_says_what_became_of_it() {
+    let base = BASE.replacen("\n\n", "\nfsync_latency = \"3ms\"\n\n", 1);
+    let text = format!(
+        "{base}\n[[workload]]\nname = \"w\"\nnamespace = \"t\"\nobjects = 3\nstop = \"40s\"\nrate = 4\nwriters = [\"edge-0\", \"edge-1-2\"]\nkeys = \"zipf\"\ninc = 1.0\nvalue_bytes = 64\n"
+    );
+    let s = Scenario::parse(&text, "t.toml").unwrap_or_else(|e| panic!("{e}\n{text}"));
+    assert!(s.has_workloads());
+    let report = sim::run(&s, 5, |_| {});
+    assert!(report.final_check.ok, "{}", report.summary());
+    assert_eq!(report.workloads.len(), 1);
+    assert_eq!((report.workloads[0].objects, report.workloads[0].writers), (3, 5));
+    let check = report.final_check.objects.as_ref().unwrap();
+    let totals = report.totals.objects.as_ref().unwrap();
+    // Writes from 10s (the end of the join window) to 40s at 4/s, plus 3 creations.
+    assert!((90..=160).contains(&totals.writes.attempted), "{}", report.summary());
+    assert_eq!(check.acked_writes, totals.writes.acked);
+    assert_eq!(check.verified, check.acked_writes);
+    assert_eq!(check.objects, 3);
+    assert!(totals.sync.count > 0 && report.totals.messages_by_kind.contains_key("obj_sync"));
+    let json = report.to_json();
+    assert!(json.contains("\"ack_latency_ms\"") && json.contains("\"converged_after_s\""));
+    // Scenarios without workloads keep their reports free of object fields.
+    let plain = sim::run(&Scenario::parse(BASE, "t.toml").unwrap(), 5, |_| {});
+    assert!(plain.final_check.objects.is_none() && !plain.to_json().contains("objects"));
+}

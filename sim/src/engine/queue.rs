@@ -22,6 +22,12 @@ pub(crate) enum Ev {
     Wake { node: u32, life: u32 },
     /// The scenario's fault number k.
     Fault(u32),
+    /// A node's object store finished the flush with this ticket.
+    Flushed { node: u32, life: u32, ticket: u64 },
+    /// Workload k's creator creates its objects.
+    Create(u32),
+    /// Workload k's next write.
+    Write(u32),
     /// Check convergence and report progress.
     Sample,
 }

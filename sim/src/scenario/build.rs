@@ -8,8 +8,11 @@ use std::time::Duration;
 use liquid_core::{Tier, membership};
 use toml::Spanned;
 
-use super::raw::{Heal, RawLink, RawMembership, RawScenario, RawSites};
-use super::{Action, Fault, Group, Location, Scenario, ScenarioError, Site};
+use liquid_core::objects;
+use state_sync::ObjectName;
+
+use super::raw::{Heal, KeyDist, RawLink, RawMembership, RawObjects, RawScenario, RawSites, RawWorkload};
+use super::{Action, Fault, Group, Location, Scenario, ScenarioError, Site, Workload};
 use crate::network::{Link, Links};
 
 /// The most nodes a scenario may declare.
@@ -81,6 +84,8 @@ pub(super) fn build(text: &str, origin: &str) -> Result<Scenario, ScenarioError>
         bootstrap,
         sample_interval,
         disk_latency: raw.disk_latency.map_or(Duration::from_millis(2), |d| d.0),
+        fsync_latency: raw.fsync_latency.map_or(Duration::from_millis(2), |d| d.0),
+        torn_writes: raw.torn_writes.unwrap_or(false),
         connect_retry,
         rejoin_peers: raw.rejoin_peers.unwrap_or(1) as usize,
         groups,
@@ -88,9 +93,12 @@ pub(super) fn build(text: &str, origin: &str) -> Result<Scenario, ScenarioError>
         node_sites,
         links: build_links(&cx, &raw.network)?,
         membership: build_membership(&cx, &raw.membership)?,
+        objects: build_objects(&cx, &raw.objects)?,
         faults: Vec::new(),
+        workloads: Vec::new(),
     };
     scenario.faults = build_faults(&cx, &raw.faults, &names, &scenario)?;
+    scenario.workloads = build_workloads(&cx, &raw.workload, &names, &scenario)?;
     Ok(scenario)
 }
 
@@ -244,6 +252,157 @@ fn build_membership(cx: &Ctx, raw: &RawMembership) -> Result<membership::Config,
     Ok(c)
 }
 
+fn build_objects(cx: &Ctx, raw: &RawObjects) -> Result<objects::Config, ScenarioError> {
+    let mut c = objects::Config::default();
+    let positive = |v: &Option<Spanned<super::raw::Dur>>, field: &str, into: &mut Duration| match v {
+        Some(d) if d.get_ref().0.is_zero() => {
+            Err(cx.invalid(Some(d.span()), format!("objects.{field}"), "must be longer than 0"))
+        }
+        Some(d) => {
+            *into = d.get_ref().0;
+            Ok(())
+        }
+        None => Ok(()),
+    };
+    positive(&raw.anti_entropy_interval, "anti_entropy_interval", &mut c.anti_entropy_interval)?;
+    positive(&raw.fetch_timeout, "fetch_timeout", &mut c.fetch_timeout)?;
+    positive(&raw.quorum_timeout, "quorum_timeout", &mut c.quorum_timeout)?;
+    positive(&raw.quorum_retry, "quorum_retry", &mut c.quorum_retry)?;
+    if let Some(n) = raw.replication {
+        c.replication_default = n.0 as usize;
+    }
+    if let Some(d) = raw.batch_delay {
+        c.batch_delay = d.0;
+    }
+    if let Some(d) = raw.write_fetch_timeout {
+        c.write_fetch_timeout = d.0;
+    }
+    if let Some(d) = raw.replace_after {
+        c.replace_after = d.0;
+    }
+    // Change timestamps are virtual time, so a seed reproduces every change hash.
+    c.unix_epoch_offset_us = 0;
+    Ok(c)
+}
+
+/// The most objects one workload may name.
+const WORKLOAD_OBJECTS_MAX: u32 = 100_000;
+/// The largest value a workload may write.
+const VALUE_BYTES_MAX: u32 = 1 << 20;
+
+fn build_workloads(
+    cx: &Ctx,
+    raw: &[Spanned<RawWorkload>],
+    names: &BTreeMap<String, Target>,
+    sc: &Scenario,
+) -> Result<Vec<Workload>, ScenarioError> {
+    let mut out = Vec::new();
+    for (i, entry) in raw.iter().enumerate() {
+        let r = entry.get_ref();
+        let field = |f: &str| format!("workload[{i}].{f}");
+        let namespace = r.namespace.as_ref().map_or("sim", |n| n.get_ref().as_str());
+        let count = r.objects.map_or(16, |c| c.0);
+        if count > WORKLOAD_OBJECTS_MAX {
+            return Err(cx.invalid(Some(entry.span()), field("objects"), format!("at most {WORKLOAD_OBJECTS_MAX}")));
+        }
+        let mut objects = Vec::with_capacity(count as usize);
+        for k in 0..count {
+            match ObjectName::new(namespace, &format!("key-{k}")) {
+                Ok(name) => objects.push(name),
+                Err(e) => {
+                    let span = r.namespace.as_ref().map(|n| n.span());
+                    return Err(cx.invalid(span, field("namespace"), e.to_string()));
+                }
+            }
+        }
+        let start = r.start.as_ref().map_or(sc.join_window, |d| d.get_ref().0);
+        let stop = r.stop.get_ref().0;
+        if stop > sc.duration {
+            return Err(cx.invalid(Some(r.stop.span()), field("stop"), "after the end of the run (`duration`)"));
+        }
+        if start >= stop {
+            let span = r.start.as_ref().map_or(r.stop.span(), |s| s.span());
+            return Err(cx.invalid(Some(span), field("start"), "must come before `stop`"));
+        }
+        let rate = *r.rate.get_ref();
+        if !(rate > 0.0 && rate <= 1e6) {
+            return Err(cx.invalid(
+                Some(r.rate.span()),
+                field("rate"),
+                "writes per second: more than 0, at most 1000000",
+            ));
+        }
+        let writers = match &r.writers {
+            Some(list) => resolve_nodes(cx, names, sc, list, &field("writers"))?,
+            None => (0..sc.node_count() as u32).collect(),
+        };
+        let zipf = match (r.keys.unwrap_or(KeyDist::Uniform), &r.zipf_exponent) {
+            (KeyDist::Uniform, None) => None,
+            (KeyDist::Uniform, Some(e)) => {
+                return Err(cx.invalid(Some(e.span()), field("zipf_exponent"), "only applies to keys = \"zipf\""));
+            }
+            (KeyDist::Zipf, None) => Some(1.0),
+            (KeyDist::Zipf, Some(e)) => {
+                let s = *e.get_ref();
+                if !(s > 0.0 && s <= 10.0) {
+                    return Err(cx.invalid(Some(e.span()), field("zipf_exponent"), "must be more than 0, at most 10"));
+                }
+                Some(s)
+            }
+        };
+        let value_bytes = r.value_bytes.as_ref().map_or(0, |v| *v.get_ref());
+        if value_bytes > VALUE_BYTES_MAX {
+            let span = r.value_bytes.as_ref().map(|v| v.span());
+            return Err(cx.invalid(span, field("value_bytes"), format!("at most {VALUE_BYTES_MAX}")));
+        }
+        let create = if r.create.unwrap_or(true) {
+            let creator = match &r.creator {
+                Some(name) => match names.get(name.get_ref()) {
+                    Some(Target::Node(n)) => *n,
+                    _ => {
+                        let msg = format!("unknown node {:?}", name.get_ref());
+                        return Err(cx.invalid(Some(name.span()), field("creator"), msg));
+                    }
+                },
+                None => sc.bootstrap,
+            };
+            let at = match &r.create_at {
+                Some(d) if d.get_ref().0 > start => {
+                    return Err(cx.invalid(Some(d.span()), field("create_at"), "must not come after `start`"));
+                }
+                Some(d) => d.get_ref().0,
+                None => start.saturating_sub(Duration::from_secs(5)),
+            };
+            Some((creator, at))
+        } else {
+            for (name, span) in [
+                ("creator", r.creator.as_ref().map(|c| c.span())),
+                ("create_at", r.create_at.as_ref().map(|c| c.span())),
+            ] {
+                if let Some(span) = span {
+                    return Err(cx.invalid(Some(span), field(name), "only applies with create = true"));
+                }
+            }
+            None
+        };
+        let label = r.name.clone().unwrap_or_else(|| format!("workload {i} ({namespace})"));
+        out.push(Workload {
+            label,
+            objects,
+            start,
+            stop,
+            rate,
+            writers,
+            zipf,
+            inc: r.inc.map_or(0.5, |p| p.0),
+            durability: r.durability.unwrap_or_default(),
+            value_bytes,
+            create,
+        });
+    }
+    Ok(out)
+}
+
 fn resolve(names: &BTreeMap<String, Target>, sc: &Scenario, spec: &str) -> Option<Target> {
     if let Some(t) = names.get(spec) {
         return Some(t.clone());
@@ -257,6 +416,35 @@ fn resolve(names: &BTreeMap<String, Target>, sc: &Scenario, spec: &str) -> Optio
     let count = sc.sites.iter().filter(|s| s.group == group).count() as u32;
     (a < b && b <= count && sc.sites[first as usize].name != prefix)
         .then(|| Target::Sites((first + a..first + b).collect()))
+}
+
+/// The nodes a list of targets (nodes, sites, groups, ranges) names, sorted.
+fn resolve_nodes(
+    cx: &Ctx,
+    names: &BTreeMap<String, Target>,
+    sc: &Scenario,
+    list: &Spanned<Vec<String>>,
+    field: &str,
+) -> Result<Vec<u32>, ScenarioError> {
+    if list.get_ref().is_empty() {
+        return Err(cx.invalid(Some(list.span()), field, "the list is empty"));
+    }
+    let mut out = BTreeSet::new();
+    for spec in list.get_ref() {
+        match resolve(names, sc, spec) {
+            Some(Target::Node(n)) => {
+                out.insert(n);
+            }
+            Some(Target::Sites(s)) => {
+                for site in s {
+                    let site = &sc.sites[site as usize];
+                    out.extend(site.first_node..site.first_node + site.nodes);
+                }
+            }
+            None => return Err(cx.invalid(Some(list.span()), field, format!("unknown node or site {spec:?}"))),
+        }
+    }
+    Ok(out.into_iter().collect())
 }
 
 fn build_faults(
@@ -297,27 +485,8 @@ fn build_faults(
             }
             Ok(out.into_iter().collect())
         };
-        let nodes_of = |list: &Spanned<Vec<String>>, field: &str| -> Result<Vec<u32>, ScenarioError> {
-            let field = format!("faults[{i}].{field}");
-            if list.get_ref().is_empty() {
-                return Err(cx.invalid(Some(list.span()), field, "the list is empty"));
-            }
-            let mut out = BTreeSet::new();
-            for spec in list.get_ref() {
-                match resolve(names, sc, spec) {
-                    Some(Target::Node(n)) => {
-                        out.insert(n);
-                    }
-                    Some(Target::Sites(s)) => {
-                        for site in s {
-                            let site = &sc.sites[site as usize];
-                            out.extend(site.first_node..site.first_node + site.nodes);
-                        }
-                    }
-                    None => return Err(cx.invalid(Some(list.span()), field, format!("unknown node or site {spec:?}"))),
-                }
-            }
-            Ok(out.into_iter().collect())
+        let nodes_of = |list: &Spanned<Vec<String>>, field: &str| {
+            resolve_nodes(cx, names, sc, list, &format!("faults[{i}].{field}"))
         };
         let mut actions = Vec::new();
         if let Some(p) = &r.partition {

@@ -26,6 +26,8 @@ pub(crate) struct RawScenario {
     pub bootstrap: Option<Spanned<String>>,
     pub sample_interval: Option<Spanned<Dur>>,
     pub disk_latency: Option<Dur>,
+    pub fsync_latency: Option<Dur>,
+    pub torn_writes: Option<bool>,
     pub connect_retry: Option<Spanned<Dur>>,
     pub rejoin_peers: Option<u32>,
     pub sites: Spanned<Vec<Spanned<RawSites>>>,
@@ -34,7 +36,11 @@ pub(crate) struct RawScenario {
     #[serde(default)]
     pub membership: RawMembership,
     #[serde(default)]
+    pub objects: RawObjects,
+    #[serde(default)]
     pub faults: Vec<Spanned<RawFault>>,
+    #[serde(default)]
+    pub workload: Vec<Spanned<RawWorkload>>,
 }
 
 /// One `[[sites]]` entry: `count` sites of `nodes` nodes each.
@@ -94,6 +100,49 @@ pub(crate) struct RawMembership {
     pub gossip_queue_max: Option<Count>,
     pub sync_interval: Option<Spanned<Dur>>,
     pub reconnect_interval: Option<Spanned<Dur>>,
+}
+
+/// `[objects]`: overrides of the core's object tuning.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawObjects {
+    pub replication: Option<Count>,
+    pub anti_entropy_interval: Option<Spanned<Dur>>,
+    pub batch_delay: Option<Dur>,
+    pub fetch_timeout: Option<Spanned<Dur>>,
+    pub write_fetch_timeout: Option<Dur>,
+    pub quorum_timeout: Option<Spanned<Dur>>,
+    pub quorum_retry: Option<Spanned<Dur>>,
+    pub replace_after: Option<Dur>,
+}
+
+/// How a workload picks the object of each write.
+#[derive(Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum KeyDist {
+    Uniform,
+    Zipf,
+}
+
+/// One `[[workload]]` entry: writes at a rate, from some nodes, to some objects.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawWorkload {
+    pub name: Option<String>,
+    pub namespace: Option<Spanned<String>>,
+    pub objects: Option<Count>,
+    pub start: Option<Spanned<Dur>>,
+    pub stop: Spanned<Dur>,
+    pub rate: Spanned<f64>,
+    pub writers: Option<Spanned<Vec<String>>>,
+    pub keys: Option<KeyDist>,
+    pub zipf_exponent: Option<Spanned<f64>>,
+    pub inc: Option<Probability>,
+    pub durability: Option<liquid_core::objects::Durability>,
+    pub value_bytes: Option<Spanned<u32>>,
+    pub create: Option<bool>,
+    pub creator: Option<Spanned<String>>,
+    pub create_at: Option<Spanned<Dur>>,
 }
 
 /// One `[[faults]]` entry: `at` plus exactly one action.
