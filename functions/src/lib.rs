@@ -1,1 +1,22 @@
-//! Functions: Wasm packages and the wasmtime runtime. Filled in by the functions issue; empty until then.
+//! Liquid functions: what a function is (a Wasm module plus a manifest, content-addressed by
+//! the module's BLAKE3 hash), the guest ABI's host side, and — with the `runtime` feature —
+//! the wasmtime executor with its limits and artifact cache.
+//!
+//! The pure node core uses this crate without `runtime` (manifests, hashes and the
+//! [`placement`] policy), so the core stays free of a Wasm engine; the agent and the
+//! simulator use the runtime.
+
+pub mod abi;
+pub mod manifest;
+pub mod outcome;
+pub mod package;
+pub mod placement;
+#[cfg(feature = "runtime")]
+pub mod runtime;
+#[cfg(feature = "runtime")]
+pub mod snapshot;
+#[cfg(feature = "runtime")]
+pub mod store;
+
+pub use manifest::{Kind, Limits, Manifest, ManifestError, ModuleHash};
+pub use outcome::InvokeError;
