@@ -75,6 +75,8 @@ struct Task {
     nonce: [u8; NONCE_BYTES],
     /// The nonce each proven connection's peer process sent.
     conn_nonce: HashMap<ConnectionId, [u8; NONCE_BYTES]>,
+    /// The nonce of each peer's latest process (the last one that proved itself).
+    peer_nonce: HashMap<PeerId, [u8; NONCE_BYTES]>,
 }
 
 /// The length of a process nonce, appended to the 32-byte cluster proof in auth frames.
@@ -151,6 +153,7 @@ pub(crate) fn start(
         connections: HashMap::new(),
         nonce: rand::random(),
         conn_nonce: HashMap::new(),
+        peer_nonce: HashMap::new(),
     };
     tokio::spawn(accept_bulk(incoming, mesh.clone(), task.events.clone()));
     tokio::spawn(task.run(cmd_rx));
@@ -340,6 +343,7 @@ impl Task {
                     return;
                 }
                 self.connections.remove(&peer_id);
+                self.peer_nonce.remove(&peer_id);
                 self.auth_deadline.remove(&peer_id);
                 self.fail_pending(peer_id, "unreachable");
                 if self.set_authenticated(peer_id, false) {
@@ -380,16 +384,32 @@ impl Task {
     ///
     /// A connection whose peer process sent another nonce than the fresh one is closed at
     /// once, whatever its age: it leads to a previous process (a restart within seconds).
+    ///
+    /// When the fresh proof comes from a new process of the peer (its nonce changed), every
+    /// connection opened before the fresh one that this new process has not proven is closed
+    /// too. Such a connection may never have carried a proof at all: a request-response
+    /// request goes out on whichever of the peer's connections libp2p picks, so the proof sent
+    /// for a new connection may travel on another one, and an unproven connection to a dead
+    /// process would swallow every other message sent to the peer until it timed out. Only
+    /// the side that saw the restart closes unproven connections, so the two sides never
+    /// close each other's only live connection.
     fn close_others(&mut self, peer: PeerId, fresh: ConnectionId) {
         let Some(list) = self.connections.get(&peer) else { return };
         let Some(&(_, fresh_at)) = list.iter().find(|(c, _)| *c == fresh) else { return };
         let fresh_nonce = self.conn_nonce.get(&fresh).copied();
+        let restarted = match fresh_nonce {
+            Some(n) => self.peer_nonce.insert(peer, n).is_some_and(|before| before != n),
+            None => false,
+        };
         let nonces = &self.conn_nonce;
         let others: Vec<ConnectionId> = list
             .iter()
             .filter(|(c, at)| {
-                let previous_process = fresh_nonce.is_some() && nonces.get(c).is_some_and(|n| Some(*n) != fresh_nonce);
-                *c != fresh && (previous_process || fresh_at.duration_since(*at) > STALE_AFTER)
+                let nonce = nonces.get(c);
+                let previous_process = fresh_nonce.is_some() && nonce.is_some_and(|n| Some(*n) != fresh_nonce);
+                let unproven_before_restart = restarted && nonce.is_none() && *at <= fresh_at;
+                *c != fresh
+                    && (previous_process || unproven_before_restart || fresh_at.duration_since(*at) > STALE_AFTER)
             })
             .map(|(c, _)| *c)
             .collect();

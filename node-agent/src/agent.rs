@@ -7,6 +7,7 @@
 //! checksummed log per object, see `state_sync::store`).
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -143,6 +144,8 @@ pub async fn run(args: AgentArgs) -> Result<()> {
     mesh_metrics.register(&mut registry);
     let driver_metrics = DriverMetrics::default();
     driver_metrics.register(&mut registry);
+    let fn_metrics = crate::executor::FnMetrics::default();
+    fn_metrics.register(&mut registry);
 
     let mut cfg = mesh::Config::new(key, s.listen.clone());
     cfg.bootstrap = s.bootstrap.clone();
@@ -182,12 +185,18 @@ pub async fn run(args: AgentArgs) -> Result<()> {
     let epoch = Instant::now();
     let boot = next_boot(&s.data_dir)?;
     let unix_now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let unix_offset_us = u64::try_from(unix_now.as_micros()).unwrap_or(0);
     let objects = liquid_core::objects::Config {
         replication: s.replication.clone(),
-        unix_epoch_offset_us: u64::try_from(unix_now.as_micros()).unwrap_or(0),
+        unix_epoch_offset_us: unix_offset_us,
         ..Default::default()
     };
-    let cfg = liquid_core::node::Config { objects, boot, ..Default::default() };
+    let functions = liquid_core::functions::Config {
+        policy_every: s.placement_every,
+        policy: s.placement.clone(),
+        ..Default::default()
+    };
+    let cfg = liquid_core::node::Config { objects, functions, boot, ..Default::default() };
     let mut node = Node::new(cfg, info, restored.as_ref(), rand::random(), liquid_core::Time::ZERO);
     let store = restore_objects(&s.data_dir, &mut node, boot)?;
     let (disk_tx, disk_rx) = std::sync::mpsc::channel();
@@ -203,8 +212,25 @@ pub async fn run(args: AgentArgs) -> Result<()> {
     let api_url = format!("http://{}", listener.local_addr()?);
     let token = api_token(&s.data_dir)?;
     std::fs::write(s.data_dir.join(files::API_ADDR), format!("{api_url}\n"))?;
-    let (api_tx, api_rx) = mpsc::channel(64);
-    let app = crate::api::router(token, api_tx, registry, changes.clone(), s.dev);
+    let (api_tx, api_rx) = mpsc::channel(256);
+    let runtime = functions::runtime::Runtime::new(functions::runtime::RuntimeConfig::default())
+        .map_err(|e| anyhow::anyhow!("starting the Wasm runtime: {e}"))?;
+    let modules = Arc::new(
+        functions::store::ModuleStore::open(&s.data_dir, Arc::new(runtime))
+            .with_context(|| format!("opening the module cache in {}", s.data_dir.display()))?,
+    );
+    let (executed_tx, executed_rx) = mpsc::unbounded_channel();
+    let executor = crate::executor::Executor::new(
+        modules.clone(),
+        mesh.clone(),
+        api_tx.clone(),
+        executed_tx,
+        fn_metrics.clone(),
+        unix_offset_us,
+        crate::checkpoint::Checkpoints::open(s.data_dir.join("actors"))
+            .with_context(|| format!("opening the actor checkpoints in {}", s.data_dir.display()))?,
+    );
+    let app = crate::api::router(modules, token, api_tx, registry, changes.clone(), s.dev);
 
     let (stop_tx, stop_rx) = oneshot::channel();
     let driver = Driver {
@@ -223,6 +249,10 @@ pub async fn run(args: AgentArgs) -> Result<()> {
         pending: Default::default(),
         next_request: 0,
         blocked: Default::default(),
+        executor,
+        executed: executed_rx,
+        invokes: Default::default(),
+        fn_metrics,
     };
     let driver = tokio::spawn(driver.run(stop_rx));
     info!(id = %peer_id, name = %s.name, tier = %s.tier, api = %api_url, addrs = ?listen_addrs, "agent started");

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::handler::Handler;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -146,11 +147,184 @@ pub struct ListedJson {
     pub replicas: Vec<String>,
 }
 
+/// A function as `GET /v1/functions` shows it.
+#[derive(Serialize, Deserialize, Debug, Clone, Default)]
+pub struct FunctionJson {
+    /// Its name.
+    pub name: String,
+    /// Manifest version.
+    pub version: String,
+    /// `stateless` or `actor`.
+    pub kind: String,
+    /// The module's BLAKE3 hash (hex).
+    pub hash: String,
+    /// Module size, bytes.
+    pub size: u64,
+    /// The node it was deployed on.
+    pub deployed_by: String,
+    /// When, Unix ms.
+    pub deployed_at_ms: u64,
+    /// Removed with `fn rm`.
+    pub deleted: bool,
+    /// Nodes holding the module bytes.
+    pub holders: Vec<String>,
+    /// The placement constraints, in words.
+    pub placement: String,
+    /// Alive nodes that may run it, in this node's view.
+    pub eligible: Vec<String>,
+    /// The node an actor (or a call from a node that is not eligible) goes to: the
+    /// registry's placement record, else the rendezvous choice.
+    pub home: Option<String>,
+    /// An actor's activation epoch (raised by every move).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<u64>,
+    /// Whether the placement policy may move it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto: Option<bool>,
+    /// Why it is where it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The cost figures behind the last move.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub figures: Option<serde_json::Value>,
+    /// An actor's lease granters.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub granters: Vec<String>,
+    /// The actor's activation on this node, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub activation_here: Option<liquid_core::functions::ActivationView>,
+    /// The placement policy's latest decision on this node (its home), with its figures.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision_here: Option<serde_json::Value>,
+    /// The whole manifest.
+    pub manifest: Option<functions::Manifest>,
+    /// Set if this node's registry entry is damaged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// What this node measured of the calls it ran (decaying: recent calls weigh most).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub facts_here: Option<FactsJson>,
+}
+
+/// A function's measured facts on one node (the placement policy's input).
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct FactsJson {
+    /// Calls per second run here.
+    pub calls_per_s: f64,
+    /// Mean fuel per call.
+    pub fuel_per_call: f64,
+    /// Mean latency from the call's arrival here to its outcome, ms.
+    pub latency_ms: f64,
+    /// Where the calls entered the mesh: node, site, calls per second.
+    pub origins: Vec<OriginJson>,
+    /// Objects the calls touched, with their replica sets.
+    pub objects: Vec<TouchedJson>,
+}
+
+/// An object a function's calls touched.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct TouchedJson {
+    /// `namespace/key`.
+    pub object: String,
+    /// Reads per second.
+    pub reads_per_s: f64,
+    /// Writes per second.
+    pub writes_per_s: f64,
+    /// Its replica set, as last seen here.
+    pub replicas: Vec<String>,
+}
+
+/// One origin of a function's calls.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct OriginJson {
+    /// The node the calls entered at.
+    pub node: String,
+    /// Its `site` label.
+    pub site: Option<String>,
+    /// Calls per second.
+    pub calls_per_s: f64,
+}
+
+impl FactsJson {
+    /// From the core's facts, read at `now_s`.
+    pub fn new(f: &functions::placement::Facts<liquid_core::NodeId>, now_s: f64) -> FactsJson {
+        let h = liquid_core::functions::FACTS_HALF_LIFE_S;
+        let mut origins: Vec<OriginJson> = f
+            .origins
+            .iter()
+            .map(|o| OriginJson { node: o.node.to_string(), site: o.site.clone(), calls_per_s: o.calls.rate(now_s, h) })
+            .collect();
+        origins.sort_by(|a, b| b.calls_per_s.total_cmp(&a.calls_per_s));
+        let objects = f
+            .objects
+            .iter()
+            .map(|o| TouchedJson {
+                object: o.object.clone(),
+                reads_per_s: o.reads.rate(now_s, h),
+                writes_per_s: o.writes.rate(now_s, h),
+                replicas: o.replicas.iter().map(ToString::to_string).collect(),
+            })
+            .collect();
+        FactsJson {
+            calls_per_s: f.rate(now_s),
+            fuel_per_call: f.fuel_per_call(now_s),
+            latency_ms: f.latency_per_call(now_s),
+            origins,
+            objects,
+        }
+    }
+}
+
+impl FunctionJson {
+    /// From the core's registry and view.
+    pub fn new(
+        name: &str,
+        reg: Result<liquid_core::functions::Registered, String>,
+        m: &liquid_core::membership::Membership,
+        now: Time,
+    ) -> FunctionJson {
+        match reg {
+            Ok(r) => {
+                let (eligible, home) = liquid_core::functions::placement_of(name, &r.entry.manifest, m, now);
+                FunctionJson {
+                    name: name.into(),
+                    version: r.entry.manifest.version.clone(),
+                    kind: r.entry.manifest.kind.as_str().into(),
+                    hash: r.entry.hash.to_hex(),
+                    size: r.entry.size,
+                    deployed_by: r.entry.deployed_by.clone(),
+                    deployed_at_ms: r.entry.deployed_at_ms,
+                    deleted: r.entry.deleted,
+                    holders: r.holders.iter().map(ToString::to_string).collect(),
+                    placement: liquid_core::functions::describe_placement(&r.entry.manifest),
+                    eligible: eligible.iter().map(ToString::to_string).collect(),
+                    home: r.placement.as_ref().map(|p| p.home).or(home).map(|h| h.to_string()),
+                    epoch: r.placement.as_ref().map(|p| p.epoch),
+                    auto: r.placement.as_ref().map(|p| p.auto),
+                    reason: r.placement.as_ref().map(|p| p.reason.clone()),
+                    figures: r.placement.as_ref().and_then(|p| p.figures.clone()),
+                    granters: r.placement.iter().flat_map(|p| p.granters.iter().map(ToString::to_string)).collect(),
+                    activation_here: None,
+                    decision_here: None,
+                    manifest: Some(r.entry.manifest),
+                    error: None,
+                    facts_here: None,
+                }
+            }
+            Err(e) => FunctionJson { name: name.into(), error: Some(e), ..Default::default() },
+        }
+    }
+}
+
 /// The largest request body: an object import or an operation batch.
 pub const BODY_BYTES_MAX: usize = 16 * 1024 * 1024;
 
+/// The largest module a deploy accepts (the runtime's own limit).
+pub const MODULE_BYTES_MAX: usize = 64 * 1024 * 1024;
+
 #[derive(Clone)]
 struct AppState {
+    modules: Arc<functions::store::ModuleStore>,
     token: Arc<str>,
     driver: mpsc::Sender<ApiRequest>,
     registry: Arc<Registry>,
@@ -213,6 +387,16 @@ impl IntoResponse for BadRequest {
 
 fn object_name(ns: &str, key: &str) -> Result<ObjectName, BadRequest> {
     ObjectName::new(ns, key).map_err(|e| BadRequest(e.to_string()))
+}
+
+/// An object the API may write: not in a reserved namespace.
+fn writable_object(ns: &str, key: &str) -> Result<ObjectName, BadRequest> {
+    if ns.starts_with(liquid_core::functions::RESERVED_PREFIX) {
+        return Err(BadRequest(format!(
+            "namespace {ns:?} is reserved for the system (liquid-fn is the function registry: use `liquid fn deploy`/`rm`)"
+        )));
+    }
+    object_name(ns, key)
 }
 
 fn object_error(e: &ObjectError) -> Response {
@@ -292,7 +476,7 @@ async fn object_post(
     Query(q): Query<WriteQuery>,
     body: Bytes,
 ) -> Response {
-    let (object, durability) = match (object_name(&ns, &key), durability(&q)) {
+    let (object, durability) = match (writable_object(&ns, &key), durability(&q)) {
         (Ok(o), Ok(d)) => (o, d),
         (Err(r), _) | (_, Err(r)) => return r.into_response(),
     };
@@ -368,7 +552,7 @@ async fn object_raw_put(
     Query(q): Query<WriteQuery>,
     body: Bytes,
 ) -> Response {
-    let (object, durability) = match (object_name(&ns, &key), durability(&q)) {
+    let (object, durability) = match (writable_object(&ns, &key), durability(&q)) {
         (Ok(o), Ok(d)) => (o, d),
         (Err(r), _) | (_, Err(r)) => return r.into_response(),
     };
@@ -450,19 +634,229 @@ async fn debug_block(State(st): State<AppState>, Json(body): Json<BlockedJson>) 
     }
 }
 
+/// The header that carries a deploy's manifest: `liquid.toml`, base64 (standard alphabet).
+pub const MANIFEST_HEADER: &str = "liquid-manifest";
+
+async fn function_deploy(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    use base64::Engine as _;
+    let manifest = match headers.get(MANIFEST_HEADER) {
+        None => functions::Manifest::for_module(&name),
+        Some(v) => {
+            let text = v
+                .to_str()
+                .ok()
+                .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+                .and_then(|b| String::from_utf8(b).ok());
+            let Some(text) = text else {
+                return error(StatusCode::BAD_REQUEST, "the liquid-manifest header must be base64 of UTF-8 TOML");
+            };
+            match functions::Manifest::from_toml(&text) {
+                Ok(m) => m,
+                Err(e) => return error(StatusCode::BAD_REQUEST, &e.to_string()),
+            }
+        }
+    };
+    if let Err(e) = manifest.validate() {
+        return error(StatusCode::BAD_REQUEST, &e.to_string());
+    }
+    if manifest.name != name {
+        return error(
+            StatusCode::BAD_REQUEST,
+            &format!("the URL names {name:?} but the manifest names {:?}", manifest.name),
+        );
+    }
+    let size = body.len() as u64;
+    let modules = st.modules.clone();
+    let m2 = manifest.clone();
+    let installed = tokio::task::spawn_blocking(move || modules.install(&body, &m2)).await;
+    let hash = match installed {
+        Ok(Ok(h)) => h,
+        Ok(Err(e)) => return error(StatusCode::BAD_REQUEST, &format!("module refused: {e}")),
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    };
+    let deployed_at_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or_default();
+    let entry = liquid_core::functions::Entry {
+        hash,
+        size,
+        manifest,
+        deployed_by: String::new(),
+        deployed_at_ms,
+        deleted: false,
+    };
+    match ask(&st, |tx| ApiRequest::Deploy(Box::new(entry), tx)).await {
+        Ok(Reply::Value { .. }) => {
+            (StatusCode::CREATED, Json(serde_json::json!({"name": name, "hash": hash.to_hex(), "size": size})))
+                .into_response()
+        }
+        Ok(Reply::Error(e)) => object_error(&e),
+        Ok(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "unexpected reply from the core"),
+        Err(r) => r,
+    }
+}
+
+async fn function_list(State(st): State<AppState>) -> Response {
+    match ask(&st, ApiRequest::Functions).await {
+        Ok(list) => Json(list.into_iter().filter(|f| !f.deleted).collect::<Vec<_>>()).into_response(),
+        Err(r) => r,
+    }
+}
+
+async fn function_get(State(st): State<AppState>, Path(name): Path<String>) -> Response {
+    match ask(&st, ApiRequest::Functions).await {
+        Ok(list) => match list.into_iter().find(|f| f.name == name && !f.deleted) {
+            Some(f) => Json(f).into_response(),
+            None => {
+                error(StatusCode::NOT_FOUND, &format!("no function named {name:?} is deployed (as this node knows)"))
+            }
+        },
+        Err(r) => r,
+    }
+}
+
+async fn function_delete(State(st): State<AppState>, Path(name): Path<String>) -> Response {
+    let object = match liquid_core::functions::registry_object(&name) {
+        Ok(o) => o,
+        Err(e) => return error(StatusCode::BAD_REQUEST, &e),
+    };
+    match object_call(&st, ObjRequest::Get { object: object.clone(), after: None }).await {
+        Ok(Reply::Value { .. }) => {}
+        Ok(Reply::Error(e)) => return object_error(&e),
+        Ok(_) => return error(StatusCode::INTERNAL_SERVER_ERROR, "unexpected reply from the core"),
+        Err(r) => return r,
+    }
+    let ops = match Op::parse_batch(r#"[{"op":"set","path":"current.deleted","value":true}]"#) {
+        Ok(ops) => ops,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    };
+    let write = ObjRequest::Write { object, change: Change::Ops(ops), durability: Durability::Local };
+    match object_call(&st, write).await {
+        Ok(Reply::Value { .. }) => Json(serde_json::json!({"name": name, "deleted": true})).into_response(),
+        Ok(Reply::Error(e)) => object_error(&e),
+        Ok(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "unexpected reply from the core"),
+        Err(r) => r,
+    }
+}
+
+/// The HTTP status of an invocation error.
+pub fn invoke_status(e: &functions::InvokeError) -> StatusCode {
+    use functions::InvokeError as E;
+    match e {
+        E::NotFound(_) => StatusCode::NOT_FOUND,
+        E::Overloaded(_) => StatusCode::TOO_MANY_REQUESTS,
+        E::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        E::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+        E::Invalid(_) => StatusCode::BAD_REQUEST,
+        _ => StatusCode::UNPROCESSABLE_ENTITY,
+    }
+}
+
+async fn function_invoke(State(st): State<AppState>, Path(name): Path<String>, body: Bytes) -> Response {
+    let input = body.to_vec();
+    match ask(&st, |tx| ApiRequest::Invoke { name, input, depth: 0, reply: tx }).await {
+        Ok(Ok(out)) => ([(header::CONTENT_TYPE, "application/octet-stream")], out).into_response(),
+        Ok(Err(e)) => {
+            (invoke_status(&e), Json(serde_json::json!({"error": e.to_string(), "kind": e.kind()}))).into_response()
+        }
+        Err(r) => r,
+    }
+}
+
+async fn function_logs(State(st): State<AppState>, Path(name): Path<String>) -> Response {
+    match ask(&st, |tx| ApiRequest::Logs(name, tx)).await {
+        Ok(lines) => Json(lines).into_response(),
+        Err(r) => r,
+    }
+}
+
+#[derive(Deserialize)]
+struct MigrateBody {
+    to: String,
+}
+
+/// Resolves a node given by peer id or by name.
+async fn resolve_node(st: &AppState, given: &str) -> Result<liquid_core::NodeId, Response> {
+    if let Some(id) = liquid_core::NodeId::parse(given) {
+        return Ok(id);
+    }
+    let nodes = ask(st, ApiRequest::Nodes).await?;
+    let found: Vec<&MemberJson> = nodes.iter().filter(|n| n.name == given).collect();
+    match found.as_slice() {
+        [one] => liquid_core::NodeId::parse(&one.id)
+            .ok_or_else(|| error(StatusCode::INTERNAL_SERVER_ERROR, "a member has a malformed id")),
+        [] => Err(error(
+            StatusCode::NOT_FOUND,
+            &format!("no member is named or has the id {given:?}: see `liquid nodes`"),
+        )),
+        _ => Err(error(StatusCode::CONFLICT, &format!("several members are named {given:?}: give the peer id"))),
+    }
+}
+
+async fn function_migrate(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+    body: Result<Json<MigrateBody>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Json(body) = match body {
+        Ok(b) => b,
+        Err(e) => return error(StatusCode::BAD_REQUEST, &format!("expected {{\"to\": NODE}}: {e}")),
+    };
+    let to = match resolve_node(&st, &body.to).await {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    match ask(&st, |reply| ApiRequest::Migrate { name, to, reply }).await {
+        Ok(Ok(home)) => {
+            Json(serde_json::json!({ "home": home.to_string(), "to": to.to_string(), "started": true })).into_response()
+        }
+        Ok(Err(e)) => error(StatusCode::CONFLICT, &e),
+        Err(r) => r,
+    }
+}
+
+async fn function_placement(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+    body: Result<Json<crate::driver::PlacementChange>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Json(mut change) = match body {
+        Ok(b) => b,
+        Err(e) => return error(StatusCode::BAD_REQUEST, &format!("expected {{\"node\", \"tier\", \"auto\"}}: {e}")),
+    };
+    if let Some(n) = change.node.as_deref().filter(|n| !n.is_empty()) {
+        match resolve_node(&st, n).await {
+            Ok(id) => change.node = Some(id.to_string()),
+            Err(r) => return r,
+        }
+    }
+    match ask(&st, |reply| ApiRequest::SetPlacement { name, change, reply }).await {
+        Ok(Ok(())) => Json(serde_json::json!({ "ok": true })).into_response(),
+        Ok(Err(e)) => error(StatusCode::CONFLICT, &e),
+        Err(r) => r,
+    }
+}
+
 async fn not_found() -> Response {
     error(StatusCode::NOT_FOUND, "no such route: see docs/api.md")
 }
 
 /// The API's routes.
 pub fn router(
+    modules: Arc<functions::store::ModuleStore>,
     token: String,
     driver: mpsc::Sender<ApiRequest>,
     registry: Registry,
     changes: broadcast::Sender<ObjectName>,
     dev: bool,
 ) -> Router {
-    let st = AppState { token: token.into(), driver, registry: Arc::new(registry), changes };
+    let st = AppState { modules, token: token.into(), driver, registry: Arc::new(registry), changes };
     let mut r = Router::new();
     if dev {
         r = r.route("/v1/debug/blocked", axum::routing::put(debug_block));
@@ -473,6 +867,17 @@ pub fn router(
         .route("/v1/objects/{ns}/{key}", get(object_get).post(object_post))
         .route("/v1/objects/{ns}/{key}/raw", get(object_raw_get).put(object_raw_put))
         .route("/v1/objects/{ns}/{key}/watch", get(object_watch))
+        .route("/v1/functions", get(function_list))
+        .route(
+            "/v1/functions/{name}",
+            get(function_get)
+                .delete(function_delete)
+                .put(function_deploy.layer(DefaultBodyLimit::max(MODULE_BYTES_MAX))),
+        )
+        .route("/v1/functions/{name}/invoke", axum::routing::post(function_invoke))
+        .route("/v1/functions/{name}/logs", get(function_logs))
+        .route("/v1/functions/{name}/migrate", axum::routing::post(function_migrate))
+        .route("/v1/functions/{name}/placement", axum::routing::post(function_placement))
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
         .route("/metrics", get(metrics))
         .fallback(not_found)

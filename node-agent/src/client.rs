@@ -74,6 +74,16 @@ impl Client {
         Ok(resp)
     }
 
+    /// A request with the bearer token, for callers that read the answer themselves.
+    pub fn raw(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http.request(method, format!("{}{path}", self.base)).bearer_auth(&self.token)
+    }
+
+    /// The agent's base URL.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
     /// GETs a JSON document.
     pub async fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T> {
         let resp = self.call(self.http.get(format!("{}{path}", self.base))).await?;

@@ -57,6 +57,11 @@ pub struct AgentArgs {
     /// Every agent of a mesh must be given the same values.
     #[arg(long, env = "LIQUID_REPLICATION", value_name = "NS=N", value_delimiter = ',')]
     pub replication: Vec<String>,
+    /// How often the home of each actor weighs moving it (docs/placement.md), seconds; 0
+    /// turns automatic placement off on this node. The policy's knobs are in the config
+    /// file's `[placement]` table.
+    #[arg(long, env = "LIQUID_PLACEMENT_EVERY", value_name = "SECS")]
+    pub placement_every: Option<f64>,
 }
 
 /// The config file's format; every key is optional.
@@ -74,6 +79,8 @@ struct FileConfig {
     mdns: Option<bool>,
     dev: Option<bool>,
     replication: Option<BTreeMap<String, usize>>,
+    placement_every: Option<f64>,
+    placement: Option<functions::placement::Params>,
 }
 
 /// Resolved settings.
@@ -101,6 +108,10 @@ pub struct Settings {
     pub dev: bool,
     /// Replicas per object, by namespace.
     pub replication: BTreeMap<String, usize>,
+    /// How often the placement policy runs; `None`: never.
+    pub placement_every: Option<std::time::Duration>,
+    /// The placement policy's knobs.
+    pub placement: functions::placement::Params,
 }
 
 /// The default data dir: `$LIQUID_HOME`, else `$XDG_DATA_HOME/liquid`, else `~/.local/share/liquid`.
@@ -166,7 +177,13 @@ impl AgentArgs {
         if let Some((ns, _)) = replication.iter().find(|(_, n)| **n == 0) {
             bail!("replication of namespace {ns:?} is 0: every object needs at least one replica");
         }
+        let every = self.placement_every.or(file.placement_every).unwrap_or(10.0);
+        if !(every.is_finite() && every >= 0.0) {
+            bail!("--placement-every {every} is not a number of seconds (0 turns automatic placement off)");
+        }
         Ok(Settings {
+            placement_every: (every > 0.0).then(|| std::time::Duration::from_secs_f64(every)),
+            placement: file.placement.unwrap_or_default(),
             replication,
             data_dir: self.data_dir.clone().or(file.data_dir).unwrap_or_else(default_data_dir),
             listen: parse_addrs("--listen", &listen)?,

@@ -42,6 +42,10 @@ impl Drop for Agents {
     }
 }
 
+/// The demo agents' config: the placement policy runs every 2 s, and a move is cheap on
+/// loopback (modules are compiled in milliseconds), so the actor demo moves within seconds.
+const DEMO_CONFIG: &str = "placement_every = 2.0\n[placement]\nactivation_ms = 5.0\nmargin = 0.2\n";
+
 fn spawn(
     exe: &Path,
     dir: &Path,
@@ -59,6 +63,10 @@ fn spawn(
         .arg("--cluster-key")
         .arg(key)
         .args(["--name", name, "--tier", tier, "--label", &format!("site={site}")])
+        // Readings live on two nodes: the cloud's always-on copy and one other.
+        .args(["--replication", "readings=2"])
+        .arg("--config")
+        .arg(dir.parent().unwrap_or(dir).join("demo-agent.toml"))
         // For the demo's partition (fault injection is only served in dev mode).
         .arg("--dev")
         .env("RUST_LOG", "warn")
@@ -153,6 +161,152 @@ async fn partition_demo(clients: &[Client], ids: &[String]) -> Result<()> {
 }
 
 /// Runs the demo.
+/// Finds examples/functions/counter (from the working directory or the binary's checkout)
+/// and builds it with scripts/build-guests.sh if its module is missing.
+fn counter_example() -> Result<PathBuf> {
+    let mut roots = vec![std::env::current_dir()?];
+    if let Ok(exe) = std::env::current_exe() {
+        // target/{debug,release}/liquid → the checkout
+        roots.extend(exe.ancestors().nth(3).map(Path::to_path_buf));
+    }
+    let root = roots
+        .into_iter()
+        .find(|r| r.join("examples/functions/counter/liquid.toml").exists())
+        .context("examples/functions/counter not found: run the demo from the repository's checkout")?;
+    let dir = root.join("examples/functions/counter");
+    if !dir.join("counter.wasm").exists() {
+        println!("Building the example functions (scripts/build-guests.sh)...");
+        let ok = Command::new(root.join("scripts/build-guests.sh"))
+            .current_dir(&root)
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        if !ok {
+            bail!("could not build examples/functions/counter: see the message above (scripts/build-guests.sh)");
+        }
+    }
+    Ok(dir)
+}
+
+async fn functions_demo(clients: &[Client], names: &[String]) -> Result<()> {
+    use base64::Engine as _;
+    let dir = counter_example()?;
+    let (manifest, module) = crate::fn_cmd::load_package(&dir, None)?;
+    let header = base64::engine::general_purpose::STANDARD.encode(toml::to_string(&manifest)?);
+    let first = &clients[0];
+    let resp = first
+        .raw(reqwest::Method::PUT, "/v1/functions/counter")
+        .header(crate::api::MANIFEST_HEADER, header)
+        .body(module.clone())
+        .send()
+        .await
+        .context("deploying counter")?;
+    if !resp.status().is_success() {
+        bail!("deploying counter failed: {}", resp.text().await.unwrap_or_default());
+    }
+    println!("Functions: deployed the `counter` example ({} bytes of Wasm) on {}.", module.len(), names[0]);
+    let last = clients.len() - 1;
+    let caller = &clients[last];
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for round in 1..=2 {
+        let out = loop {
+            let resp = caller.raw(reqwest::Method::POST, "/v1/functions/counter/invoke").send().await?;
+            let status = resp.status();
+            let body = resp.bytes().await?;
+            if status.is_success() {
+                break String::from_utf8_lossy(&body).into_owned();
+            }
+            // The registry reaches the caller within a moment of the deploy.
+            if Instant::now() > deadline {
+                bail!("invoking counter on {} failed: {}", names[last], String::from_utf8_lossy(&body));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        let how = if round == 1 { "fetched the module by hash over QUIC, compiled it, ran it" } else { "warm" };
+        println!("  invoked from {} ({how}): {out}", names[last]);
+    }
+    let f: crate::api::FunctionJson = caller.get("/v1/functions/counter").await?;
+    println!(
+        "  `liquid fn where counter`: module held by {} nodes; the counter lives in object demo/counter.
+",
+        f.holders.len()
+    );
+    Ok(())
+}
+
+/// A `readings/…` object replicated on node `owner` (and the cloud node), written through it.
+async fn reading_on(c: &Client, owner: &str) -> Result<String> {
+    for k in 0..64 {
+        let name = format!("readings/r{k}");
+        write(c, &name, serde_json::json!([{ "op": "set", "path": "value", "value": 20 + k }])).await?;
+        let list: Vec<crate::api::ListedJson> = c.get("/v1/objects?prefix=readings/").await?;
+        if list.iter().any(|l| l.object == name && l.replicas.iter().any(|r| r == owner)) {
+            return Ok(name);
+        }
+    }
+    bail!("no readings object among 64 landed on the edge node")
+}
+
+/// The actor part: `tally` deployed on the cloud node follows its callers and its data to
+/// an edge node, by itself, with its memory; the reason is printed.
+async fn actor_demo(clients: &[Client], names: &[String], ids: &[String]) -> Result<()> {
+    use base64::Engine as _;
+    let dir = counter_example()?.with_file_name("tally");
+    let (manifest, module) = crate::fn_cmd::load_package(&dir, None)?;
+    let header = base64::engine::general_purpose::STANDARD.encode(toml::to_string(&manifest)?);
+    let resp = clients[0]
+        .raw(reqwest::Method::PUT, "/v1/functions/tally")
+        .header(crate::api::MANIFEST_HEADER, header)
+        .body(module)
+        .send()
+        .await
+        .context("deploying tally")?;
+    if !resp.status().is_success() {
+        bail!("deploying tally failed: {}", resp.text().await.unwrap_or_default());
+    }
+    let edge = clients.len() - 1;
+    let data = reading_on(&clients[edge], &ids[edge]).await?;
+    println!(
+        "Liquid actors: deployed `tally` (an actor: its totals live in its own memory) on {}.\n  {} calls it about 30 times a second with {data}, which lives on {} (and in the cloud).",
+        names[0], names[edge], names[edge]
+    );
+    let started = Instant::now();
+    let mut last = String::new();
+    let mut calls = 0u64;
+    while started.elapsed() < Duration::from_secs(60) {
+        let resp =
+            clients[edge].raw(reqwest::Method::POST, "/v1/functions/tally/invoke").body(data.clone()).send().await?;
+        let ok = resp.status().is_success();
+        let body = String::from_utf8_lossy(&resp.bytes().await?).into_owned();
+        if ok {
+            last = body;
+            calls += 1;
+        }
+        if calls.is_multiple_of(15) {
+            let f: crate::api::FunctionJson = clients[edge].get("/v1/functions/tally").await?;
+            if f.home.as_deref() == Some(ids[edge].as_str()) && f.activation_here.as_ref().is_some_and(|a| a.leased) {
+                println!(
+                    "  after {:.1} s it moved itself to {} (epoch {}), with its state: the last answer was {last}",
+                    started.elapsed().as_secs_f64(),
+                    names[edge],
+                    f.epoch.unwrap_or(0)
+                );
+                println!("  why: {}", f.reason.unwrap_or_default());
+                println!(
+                    "  (`liquid fn where tally` shows this; `liquid fn migrate tally --to NODE` moves it by hand)\n"
+                );
+                return Ok(());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    let f: crate::api::FunctionJson = clients[0].get("/v1/functions/tally").await?;
+    bail!(
+        "it did not move within 60 s; the policy on its home says: {}",
+        f.decision_here.map(|d| d.to_string()).unwrap_or_else(|| "nothing yet".into())
+    )
+}
+
 pub async fn run(args: DemoArgs) -> Result<()> {
     if args.nodes < 2 {
         bail!("--nodes must be at least 2");
@@ -166,8 +320,10 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         }
     };
     let exe = std::env::current_exe().context("locating the liquid binary")?;
+    std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
     let key = root.join("cluster.key");
     mesh::cluster::ClusterKey::generate().save(&key)?;
+    std::fs::write(root.join("demo-agent.toml"), DEMO_CONFIG).context("writing the demo agents' config")?;
     let deadline = Instant::now() + Duration::from_secs(30);
     let bar = indicatif::ProgressBar::new_spinner();
     bar.enable_steady_tick(Duration::from_millis(100));
@@ -218,10 +374,18 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         ids
     };
     partition_demo(&clients, &ids).await?;
+    let names: Vec<String> = list_names(&clients).await;
+    if let Err(e) = functions_demo(&clients, &names).await {
+        println!("Functions part skipped: {e:#}\n");
+    } else if let Err(e) = actor_demo(&clients, &names, &ids).await {
+        println!("Actor part failed: {e:#}\n");
+    }
     if args.keep {
         println!("The agents keep running. Try, in another terminal:");
         println!("  liquid nodes --data-dir {}", dir(1).display());
         println!("  liquid status --json --data-dir {}", dir(3).display());
+        println!("  liquid fn invoke counter --input 10 --data-dir {}", dir(2).display());
+        println!("  liquid fn where tally --data-dir {}", dir(1).display());
         println!("Press Ctrl-C to stop them.");
         let _ = tokio::signal::ctrl_c().await;
     } else {
@@ -229,4 +393,12 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     }
     drop(agents);
     Ok(())
+}
+
+async fn list_names(clients: &[Client]) -> Vec<String> {
+    let mut names = Vec::new();
+    for c in clients {
+        names.push(c.get::<StatusJson>("/v1/status").await.map(|s| s.name).unwrap_or_else(|_| "?".into()));
+    }
+    names
 }

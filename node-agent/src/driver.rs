@@ -20,6 +20,9 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tracing::{debug, info, warn};
 
 use crate::api::{MemberJson, StatusJson};
+use crate::executor::{Executor, FnMetrics};
+use liquid_core::functions::{ExecId, Executed, InvokeId};
+use std::sync::Arc;
 
 /// A question from the HTTP API, answered from the core's state.
 pub enum ApiRequest {
@@ -29,10 +32,87 @@ pub enum ApiRequest {
     Nodes(oneshot::Sender<Vec<MemberJson>>),
     /// An object request, answered when the core replies.
     Object(objects::Request, oneshot::Sender<Reply>),
+    /// An object request from a running function (a host call of this execution).
+    HostObject(ExecId, objects::Request, oneshot::Sender<Reply>),
     /// Fault injection (`--dev` only): drop every message to and from these peers,
     /// replacing the previous set; answers the set now blocked.
     Block(Vec<NodeId>, oneshot::Sender<Vec<NodeId>>),
+    /// Invoke a function (from the API, or nested from a running function).
+    Invoke {
+        /// The function.
+        name: String,
+        /// The input.
+        input: Vec<u8>,
+        /// Nesting depth (0 from the API).
+        depth: u32,
+        /// Where the outcome goes.
+        reply: InvokeReply,
+    },
+    /// Register a function whose module is already in the local module store.
+    Deploy(Box<liquid_core::functions::Entry>, oneshot::Sender<Reply>),
+    /// The registry as this node holds it, with each function's placement in its view.
+    Functions(oneshot::Sender<Vec<crate::api::FunctionJson>>),
+    /// Recent log lines of a function on this node.
+    Logs(String, oneshot::Sender<Vec<crate::executor::LogLine>>),
+    /// The executor fetched and compiled a module for an incoming migration.
+    Prefetched {
+        /// The actor.
+        name: String,
+        /// Ready, or why not.
+        result: Result<(), String>,
+    },
+    /// The executor streamed an actor's snapshot (its size) or failed.
+    HandoffSent {
+        /// The actor.
+        name: String,
+        /// The target's epoch.
+        epoch: u64,
+        /// Bytes sent, or why it failed.
+        result: Result<u64, String>,
+    },
+    /// The executor received and stored an actor's snapshot.
+    SnapshotReceived {
+        /// The source.
+        from: NodeId,
+        /// The actor.
+        name: String,
+        /// Its new epoch.
+        epoch: u64,
+    },
+    /// Move actor `name` to `to` (answered with its current home, which runs the migration).
+    Migrate {
+        /// The actor.
+        name: String,
+        /// The target.
+        to: NodeId,
+        /// Answered once the migration started (or could not).
+        reply: oneshot::Sender<Result<NodeId, String>>,
+    },
+    /// Change a function's placement: pin it to a node or a tier (or unpin), and turn
+    /// automatic placement on or off.
+    SetPlacement {
+        /// The function.
+        name: String,
+        /// The change.
+        change: PlacementChange,
+        /// Answered when the registry write is durable here.
+        reply: oneshot::Sender<Result<(), String>>,
+    },
 }
+
+/// A change to a function's placement from `liquid fn pin` / `fn auto`.
+#[derive(Clone, Debug, Default, serde::Deserialize, serde::Serialize)]
+pub struct PlacementChange {
+    /// Pin to this node (peer id); `Some("")` unpins from a node.
+    pub node: Option<String>,
+    /// Pin to this tier; `Some("")` unpins from a tier.
+    pub tier: Option<String>,
+    /// Automatic placement on or off.
+    pub auto: Option<bool>,
+}
+
+/// Where an invocation's outcome goes.
+pub type InvokeReply = oneshot::Sender<Result<Vec<u8>, functions::InvokeError>>;
 
 /// The driver's own metrics.
 #[derive(Clone, Default)]
@@ -154,6 +234,14 @@ pub struct Driver {
     pub next_request: u64,
     /// Peers whose messages are dropped both ways (fault injection, `--dev` only).
     pub blocked: std::collections::BTreeSet<NodeId>,
+    /// Runs functions.
+    pub executor: Arc<Executor>,
+    /// Finished executions, from the executor.
+    pub executed: mpsc::UnboundedReceiver<(ExecId, Executed)>,
+    /// Invocations the core owes an outcome, by id, with when they started.
+    pub invokes: HashMap<u64, (InvokeReply, Instant)>,
+    /// Function metrics.
+    pub fn_metrics: FnMetrics,
 }
 
 impl Driver {
@@ -182,6 +270,10 @@ impl Driver {
                     None => break,
                 },
                 Some(req) = self.api.recv() => self.on_api(req),
+                Some((id, done)) = self.executed.recv() => {
+                    let now = self.now();
+                    self.node.handle_executed(now, id, done);
+                }
                 Some((ticket, res)) = self.flushed.recv() => {
                     let now = self.now();
                     self.node.handle_flushed(now, ticket, res);
@@ -227,7 +319,7 @@ impl Driver {
                 debug!(%from, kind = msg.kind(), "no handler for this request");
                 drop(reply);
             }
-            Event::Bulk { from, .. } => debug!(%from, "no handler for bulk streams yet"),
+            Event::Bulk { from, stream } => self.executor.serve_bulk(from, stream),
             Event::Disconnected(peer) => {
                 debug!(%peer, "disconnected");
                 if let Some(id) = mesh::node_id(&peer) {
@@ -274,6 +366,21 @@ impl Driver {
                 Output::ObjectChanged(name) => {
                     // Nobody watching is fine.
                     let _ = self.changes.send(name);
+                }
+                Output::Execute(exec) => self.executor.spawn(*exec),
+                Output::Prefetch(p) => self.executor.prefetch(*p),
+                Output::Handoff(h) => self.executor.handoff(*h),
+                Output::Deactivate { name, epoch } => self.executor.deactivate(&name, epoch),
+                Output::Invoked { id, result } => {
+                    if let Some((tx, started)) = self.invokes.remove(&id.0) {
+                        let outcome = match &result {
+                            Ok(_) => "ok",
+                            Err(e) => e.kind(),
+                        };
+                        self.fn_metrics.invocations.get_or_create(&vec![("outcome".into(), outcome.into())]).inc();
+                        self.fn_metrics.latency.observe(started.elapsed().as_secs_f64());
+                        let _ = tx.send(result);
+                    }
                 }
                 _ => {}
             }
@@ -335,7 +442,120 @@ impl Driver {
                 self.pending.insert(id, tx);
                 self.node.handle_request(now, RequestId(id), req);
             }
+            ApiRequest::HostObject(exec, req, tx) => {
+                self.next_request += 1;
+                let id = self.next_request;
+                self.pending.insert(id, tx);
+                self.node.handle_host_request(now, exec, RequestId(id), req);
+            }
+            ApiRequest::Invoke { name, input, depth, reply } => {
+                self.next_request += 1;
+                let id = self.next_request;
+                self.invokes.insert(id, (reply, Instant::now()));
+                self.node.handle_invoke(now, InvokeId(id), name, input, depth);
+            }
+            ApiRequest::Deploy(entry, tx) => match self.node.deploy_request(now, &entry) {
+                Ok(write) => {
+                    self.next_request += 1;
+                    let id = self.next_request;
+                    self.pending.insert(id, tx);
+                    self.node.handle_request(now, RequestId(id), write);
+                }
+                Err(message) => {
+                    let _ = tx.send(Reply::Error(objects::ObjectError::Invalid { message }));
+                }
+            },
+            ApiRequest::Functions(tx) => {
+                let m = self.node.membership();
+                let now_s = liquid_core::functions::secs(now);
+                let list = liquid_core::functions::registry(self.node.objects())
+                    .into_iter()
+                    .map(|(name, reg)| {
+                        let mut f = crate::api::FunctionJson::new(&name, reg, m, now);
+                        f.facts_here = self.node.functions().facts(&name).map(|x| crate::api::FactsJson::new(x, now_s));
+                        f.activation_here = self.node.functions().activation(now, &name);
+                        f.decision_here = self.node.functions().decision(&name).cloned();
+                        f
+                    })
+                    .collect();
+                let _ = tx.send(list);
+            }
+            ApiRequest::Logs(name, tx) => {
+                let _ = tx.send(self.executor.logs(&name));
+            }
+            ApiRequest::Prefetched { name, result } => self.node.handle_prefetched(now, &name, result),
+            ApiRequest::HandoffSent { name, epoch, result } => self.node.handle_handoff_sent(now, &name, epoch, result),
+            ApiRequest::SnapshotReceived { from, name, epoch } => {
+                self.node.handle_snapshot_received(now, from, &name, epoch)
+            }
+            ApiRequest::Migrate { name, to, reply } => {
+                let _ =
+                    reply.send(self.node.handle_migrate(now, &name, to, "moved by hand (liquid fn migrate)".into()));
+            }
+            ApiRequest::SetPlacement { name, change, reply } => match self.placement_write(&name, &change) {
+                Ok(write) => {
+                    self.next_request += 1;
+                    let id = self.next_request;
+                    let (tx, rx) = oneshot::channel();
+                    self.pending.insert(id, tx);
+                    self.node.handle_request(now, RequestId(id), write);
+                    tokio::spawn(async move {
+                        let r = match rx.await {
+                            Ok(Reply::Value { .. }) => Ok(()),
+                            Ok(Reply::Error(e)) => Err(e.to_string()),
+                            Ok(_) => Err("unexpected answer".to_string()),
+                            Err(_) => Err("the agent is shutting down".to_string()),
+                        };
+                        let _ = reply.send(r);
+                    });
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                }
+            },
         }
+        for e in self.node.functions_mut().take_events() {
+            let peer = e.peer.map(|p| self.name_of(&p)).unwrap_or_default();
+            info!(actor = %e.name, event = e.what, peer = %peer, epoch = e.epoch, reason = %e.reason, "migration");
+            self.fn_metrics.migrations.get_or_create(&vec![("event".into(), e.what.into())]).inc();
+        }
+    }
+
+    /// The registry write for a placement change: the manifest's pin in `current`, and
+    /// `placement.auto`.
+    fn placement_write(&self, name: &str, change: &PlacementChange) -> Result<objects::Request, String> {
+        use liquid_core::functions::{Registered, registry_object};
+        let object = registry_object(name)?;
+        let doc = self.node.objects().doc(&object).ok_or_else(|| format!("no function {name:?}"))?;
+        let reg = Registered::from_value(&doc.value())?;
+        if reg.entry.deleted {
+            return Err(format!("function {name:?} was removed"));
+        }
+        let mut entry = reg.entry;
+        if let Some(n) = &change.node {
+            entry.manifest.placement.node = (!n.is_empty()).then(|| n.clone());
+        }
+        if let Some(t) = &change.tier {
+            entry.manifest.placement.tier = (!t.is_empty()).then(|| t.clone());
+        }
+        entry.manifest.validate().map_err(|e| e.to_string())?;
+        let parse = |p: &str| state_sync::Path::parse(p).map_err(|e| e.to_string());
+        let mut ops = vec![state_sync::ops::Op::Set {
+            path: parse("current")?,
+            value: serde_json::to_value(&entry).map_err(|e| e.to_string())?,
+            text: false,
+        }];
+        if let Some(auto) = change.auto {
+            if reg.placement.is_none() {
+                return Err(format!("{name:?} has no placement record yet (deployed by an older agent)"));
+            }
+            ops.push(state_sync::ops::Op::Set { path: parse("placement.auto")?, value: auto.into(), text: false });
+        }
+        Ok(objects::Request::Write {
+            object,
+            change: objects::Change::Ops(ops),
+            durability: objects::Durability::Local,
+        })
     }
 }
 

@@ -2,10 +2,13 @@
 
 mod agent;
 mod api;
+mod checkpoint;
 mod client;
 mod config;
 mod demo;
 mod driver;
+mod executor;
+mod fn_cmd;
 mod obj_cmd;
 mod sim_cmd;
 
@@ -38,6 +41,8 @@ Examples:
   liquid obj set app/cfg limits.max 10            write into an object (any node; it replicates)
   liquid obj inc app/stats visits                 increment a counter (concurrent increments add up)
   liquid obj get app/stats --json                 read an object's value as JSON
+  liquid fn deploy examples/functions/counter     deploy a Wasm function (once, to any node)
+  liquid fn invoke counter --input 5              invoke it from any node; prints its output
   liquid demo                                     a local mesh of 4 agents, shown with `liquid nodes`
   liquid sim run sim/scenarios/small.toml --seed 3   a simulated continuum; writes sim-out/report.json
 
@@ -60,6 +65,9 @@ enum Cmd {
     /// Read, write, watch, list, export and import objects (replicated automerge documents).
     #[command(subcommand)]
     Obj(obj_cmd::ObjCmd),
+    /// Deploy, invoke, list and inspect functions (WebAssembly modules run by the mesh).
+    #[command(subcommand)]
+    Fn(fn_cmd::FnCmd),
     /// Manage the cluster secret.
     #[command(subcommand)]
     Cluster(ClusterCmd),
@@ -116,6 +124,7 @@ async fn run(cmd: Cmd) -> Result<()> {
         Cmd::Status(t) => client::status(&t).await,
         Cmd::Nodes(t) => client::nodes(&t).await,
         Cmd::Obj(cmd) => obj_cmd::run(cmd).await,
+        Cmd::Fn(cmd) => fn_cmd::run(cmd).await,
         Cmd::Cluster(ClusterCmd::Init { out, force }) => {
             if out.exists() && !force {
                 bail!(

@@ -143,16 +143,34 @@ pub struct Http {
     pub body: String,
 }
 
-/// `GET path` on `base` (`http://host:port`) with an optional bearer token, over plain TCP.
-pub fn http_get(base: &str, path: &str, token: Option<&str>) -> Result<Http, String> {
+/// `METHOD path` on `base` (`http://host:port`) with an optional bearer token, extra headers
+/// and a byte body, over plain TCP (so a test sees exactly what the agent answers).
+#[allow(dead_code)]
+pub fn http(
+    base: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<Http, String> {
     let host = base.trim_start_matches("http://").trim_end_matches('/');
     let mut s = TcpStream::connect(host).map_err(|e| format!("connect {host}: {e}"))?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).map_err(|e| e.to_string())?;
-    s.set_write_timeout(Some(Duration::from_secs(5))).map_err(|e| e.to_string())?;
-    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {host}\r\n{auth}Connection: close\r\n\r\n").map_err(|e| e.to_string())?;
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).map_err(|e| format!("reading the answer from {host}: {e}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).map_err(|e| e.to_string())?;
+    s.set_write_timeout(Some(Duration::from_secs(10))).map_err(|e| e.to_string())?;
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: {}\r\n", body.len());
+    if let Some(t) = token {
+        head.push_str(&format!("Authorization: Bearer {t}\r\n"));
+    }
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("Connection: close\r\n\r\n");
+    s.write_all(head.as_bytes()).map_err(|e| e.to_string())?;
+    s.write_all(body).map_err(|e| e.to_string())?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).map_err(|e| format!("reading the answer from {host}: {e}"))?;
+    let raw = String::from_utf8_lossy(&raw).into_owned();
     let code = raw
         .split_whitespace()
         .nth(1)
@@ -162,30 +180,16 @@ pub fn http_get(base: &str, path: &str, token: Option<&str>) -> Result<Http, Str
     Ok(Http { code, body })
 }
 
-/// `METHOD path` on `base` with an optional bearer token and a JSON `body`, over plain TCP.
+/// `GET path` on `base` with an optional bearer token.
+#[allow(dead_code)]
+pub fn http_get(base: &str, path: &str, token: Option<&str>) -> Result<Http, String> {
+    http(base, "GET", path, token, &[], b"")
+}
+
+/// `METHOD path` on `base` with an optional bearer token and a JSON `body`.
 #[allow(dead_code)]
 pub fn http_send(base: &str, method: &str, path: &str, token: Option<&str>, body: &str) -> Result<Http, String> {
-    let host = base.trim_start_matches("http://").trim_end_matches('/');
-    let mut s = TcpStream::connect(host).map_err(|e| format!("connect {host}: {e}"))?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).map_err(|e| e.to_string())?;
-    s.set_write_timeout(Some(Duration::from_secs(5))).map_err(|e| e.to_string())?;
-    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: {host}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\
-         Connection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .map_err(|e| e.to_string())?;
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).map_err(|e| format!("reading the answer from {host}: {e}"))?;
-    let code = raw
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| format!("not an HTTP answer: {raw:?}"))?;
-    let body = raw.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-    Ok(Http { code, body })
+    http(base, method, path, token, &[("Content-Type", "application/json")], body.as_bytes())
 }
 
 /// A background process whose standard output is read line by line (SIGKILLed and reaped

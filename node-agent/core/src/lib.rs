@@ -41,6 +41,9 @@
 //! assert_eq!(a.membership().digest(), b.membership().digest());
 //! ```
 
+pub mod functions;
+#[cfg(test)]
+pub(crate) mod harness;
 pub mod id;
 pub mod info;
 pub mod membership;

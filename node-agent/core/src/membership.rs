@@ -438,7 +438,21 @@ impl Membership {
         below.iter().map(view_of).chain(std::iter::once(me)).chain(above.iter().map(view_of))
     }
 
-    /// One member's status, `None` if unknown (or the node itself).
+    /// A member's self-description (this node's own included), `None` if unknown.
+    pub fn info_of(&self, id: &NodeId) -> Option<&Arc<NodeInfo>> {
+        if *id == self.me.id {
+            return Some(&self.me);
+        }
+        self.members.find(id).map(|i| &self.members.get(i).info)
+    }
+
+    /// The smoothed round-trip time to a member, if a direct probe was answered.
+    pub fn rtt_of(&self, id: &NodeId) -> Option<Duration> {
+        let m = self.members.get(self.members.find(id)?);
+        (m.rtt_us > 0).then(|| Duration::from_micros(u64::from(m.rtt_us)))
+    }
+
+    /// A member's status in this view (`None` if unknown).
     pub fn status_of(&self, id: &NodeId) -> Option<Status> {
         self.members.find(id).map(|i| self.members.get(i).status)
     }

@@ -8,6 +8,7 @@ use rand_core::SeedableRng;
 use state_sync::store::LogStats;
 use state_sync::{Document, ObjectName};
 
+use crate::functions::{self, ExecId, Executed, Execution, Functions, Handoff, InvokeId, Prefetch};
 use crate::membership::{self, Membership, Persisted, Status, StatusChange};
 use crate::objects::{self, DiskOp, Objects, Reply, Request, RequestId};
 use crate::wire::Message;
@@ -20,6 +21,8 @@ pub struct Config {
     pub membership: membership::Config,
     /// Object tuning.
     pub objects: objects::Config,
+    /// Function routing tuning.
+    pub functions: functions::Config,
     /// How many times this node has started, this start included; must grow with every
     /// start (the driver keeps it on disk), because it makes this boot's object changes
     /// distinct from any a previous life made but lost in a crash.
@@ -54,6 +57,28 @@ pub enum Output {
     /// An object's document changed here (a local write or changes from a peer), for
     /// watchers.
     ObjectChanged(ObjectName),
+    /// Run a function here; answer with [`Node::handle_executed`].
+    Execute(Box<Execution>),
+    /// The outcome of [`Node::handle_invoke`]: exactly one per invocation.
+    Invoked {
+        /// The invocation's id.
+        id: InvokeId,
+        /// The output, or why there is none.
+        result: Result<Vec<u8>, ::functions::InvokeError>,
+    },
+    /// Fetch and compile a module ahead of a migration; answer with
+    /// [`Node::handle_prefetched`].
+    Prefetch(Box<Prefetch>),
+    /// Snapshot an actor and stream it to another node; answer with
+    /// [`Node::handle_handoff_sent`].
+    Handoff(Box<Handoff>),
+    /// Drop actor `name`'s live instance (its activation here ended); keep its checkpoints.
+    Deactivate {
+        /// The actor.
+        name: String,
+        /// The epoch that ended.
+        epoch: u64,
+    },
 }
 
 impl Output {
@@ -63,6 +88,10 @@ impl Output {
 
     pub(crate) fn send_obj(to: NodeId, msg: objects::Message) -> Output {
         Output::Send { to, msg: Message::Objects(msg) }
+    }
+
+    pub(crate) fn send_fn(to: NodeId, msg: functions::Message) -> Output {
+        Output::Send { to, msg: Message::Functions(msg) }
     }
 }
 
@@ -77,7 +106,10 @@ impl Output {
 pub struct Node {
     membership: Membership,
     objects: Objects,
+    functions: Functions,
     out: VecDeque<Output>,
+    /// The time of the latest input: internal replies are handled when they are polled.
+    now: Time,
 }
 
 impl Node {
@@ -86,7 +118,14 @@ impl Node {
     pub fn new(cfg: Config, info: NodeInfo, restored: Option<&Persisted>, seed: u64, now: Time) -> Self {
         let rng = ChaCha8Rng::seed_from_u64(seed);
         let objects = Objects::new(cfg.objects, info.id, cfg.boot, now);
-        Node { membership: Membership::new(cfg.membership, info, restored, rng, now), objects, out: VecDeque::new() }
+        let functions = Functions::new(cfg.functions, info.id, seed ^ cfg.boot.rotate_left(32), now);
+        Node {
+            membership: Membership::new(cfg.membership, info, restored, rng, now),
+            objects,
+            functions,
+            out: VecDeque::new(),
+            now,
+        }
     }
 
     /// Adds an object loaded from disk; call before the first input. Its document's actor
@@ -98,6 +137,11 @@ impl Node {
     /// The objects this node holds.
     pub fn objects(&self) -> &Objects {
         &self.objects
+    }
+
+    /// The functions subsystem (for its counters).
+    pub fn functions(&self) -> &Functions {
+        &self.functions
     }
 
     /// This node's id.
@@ -112,6 +156,7 @@ impl Node {
 
     /// An authenticated transport session to `peer` came up.
     pub fn handle_connected(&mut self, now: Time, peer: NodeId) {
+        self.now = now;
         let before = self.out.len();
         self.membership.handle_connected(now, peer, &mut self.out);
         self.objects.handle_connected(now, peer, &self.membership, &mut self.out);
@@ -126,6 +171,7 @@ impl Node {
 
     /// A message arrived from an authenticated peer.
     pub fn handle_message(&mut self, now: Time, from: NodeId, msg: Message) {
+        self.now = now;
         match msg {
             Message::Membership(m) => {
                 let before = self.out.len();
@@ -133,57 +179,152 @@ impl Node {
                 self.after_membership(now, before);
             }
             Message::Objects(m) => self.objects.handle_message(now, from, m, &self.membership, &mut self.out),
+            Message::Functions(m) => {
+                let mut ctx =
+                    functions::Ctx { objects: &mut self.objects, membership: &self.membership, out: &mut self.out };
+                self.functions.handle_message(now, from, m, &mut ctx);
+            }
         }
     }
 
     /// A request from the API (or a function), answered by an [`Output::Reply`] with the
     /// same id — at once, or after the disk, peers or a timeout.
     pub fn handle_request(&mut self, now: Time, id: RequestId, req: Request) {
+        self.now = now;
         self.objects.handle_request(now, id, req, &self.membership, &mut self.out);
     }
 
     /// The driver finished the [`DiskOp::Flush`] with this ticket (`Err` with the reason if
     /// the disk failed).
     pub fn handle_flushed(&mut self, now: Time, ticket: u64, result: Result<(), String>) {
+        self.now = now;
         self.objects.handle_flushed(now, ticket, result, &self.membership, &mut self.out);
     }
 
     /// The time from [`Node::poll_timeout`] was reached (calling earlier is harmless).
     pub fn handle_timeout(&mut self, now: Time) {
+        self.now = now;
         let before = self.out.len();
         self.membership.handle_timeout(now, &mut self.out);
         self.after_membership(now, before);
         self.objects.handle_timeout(now, &self.membership, &mut self.out);
+        let mut ctx = functions::Ctx { objects: &mut self.objects, membership: &self.membership, out: &mut self.out };
+        self.functions.handle_timeout(now, &mut ctx);
+    }
+
+    /// Invoke function `name` (from the API, or from a function running here with
+    /// `depth` > 0). Answered by exactly one [`Output::Invoked`] with this id.
+    pub fn handle_invoke(&mut self, now: Time, id: InvokeId, name: String, input: Vec<u8>, depth: u32) {
+        self.now = now;
+        let mut ctx = functions::Ctx { objects: &mut self.objects, membership: &self.membership, out: &mut self.out };
+        self.functions.handle_invoke(now, id, name, input, depth, &mut ctx);
+    }
+
+    /// An object request made by a running function (a host call of execution `exec`):
+    /// answered like [`Node::handle_request`], and counted in the function's facts.
+    pub fn handle_host_request(&mut self, now: Time, exec: ExecId, id: RequestId, req: Request) {
+        self.functions.note_access(exec, &req);
+        self.handle_request(now, id, req);
+    }
+
+    /// The driver finished an [`Output::Execute`].
+    pub fn handle_executed(&mut self, now: Time, id: ExecId, done: Executed) {
+        self.now = now;
+        let mut ctx = functions::Ctx { objects: &mut self.objects, membership: &self.membership, out: &mut self.out };
+        self.functions.handle_executed(now, id, done, &mut ctx);
+    }
+
+    /// The driver finished an [`Output::Prefetch`] (`Err`: why the module cannot run here).
+    pub fn handle_prefetched(&mut self, now: Time, name: &str, result: Result<(), String>) {
+        self.now = now;
+        let mut ctx = functions::Ctx { objects: &mut self.objects, membership: &self.membership, out: &mut self.out };
+        self.functions.handle_prefetched(now, name, result, &mut ctx);
+    }
+
+    /// The driver finished an [`Output::Handoff`]: the snapshot's size, or why it failed.
+    pub fn handle_handoff_sent(&mut self, now: Time, name: &str, epoch: u64, result: Result<u64, String>) {
+        self.now = now;
+        let mut ctx = functions::Ctx { objects: &mut self.objects, membership: &self.membership, out: &mut self.out };
+        self.functions.handle_handoff_sent(now, name, epoch, result, &mut ctx);
+    }
+
+    /// The driver received (and durably stored, as the checkpoint of `epoch`) an actor's
+    /// snapshot from `from`.
+    pub fn handle_snapshot_received(&mut self, now: Time, from: NodeId, name: &str, epoch: u64) {
+        self.now = now;
+        let mut ctx = functions::Ctx { objects: &mut self.objects, membership: &self.membership, out: &mut self.out };
+        self.functions.handle_snapshot_received(now, from, name, epoch, &mut ctx);
+    }
+
+    /// An operator asks to move actor `name` to `to`: its home starts the migration (this
+    /// node, or the home named by the registry, which is asked). `Err` if it cannot start.
+    pub fn handle_migrate(&mut self, now: Time, name: &str, to: NodeId, reason: String) -> Result<NodeId, String> {
+        self.now = now;
+        let mut ctx = functions::Ctx { objects: &mut self.objects, membership: &self.membership, out: &mut self.out };
+        self.functions.request_migration(now, name, to, reason, &mut ctx)
+    }
+
+    /// The registry write that deploys `entry` from this node: the entry, this node as a
+    /// holder, and the function's initial placement ([`functions::initial_placement`]). The
+    /// driver sends it with [`Node::handle_request`].
+    pub fn deploy_request(&self, now: Time, entry: &functions::Entry) -> Result<Request, String> {
+        let object = functions::registry_object(&entry.manifest.name)?;
+        let placement =
+            functions::initial_placement(&entry.manifest, &self.objects, &self.membership, now, "deployed here")?;
+        let ops = functions::deploy_ops(entry, &self.id(), &placement)?;
+        Ok(Request::Write { object, change: objects::Change::Ops(ops), durability: objects::Durability::Local })
+    }
+
+    /// The functions subsystem, mutably (for its event log).
+    pub fn functions_mut(&mut self) -> &mut Functions {
+        &mut self.functions
     }
 
     /// Tells the other subsystems about members that came (back) to life among the outputs
     /// membership just produced.
     fn after_membership(&mut self, now: Time, before: usize) {
-        let ups: Vec<NodeId> = self
-            .out
-            .range(before..)
-            .filter_map(|o| match o {
-                Output::Event(c) if c.to == Status::Alive && c.from != Some(Status::Alive) => Some(c.id),
-                _ => None,
-            })
-            .collect();
+        let mut ups = Vec::new();
+        let mut downs = Vec::new();
+        for o in self.out.range(before..) {
+            match o {
+                Output::Event(c) if c.to == Status::Alive && c.from != Some(Status::Alive) => ups.push(c.id),
+                Output::Event(c) if matches!(c.to, Status::Down | Status::Left) => downs.push(c.id),
+                _ => {}
+            }
+        }
         for id in ups {
             self.objects.peer_up(now, id, &self.membership, &mut self.out);
+        }
+        for id in downs {
+            let mut ctx =
+                functions::Ctx { objects: &mut self.objects, membership: &self.membership, out: &mut self.out };
+            self.functions.peer_down(now, id, &mut ctx);
         }
     }
 
     /// The node is shutting down on purpose.
     pub fn handle_leave(&mut self, now: Time) {
+        self.now = now;
         self.membership.handle_leave(now, &mut self.out);
     }
 
     /// The next thing to do, if any.
     pub fn poll_output(&mut self) -> Option<Output> {
-        self.out.pop_front()
+        loop {
+            match self.out.pop_front()? {
+                Output::Reply { id, reply } if id.0 >= functions::INTERNAL_REQUEST => {
+                    let now = self.now;
+                    let mut ctx =
+                        functions::Ctx { objects: &mut self.objects, membership: &self.membership, out: &mut self.out };
+                    self.functions.handle_object_reply(now, id, reply, &mut ctx);
+                }
+                other => return Some(other),
+            }
+        }
     }
 
     /// When to call [`Node::handle_timeout`] next.
     pub fn poll_timeout(&self) -> Time {
-        self.membership.poll_timeout().min(self.objects.poll_timeout())
+        self.membership.poll_timeout().min(self.objects.poll_timeout()).min(self.functions.poll_timeout())
     }
 }

@@ -29,7 +29,7 @@
 //!   never remembered as missing. A write to an unknown object tries the same first, for at
 //!   most [`Config::write_fetch_timeout`], then creates the object locally.
 
-mod placement;
+pub(crate) mod placement;
 #[cfg(test)]
 mod tests;
 
@@ -115,9 +115,11 @@ impl Default for Config {
 }
 
 impl Config {
-    /// The replication factor of `namespace`.
+    /// The replication factor of `namespace`. The function registry goes to every node
+    /// unless configured otherwise: any node must resolve a function, offline included.
     pub fn replication_of(&self, namespace: &str) -> usize {
-        self.replication.get(namespace).copied().unwrap_or(self.replication_default).max(1)
+        let default = if namespace == crate::functions::REGISTRY_NS { usize::MAX } else { self.replication_default };
+        self.replication.get(namespace).copied().unwrap_or(default).max(1)
     }
 }
 
@@ -492,6 +494,10 @@ pub struct Objects {
     next_anti_entropy: Time,
     /// Peers with a live transport session (as the driver reports them).
     connected: BTreeSet<NodeId>,
+    /// When digests were last sent to each peer because it came up: a reconnection that
+    /// is also a return to alive triggers both paths at the same instant; one exchange is
+    /// enough.
+    digests_at: BTreeMap<NodeId, Time>,
     stats: Stats,
 }
 
@@ -522,6 +528,7 @@ impl Objects {
             ack_waits: VecDeque::new(),
             next_anti_entropy,
             connected: BTreeSet::new(),
+            digests_at: BTreeMap::new(),
             stats: Stats::default(),
         }
     }
@@ -702,7 +709,9 @@ impl Objects {
     /// healed): compare digests with it and re-ask it for anything still being fetched.
     pub fn peer_up(&mut self, now: Time, peer: NodeId, members: &Membership, out: &mut VecDeque<Output>) {
         self.now = now;
-        self.send_digests(Some(peer), members, out);
+        if self.digests_at.insert(peer, now) != Some(now) {
+            self.send_digests(Some(peer), members, out);
+        }
         let waiting: Vec<ObjectName> = self.fetches.keys().cloned().collect();
         for object in waiting {
             // Whatever was sent to it before may have been lost: ask it again.
@@ -729,11 +738,21 @@ impl Objects {
         match result {
             Ok(()) => {
                 self.stats.flushes += 1;
+                // A group commit often acknowledges many writes to one object: read its value
+                // (and replica set) once, not once per write.
+                let mut read: BTreeMap<ObjectName, Reply> = BTreeMap::new();
                 for w in f.writes {
                     match w.durability {
                         Durability::Local => {
-                            let durable_on = usize::from(self.set_of(members, &w.object).contains(&self.me));
-                            self.ack_write(w.id, &w.object, durable_on, out);
+                            if !read.contains_key(&w.object) {
+                                let durable_on = usize::from(self.set_of(members, &w.object).contains(&self.me));
+                                let reply = self.value_reply(&w.object, durable_on);
+                                read.insert(w.object.clone(), reply);
+                            }
+                            if let Some(reply) = read.get(&w.object) {
+                                self.stats.writes_acked += 1;
+                                out.push_back(Output::Reply { id: w.id, reply: reply.clone() });
+                            }
                         }
                         Durability::Quorum => {
                             let set = self.set_of(members, &w.object);
@@ -1183,11 +1202,16 @@ impl Objects {
 
     fn ack_write(&mut self, id: RequestId, object: &ObjectName, durable_on: usize, out: &mut VecDeque<Output>) {
         self.stats.writes_acked += 1;
-        let reply = match self.objects.get(object) {
+        let reply = self.value_reply(object, durable_on);
+        out.push_back(Output::Reply { id, reply });
+    }
+
+    /// The answer to an acknowledged write: the object's value and heads now.
+    fn value_reply(&self, object: &ObjectName, durable_on: usize) -> Reply {
+        match self.objects.get(object) {
             Some(o) => Reply::Value { object: object.clone(), snapshot: o.replica.doc().read(), durable_on },
             None => Reply::Error(ObjectError::NotFound { object: object.clone() }),
-        };
-        out.push_back(Output::Reply { id, reply });
+        }
     }
 
     fn settle_quorums(&mut self, now: Time, out: &mut VecDeque<Output>) {

@@ -25,6 +25,8 @@ pub enum Message {
     Membership(membership::Message),
     /// Object replication.
     Objects(objects::Message),
+    /// Forwarded invocations.
+    Functions(crate::functions::Message),
 }
 
 impl Message {
@@ -33,6 +35,7 @@ impl Message {
         match self {
             Message::Membership(m) => m.kind(),
             Message::Objects(m) => m.kind(),
+            Message::Functions(m) => m.kind(),
         }
     }
 }

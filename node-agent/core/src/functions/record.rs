@@ -1,0 +1,139 @@
+//! The placement record of a function, kept in its registry document under `placement`: where
+//! it runs (an actor's home and epoch; a stateless function's serving nodes), whether the
+//! policy may move it, and why it is where it is.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value as Json;
+use state_sync::ops::Op;
+
+use super::lease::Promise;
+use crate::NodeId;
+
+/// Granters per actor (a majority of them must lease an activation).
+pub const GRANTERS: usize = 3;
+
+/// Where a function runs, as its registry says.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Placement {
+    /// An actor's activation; a stateless function's deciding node (also a serving node).
+    pub home: NodeId,
+    /// An actor's activation epoch (raised by every move).
+    pub epoch: u64,
+    /// The epoch whose state the activation started from (0: fresh state).
+    pub base: u64,
+    /// Stateless: the nodes serving it (home included); empty: wherever it is invoked.
+    pub serving: Vec<NodeId>,
+    /// The policy may move it.
+    pub auto: bool,
+    /// The actor's lease granters.
+    pub granters: Vec<NodeId>,
+    /// Why it is there (for `fn where`).
+    pub reason: String,
+    /// The policy's figures behind the last decision (JSON), if any.
+    pub figures: Option<Json>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Raw {
+    home: String,
+    #[serde(default)]
+    epoch: u64,
+    #[serde(default)]
+    base: u64,
+    #[serde(default)]
+    serving: Vec<String>,
+    #[serde(default = "yes")]
+    auto: bool,
+    #[serde(default)]
+    granters: Vec<String>,
+    #[serde(default)]
+    reason: String,
+    #[serde(default)]
+    figures: Option<Json>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn ids(list: &[String]) -> Vec<NodeId> {
+    list.iter().filter_map(|s| NodeId::parse(s)).collect()
+}
+
+impl Placement {
+    /// Reads the `placement` value of a registry document (`None` if absent or damaged).
+    pub fn from_value(v: &Json) -> Option<Placement> {
+        let raw: Raw = serde_json::from_value(v.clone()).ok()?;
+        Some(Placement {
+            home: NodeId::parse(&raw.home)?,
+            epoch: raw.epoch,
+            base: raw.base,
+            serving: ids(&raw.serving),
+            auto: raw.auto,
+            granters: ids(&raw.granters),
+            reason: raw.reason,
+            figures: raw.figures,
+        })
+    }
+
+    /// The JSON value stored in the registry.
+    pub fn to_value(&self) -> Json {
+        let raw = Raw {
+            home: self.home.to_string(),
+            epoch: self.epoch,
+            base: self.base,
+            serving: self.serving.iter().map(|n| n.to_string()).collect(),
+            auto: self.auto,
+            granters: self.granters.iter().map(|n| n.to_string()).collect(),
+            reason: self.reason.clone(),
+            figures: self.figures.clone(),
+        };
+        serde_json::to_value(raw).unwrap_or(Json::Null)
+    }
+
+    /// The operation that stores it.
+    pub fn op(&self) -> Result<Op, String> {
+        let path = state_sync::Path::parse("placement").map_err(|e| e.to_string())?;
+        Ok(Op::Set { path, value: self.to_value(), text: false })
+    }
+}
+
+/// A granter's durable promise as stored in the registry document at `leases.<granter>`.
+pub fn promise_of(doc: &Json, granter: &NodeId) -> Promise {
+    doc.get("leases")
+        .and_then(|l| l.get(granter.to_string()))
+        .and_then(|v| serde_json::from_value(v.clone()).ok())
+        .unwrap_or_default()
+}
+
+/// The operation that stores a granter's promise.
+pub fn promise_op(granter: &NodeId, p: Promise) -> Result<Op, String> {
+    let path = state_sync::Path::parse(&format!("leases.{granter}")).map_err(|e| e.to_string())?;
+    let value = serde_json::to_value(p).map_err(|e| e.to_string())?;
+    Ok(Op::Set { path, value, text: false })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip_and_damage_reads_as_none() {
+        let p = Placement {
+            home: NodeId([1; 32]),
+            epoch: 3,
+            base: 2,
+            serving: vec![NodeId([2; 32])],
+            auto: false,
+            granters: vec![NodeId([1; 32]), NodeId([3; 32])],
+            reason: "moved by hand".into(),
+            figures: None,
+        };
+        assert_eq!(Placement::from_value(&p.to_value()), Some(p));
+        assert_eq!(Placement::from_value(&serde_json::json!({"home": "nope"})), None);
+        assert_eq!(Placement::from_value(&serde_json::json!(7)), None);
+        let doc = serde_json::json!({"leases": {NodeId([1; 32]).to_string(): {"promised": 4, "granted": 3}}});
+        assert_eq!(promise_of(&doc, &NodeId([1; 32])), Promise { promised: 4, granted: 3 });
+        assert_eq!(promise_of(&doc, &NodeId([2; 32])), Promise::default());
+    }
+}
