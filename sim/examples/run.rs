@@ -1,6 +1,6 @@
 //! Runs a scenario and prints the summary, the speed and the peak memory.
 //!
-//! `cargo run --release -p sim --example run -- sim/scenarios/continuum-1000.toml [--seed N] [--out DIR]`
+//! `cargo run --release -p sim --example run -- sim/scenarios/continuum-1000.toml [--seed N] [--out DIR] [--policy cloud|pinned|liquid|all]`
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -19,16 +19,17 @@ fn wall_clock() -> std::time::Instant {
 
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
-    let (mut path, mut seed, mut out) = (None, None, None);
+    let (mut path, mut seed, mut out, mut policy) = (None, None, None, None);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--seed" => seed = args.next().and_then(|s| s.parse::<u64>().ok()),
             "--out" => out = args.next().map(PathBuf::from),
+            "--policy" => policy = args.next(),
             _ => path = Some(PathBuf::from(a)),
         }
     }
     let Some(path) = path else {
-        eprintln!("usage: run SCENARIO.toml [--seed N] [--out DIR]");
+        eprintln!("usage: run SCENARIO.toml [--seed N] [--out DIR] [--policy cloud|pinned|liquid|all]");
         return ExitCode::from(2);
     };
     let scenario = match sim::Scenario::load(&path) {
@@ -41,7 +42,18 @@ fn main() -> ExitCode {
     let seed = seed.unwrap_or(scenario.seed());
     let started = wall_clock();
     let mut next_line = 0;
-    let report = sim::run(&scenario, seed, |p| {
+    let policies: Vec<sim::Policy> = match policy.as_deref() {
+        None => Vec::new(),
+        Some("all") => sim::Policy::ALL.to_vec(),
+        Some(p) => match sim::Policy::parse(p) {
+            Some(p) => vec![p],
+            None => {
+                eprintln!("error: --policy: expected cloud, pinned, liquid or all");
+                return ExitCode::from(2);
+            }
+        },
+    };
+    let progress = |p: &sim::Progress| {
         // A progress line on stderr every 30 virtual seconds.
         if p.virtual_now.as_secs() >= next_line {
             next_line = p.virtual_now.as_secs() + 30;
@@ -52,7 +64,12 @@ fn main() -> ExitCode {
                 started.elapsed().as_secs_f64()
             );
         }
-    });
+    };
+    let report = if policies.is_empty() {
+        sim::run(&scenario, seed, progress)
+    } else {
+        sim::compare(&scenario, seed, &policies, progress)
+    };
     print!("{}", report.summary());
     let nodes = report.nodes.total as u64;
     if let Some(kib) = peak_rss_kib() {

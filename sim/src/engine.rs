@@ -22,8 +22,12 @@
 //! in its store before the first input. Workload writes are requests to the writer's core;
 //! see [`crate::workload`].
 
+mod actors;
 mod disk;
+mod exec;
 mod queue;
+
+pub(crate) use actors::{ActorExec, MigrationRecord, fencing_violations};
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -42,6 +46,7 @@ use crate::scenario::{Action, Scenario};
 use crate::sizes::{Sizer, index_in};
 use crate::workload::Workloads;
 use disk::Disk;
+use exec::{FnState, GuestEvent, HostAnswer};
 use queue::{Ev, Queue};
 
 /// Never: no wake-up scheduled.
@@ -102,6 +107,52 @@ pub(crate) struct Engine<'a> {
     pub sabotage: Sabotage,
     /// Objects that failed to load on a restart: (node, object, error).
     pub restore_errors: Vec<(u32, String, String)>,
+    /// Functions: executions, modules, host calls in flight.
+    fx: FnState,
+    /// Invocations from the scenario's streams, in flight: (caller, id) → (sent, stream).
+    calls: std::collections::BTreeMap<(u32, u64), (Time, u32)>,
+    inv_rng: ChaCha8Rng,
+    /// What the functions did.
+    pub fnm: FnMetrics,
+    /// The placement policy of this run.
+    pub policy: crate::Policy,
+}
+
+/// Counters and latencies of functions in the simulator.
+#[derive(Default, Debug)]
+pub(crate) struct FnMetrics {
+    pub deploys: u64,
+    pub calls: u64,
+    /// Calls not made because their caller was down.
+    pub skipped: u64,
+    /// Calls whose caller crashed before the outcome.
+    pub lost_with_caller: u64,
+    pub outcomes: std::collections::BTreeMap<&'static str, u64>,
+    /// Latency of answered calls, µs, by the caller's site.
+    pub latency_by_site: std::collections::BTreeMap<u32, Vec<u64>>,
+    pub executions: u64,
+    pub fuel: u64,
+    pub fetches: u64,
+    pub fetched_bytes: u64,
+    /// Answered scenario calls: (sent, latency µs, ok), in answer order.
+    pub call_log: Vec<(Time, u64, bool)>,
+    /// Scenario calls answered (caller, id), to catch a second outcome.
+    pub answered: BTreeSet<(u32, u64)>,
+    /// Outcomes for calls that already had one.
+    pub duplicate_outcomes: u64,
+    /// Every actor execution, for the fencing check; and running ones by execution key.
+    pub actor_runs: Vec<ActorExec>,
+    pub actor_running: std::collections::BTreeMap<u64, usize>,
+    /// Migration events of every node, in order.
+    pub migration_events: Vec<MigrationRecord>,
+    pub handoffs: u64,
+    pub handoff_bytes: u64,
+    pub deactivations: u64,
+    /// Bytes of every message between sites (all kinds), and by message kind.
+    pub wan_bytes: u64,
+    pub wan_by_kind: std::collections::BTreeMap<&'static str, u64>,
+    /// Bytes between sites that functions moved: function messages, module fetches, snapshots.
+    pub wan_fn_bytes: u64,
 }
 
 /// splitmix64: a tiny, well-mixed hash for deriving seeds and ids.
@@ -130,7 +181,7 @@ fn time(d: Duration) -> Time {
 }
 
 impl<'a> Engine<'a> {
-    pub fn new(sc: &'a Scenario, seed: u64) -> Self {
+    pub fn new(sc: &'a Scenario, seed: u64, policy: crate::Policy) -> Self {
         let n = sc.node_count();
         let mut net = Network::new(sc.sites.len(), mix(seed ^ 0x6e65_7477_6f72_6b00));
         // The bootstrap node first, the others at uniform random times in the join window.
@@ -159,6 +210,12 @@ impl<'a> Engine<'a> {
             cfg: node::Config {
                 membership: sc.membership.clone(),
                 objects: objects::Config { unix_epoch_offset_us: 0, ..sc.objects.clone() },
+                functions: liquid_core::functions::Config {
+                    policy_every: (policy == crate::Policy::Liquid).then_some(sc.placement.every),
+                    policy: sc.placement.params.clone(),
+                    lease: sc.placement.lease,
+                    ..Default::default()
+                },
                 boot: 0,
             },
             boots_pending: n,
@@ -169,7 +226,19 @@ impl<'a> Engine<'a> {
             disk_rng: ChaCha8Rng::seed_from_u64(mix(seed ^ 0x6469_736b_7465_6172)),
             sabotage: Sabotage::default(),
             restore_errors: Vec::new(),
+            fx: FnState::new(n),
+            calls: Default::default(),
+            inv_rng: ChaCha8Rng::seed_from_u64(mix(seed ^ 0x696e_766f_6b65)),
+            fnm: FnMetrics::default(),
+            policy,
         };
+        for (k, f) in sc.functions.iter().enumerate() {
+            e.fx.modules.insert(f.hash, f.module.clone());
+            e.push(time(f.deploy_at), Ev::Deploy(k as u32));
+        }
+        for (k, w) in sc.invocations.iter().enumerate() {
+            e.push(time(w.start), Ev::Invoke(k as u32));
+        }
         for (k, f) in sc.faults.iter().enumerate() {
             e.push(time(f.at), Ev::Fault(k as u32));
         }
@@ -234,6 +303,15 @@ impl<'a> Engine<'a> {
             Ev::Flushed { node, life, ticket } => self.flushed(node, life, ticket),
             Ev::Create(k) => self.create(k as usize),
             Ev::Write(k) => self.write(k as usize),
+            Ev::Deploy(k) => self.deploy(k as usize),
+            Ev::Invoke(k) => self.invoke(k as usize),
+            Ev::ExecReady(key) => self.exec_ready(key),
+            Ev::Executed(key) => self.executed(key),
+            Ev::Prefetched { node, life, name, result } => self.prefetched(node, life, name, result),
+            Ev::SnapshotArrives { from, from_life, to, to_life, name, epoch, bytes, sent } => {
+                self.snapshot_arrives(from, from_life, to, to_life, name, epoch, bytes, sent)
+            }
+            Ev::HandoffDone { node, life, name, epoch, result } => self.handoff_done(node, life, name, epoch, result),
             Ev::Sample => {
                 self.sample();
                 let next = self.now + self.sc.sample_interval;
@@ -412,10 +490,17 @@ impl<'a> Engine<'a> {
                 }
                 Output::Event(change) => self.observe(i, &change),
                 Output::Disk(op) => self.disk_op(i, op),
+                Output::Reply { id, reply } if id.0 >= exec::SIM_IDS => self.host_reply(i, id.0, reply),
                 Output::Reply { id, reply } => self.reply(i, id, &reply),
+                Output::Execute(exec) => self.execute(i, *exec),
+                Output::Invoked { id, result } => self.invoked(i, id.0, result),
+                Output::Prefetch(p) => self.prefetch(i, *p),
+                Output::Handoff(h) => self.handoff(i, *h),
+                Output::Deactivate { .. } => self.fnm.deactivations += 1,
                 _ => {}
             }
         }
+        self.collect_migration_events(i);
         let sn = &mut self.nodes[i as usize];
         let Some(n) = &sn.node else { return };
         // A timer due now was just handled; never schedule a wake-up in the past.
@@ -522,6 +607,238 @@ impl<'a> Engine<'a> {
         self.drain(sub.node);
     }
 
+    /// Function `k` is deployed from its deployer: its module is on the deployer's disk and
+    /// its registry entry is written there (the registry replicates like any object).
+    fn deploy(&mut self, k: usize) {
+        let f = &self.sc.functions[k];
+        let i = f.deployer;
+        if !self.running(i) {
+            return;
+        }
+        self.fx.held[i as usize].insert(f.hash);
+        let me = self.ids[i as usize];
+        let mut manifest = f.manifest.clone();
+        if self.policy == crate::Policy::Cloud {
+            // Everything runs in the cloud: the placement allows cloud nodes only.
+            manifest.placement.tier = Some("cloud".to_string());
+        }
+        let entry = liquid_core::functions::Entry {
+            hash: f.hash,
+            size: f.module.len() as u64,
+            manifest,
+            deployed_by: me.to_string(),
+            deployed_at_ms: self.now.as_micros() / 1000,
+            deleted: false,
+        };
+        let now = self.now;
+        let write = self.nodes[i as usize].node.as_ref().map(|n| n.deploy_request(now, &entry));
+        if let Some(Ok(req)) = write {
+            let id = self.fx.id();
+            if let Some(n) = self.nodes[i as usize].node.as_mut() {
+                n.handle_request(now, RequestId(id), req);
+            }
+            self.fnm.deploys += 1;
+            self.drain(i);
+        }
+    }
+
+    /// Invocation stream `k`'s next call, and the one after scheduled.
+    fn invoke(&mut self, k: usize) {
+        let w = &self.sc.invocations[k];
+        let u = (self.inv_rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+        let gap = -(1.0 - u).ln() / w.rate;
+        let next = self.now + Duration::from_secs_f64(gap.min(1e6));
+        if next < time(w.stop) {
+            self.push(next, Ev::Invoke(k as u32));
+        }
+        let caller = w.callers[(self.inv_rng.next_u64() % w.callers.len() as u64) as usize];
+        if !self.running(caller) {
+            self.fnm.skipped += 1;
+            return;
+        }
+        let id = self.fx.id();
+        self.calls.insert((caller, id), (self.now, k as u32));
+        self.fnm.calls += 1;
+        let (now, name, input) = (self.now, w.function.clone(), w.input.clone());
+        if let Some(n) = self.nodes[caller as usize].node.as_mut() {
+            n.handle_invoke(now, liquid_core::functions::InvokeId(id), name, input, 0);
+        }
+        self.drain(caller);
+    }
+
+    /// An invocation's outcome at node `i`: a scenario call's, or a nested call's answer to
+    /// a parked guest.
+    fn invoked(&mut self, i: u32, id: u64, result: Result<Vec<u8>, functions::InvokeError>) {
+        if let Some((sent, _)) = self.calls.remove(&(i, id)) {
+            let kind = match &result {
+                Ok(_) => "ok",
+                Err(e) => e.kind(),
+            };
+            *self.fnm.outcomes.entry(kind).or_default() += 1;
+            let latency = self.now.since(sent).as_micros() as u64;
+            if result.is_ok() {
+                let site = self.site(i);
+                self.fnm.latency_by_site.entry(site).or_default().push(latency);
+            }
+            self.fnm.call_log.push((sent, latency, result.is_ok()));
+            self.fnm.answered.insert((i, id));
+            return;
+        }
+        if self.fnm.answered.contains(&(i, id)) {
+            self.fnm.duplicate_outcomes += 1;
+            return;
+        }
+        if let Some((key, _)) = self.fx.host_waits.remove(&(i, id)) {
+            let answer = liquid_core::functions::host_invoke_answer(result);
+            let ev = self.fx.resume(key, HostAnswer::Invoke(answer));
+            self.guest_event(key, ev);
+        }
+    }
+
+    /// The core asks node `i` to run a function.
+    fn execute(&mut self, i: u32, exec: liquid_core::functions::Execution) {
+        let key = self.fx.next_exec;
+        self.fx.next_exec += 1;
+        let hash = exec.hash;
+        let size = exec.size;
+        let have = self.fx.held[i as usize].contains(&hash);
+        let source = (!have)
+            .then(|| {
+                exec.sources.iter().filter_map(|s| self.index_of(s)).find(|&s| {
+                    self.running(s)
+                        && self.fx.held[s as usize].contains(&hash)
+                        && self.net.reachable(self.site(i), self.site(s))
+                })
+            })
+            .flatten();
+        let life = self.nodes[i as usize].life;
+        if let Some(run) = exec.actor {
+            self.fnm.actor_running.insert(key, self.fnm.actor_runs.len());
+            self.fnm.actor_runs.push(ActorExec {
+                name: exec.name.clone(),
+                node: i,
+                epoch: run.epoch,
+                start: self.now,
+                end: None,
+            });
+        }
+        self.fx.execs.insert(
+            key,
+            exec::Exec { node: i, life, exec, fetched: !have, to_guest: None, from_guest: None, outcome: None },
+        );
+        if have {
+            return self.run_exec(key);
+        }
+        match source {
+            Some(s) => {
+                let link = self.link(i, s);
+                let d = self.net.delay(&link, 64) + self.net.delay(&link, size as usize);
+                self.fnm.fetches += 1;
+                self.fnm.fetched_bytes += size;
+                self.count_wan(i, s, size + 64, "module");
+                self.push(self.now + d, Ev::ExecReady(key));
+            }
+            None => {
+                let err = functions::InvokeError::Unavailable(format!(
+                    "module {} is not here and no reachable node holds it",
+                    hash.short()
+                ));
+                self.finish_exec(key, Err(err), 0);
+            }
+        }
+    }
+
+    fn exec_ready(&mut self, key: u64) {
+        let Some(e) = self.fx.execs.get(&key) else { return };
+        let (i, hash) = (e.node, e.exec.hash);
+        if self.nodes[i as usize].life != e.life || !self.running(i) {
+            self.fx.execs.remove(&key);
+            if let Some(k) = self.fnm.actor_running.remove(&key) {
+                self.fnm.actor_runs[k].end = Some(self.now);
+            }
+            return;
+        }
+        self.fx.held[i as usize].insert(hash);
+        self.run_exec(key);
+    }
+
+    fn run_exec(&mut self, key: u64) {
+        let ev = self.fx.start(key);
+        self.guest_event(key, ev);
+    }
+
+    /// A guest finished or made a host call.
+    fn guest_event(&mut self, key: u64, ev: Result<GuestEvent, functions::InvokeError>) {
+        let Some(i) = self.fx.execs.get(&key).map(|e| e.node) else { return };
+        let now = self.now;
+        match ev {
+            Err(e) => self.finish_exec(key, Err(e), 0),
+            Ok(GuestEvent::Done(out)) => {
+                let d = self.sc.cost.time(out.fuel, self.sc.node_tier(i));
+                if let Some(e) = self.fx.execs.get_mut(&key) {
+                    e.outcome = Some(out);
+                }
+                self.push(now + d, Ev::Executed(key));
+            }
+            Ok(GuestEvent::Object(call)) => {
+                let id = self.fx.id();
+                let (req, is_write) = liquid_core::functions::host_request(call);
+                self.fx.host_waits.insert((i, id), (key, is_write));
+                let exec = self.fx.execs.get(&key).map(|e| e.exec.id);
+                if let (Some(n), Some(exec)) = (self.nodes[i as usize].node.as_mut(), exec) {
+                    n.handle_host_request(now, exec, RequestId(id), req);
+                }
+                self.drain(i);
+            }
+            Ok(GuestEvent::Invoke { name, input, depth }) => {
+                let id = self.fx.id();
+                self.fx.host_waits.insert((i, id), (key, false));
+                if let Some(n) = self.nodes[i as usize].node.as_mut() {
+                    n.handle_invoke(now, liquid_core::functions::InvokeId(id), name, input, depth);
+                }
+                self.drain(i);
+            }
+        }
+    }
+
+    /// The core answered a parked guest's object call.
+    fn host_reply(&mut self, i: u32, id: u64, reply: Reply) {
+        let Some((key, is_write)) = self.fx.host_waits.remove(&(i, id)) else { return };
+        let answer = liquid_core::functions::host_answer(reply, is_write);
+        let ev = self.fx.resume(key, HostAnswer::Object(answer));
+        self.guest_event(key, ev);
+    }
+
+    fn executed(&mut self, key: u64) {
+        let Some(out) = self.fx.execs.get_mut(&key).and_then(|e| e.outcome.take()) else { return };
+        self.finish_exec(key, out.result, out.fuel);
+    }
+
+    fn finish_exec(&mut self, key: u64, result: Result<Vec<u8>, functions::InvokeError>, fuel: u64) {
+        if let Some(k) = self.fnm.actor_running.remove(&key) {
+            self.fnm.actor_runs[k].end = Some(self.now);
+        }
+        let Some(e) = self.fx.execs.remove(&key) else { return };
+        let i = e.node;
+        if self.nodes[i as usize].life != e.life {
+            return;
+        }
+        self.fnm.executions += 1;
+        self.fnm.fuel += fuel;
+        let now = self.now;
+        if let Some(n) = self.nodes[i as usize].node.as_mut() {
+            let done = liquid_core::functions::Executed { result, fuel, fetched: e.fetched };
+            n.handle_executed(now, e.exec.id, done);
+        }
+        self.drain(i);
+    }
+
+    /// Calls still waiting at the end: (count, the oldest's age).
+    pub fn calls_pending(&self) -> (u64, Duration) {
+        let oldest = self.calls.values().map(|(sent, _)| self.now.since(*sent)).max().unwrap_or_default();
+        (self.calls.len() as u64, oldest)
+    }
+
     /// Ends the connection between `a` and `b`; the ends that run get `handle_disconnected`.
     fn disconnect(&mut self, a: u32, b: u32) {
         let now = self.now;
@@ -557,6 +874,13 @@ impl<'a> Engine<'a> {
         if !self.net.reachable(self.site(from), self.site(to)) {
             self.metrics.dropped_partition(self.now);
             return;
+        }
+        if self.site(from) != self.site(to) {
+            self.fnm.wan_bytes += bytes as u64;
+            *self.fnm.wan_by_kind.entry(msg.kind()).or_default() += bytes as u64;
+            if matches!(msg, Message::Functions(_)) {
+                self.fnm.wan_fn_bytes += bytes as u64;
+            }
         }
         let link = self.link(from, to);
         if self.net.lost(&link) {
@@ -618,6 +942,16 @@ impl<'a> Engine<'a> {
         sn.wake = NEVER;
         let unanswered = self.wl.crashed(i);
         self.metrics.writes_unanswered(unanswered);
+        let ended: Vec<u64> = self.fx.execs.iter().filter(|(_, e)| e.node == i).map(|(k, _)| *k).collect();
+        for key in ended {
+            if let Some(k) = self.fnm.actor_running.remove(&key) {
+                self.fnm.actor_runs[k].end = Some(self.now);
+            }
+        }
+        self.fx.crashed(i);
+        let before = self.calls.len();
+        self.calls.retain(|(caller, _), _| *caller != i);
+        self.fnm.lost_with_caller += (before - self.calls.len()) as u64;
         for peer in self.nodes[i as usize].conns.clone() {
             self.disconnect(i, peer);
         }

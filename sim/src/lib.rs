@@ -21,13 +21,18 @@
 //! Modules:
 //! - [`scenario`]: the TOML format (every option documented there) and its validation.
 //! - [`network`]: the network model.
-//! - `engine` (with `engine/queue.rs`, `engine/disk.rs`): the event loop, the nodes and how
-//!   they connect, the event queue, the simulated disks and object stores.
+//! - `engine` (with `engine/queue.rs`, `engine/disk.rs`, `engine/exec.rs`,
+//!   `engine/actors.rs`): the event loop, the nodes and how they connect, the event queue, the
+//!   simulated disks and object stores, function executions, actor migrations (prefetch,
+//!   hand-off) and the record of actor executions the fencing check reads.
+//! - [`policies`]: placement policies (`cloud`, `pinned`, `liquid`), [`compare`], and the
+//!   per-policy summary in the report's `policies`.
 //! - `workload`: write workloads and the fate of every write.
 //! - `checks` (with `checks/objects.rs`): convergence and false-suspicion checkers, per-phase
 //!   accounting, object convergence and the object invariants.
 //! - `sizes`: exact encoded sizes of messages without re-encoding them.
-//! - [`report`]: `report.json` and the human summary.
+//! - [`report`]: `report.json`, `report.html` (policies compared, inline SVG) and the human
+//!   summary.
 //!
 //! ```
 //! let scenario = sim::Scenario::parse(r#"
@@ -45,6 +50,7 @@
 //! ```
 
 pub mod network;
+pub mod policies;
 pub mod report;
 pub mod scenario;
 
@@ -56,6 +62,7 @@ mod workload;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+pub use policies::{Policy, PolicySummary};
 pub use report::{Report, Speed};
 pub use scenario::{Scenario, ScenarioError};
 
@@ -81,14 +88,57 @@ fn wall_clock() -> std::time::Instant {
 
 /// Runs `scenario` with `seed` and reports. `progress` is called once per sample (every
 /// `sample_interval` of virtual time, 1 s by default).
+/// The placement policy is the scenario's (`[placement] policy`, `liquid` by default).
 pub fn run(scenario: &Scenario, seed: u64, progress: impl FnMut(&Progress)) -> Report {
-    run_with(scenario, seed, engine::Sabotage::default(), progress)
+    run_with(scenario, seed, engine::Sabotage::default(), scenario.placement.policy, progress)
 }
 
-fn run_with(scenario: &Scenario, seed: u64, sabotage: engine::Sabotage, mut progress: impl FnMut(&Progress)) -> Report {
+/// Runs `scenario` with `seed` under `policy`.
+pub fn run_policy(scenario: &Scenario, seed: u64, policy: Policy, progress: impl FnMut(&Progress)) -> Report {
+    run_with(scenario, seed, engine::Sabotage::default(), policy, progress)
+}
+
+/// Runs `scenario` with `seed` under each of `policies` (in that order) and reports the last
+/// run in full, with every run summed up in `policies`; the final check holds only if it
+/// holds for every run.
+pub fn compare(scenario: &Scenario, seed: u64, policies: &[Policy], mut progress: impl FnMut(&Progress)) -> Report {
+    let mut summaries = Vec::new();
+    let mut failures = Vec::new();
+    let mut last = None;
+    let mut wall = Duration::ZERO;
+    for &p in policies {
+        let report = run_policy(scenario, seed, p, &mut progress);
+        wall += report.speed.wall;
+        if let Some(f) = report.failure() {
+            failures.push(format!("[{}] {f}", p.as_str()));
+        }
+        summaries.extend(report.policies.iter().cloned());
+        last = Some(report);
+    }
+    let Some(mut report) = last else { return run(scenario, seed, progress) };
+    report.policies = summaries;
+    report.speed.wall = wall;
+    if !failures.is_empty() {
+        report.final_check.ok = false;
+        report.final_check.detail = failures.join("; ");
+    }
+    report
+}
+
+/// How long a call may wait for its outcome before the final check calls it lost: longer
+/// than any call's deadline (wall_ms of 5 s by default plus the 15 s forwarding margin).
+const CALL_DEADLINE_S: f64 = 120.0;
+
+fn run_with(
+    scenario: &Scenario,
+    seed: u64,
+    sabotage: engine::Sabotage,
+    policy: Policy,
+    mut progress: impl FnMut(&Progress),
+) -> Report {
     let started = wall_clock();
     let end = Time::ZERO + scenario.duration;
-    let mut engine = Engine::new(scenario, seed);
+    let mut engine = Engine::new(scenario, seed, policy);
     engine.sabotage = sabotage;
     engine.run_until(end, |e| {
         progress(&Progress { virtual_now: e.now.since(Time::ZERO), virtual_end: scenario.duration, events: e.events })
@@ -116,6 +166,66 @@ fn run_with(scenario: &Scenario, seed: u64, sabotage: engine::Sabotage, mut prog
     if let Some(o) = totals.objects.as_mut() {
         o.writes.ack_latency_ms = report::Latency::of(&mut engine.metrics.all_latencies);
     }
+    let functions = (!scenario.invocations.is_empty() || !scenario.functions.is_empty()).then(|| {
+        let (pending, oldest) = engine.calls_pending();
+        let m = &mut engine.fnm;
+        let mut all: Vec<u64> = m.latency_by_site.values().flatten().copied().collect();
+        report::FunctionsReport {
+            streams: scenario
+                .invocations
+                .iter()
+                .map(|w| report::StreamInfo {
+                    name: w.label.clone(),
+                    function: w.function.clone(),
+                    rate: w.rate,
+                    callers: w.callers.len(),
+                })
+                .collect(),
+            deploys: m.deploys,
+            calls: m.calls,
+            skipped_caller_down: m.skipped,
+            lost_with_caller: m.lost_with_caller,
+            outcomes: m.outcomes.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            pending_at_end: pending,
+            oldest_pending_s: oldest.as_secs_f64(),
+            latency_by_site: m
+                .latency_by_site
+                .iter_mut()
+                .map(|(site, l)| report::SiteLatency {
+                    site: scenario.sites[*site as usize].name.clone(),
+                    calls: l.len(),
+                    latency_ms: report::Latency::of(l),
+                })
+                .collect(),
+            latency_ms: report::Latency::of(&mut all),
+            executions: m.executions,
+            fuel: m.fuel,
+            module_fetches: m.fetches,
+            module_bytes: m.fetched_bytes,
+        }
+    });
+    // Accountability: a call still waiting long after any deadline lost its outcome; no call
+    // gets two. Fencing: no two executions of an actor on different nodes overlap.
+    let calls_ok = functions.as_ref().is_none_or(|f| f.oldest_pending_s <= CALL_DEADLINE_S);
+    let duplicates = engine.fnm.duplicate_outcomes;
+    let fencing = policies::first_violation(&engine);
+    let mut detail = agreement.detail.clone();
+    if !calls_ok {
+        detail = format!("{detail} an invocation has had no outcome for over {CALL_DEADLINE_S} s");
+    }
+    if duplicates > 0 {
+        detail = format!("{detail} {duplicates} invocations got a second outcome");
+    }
+    if let Some(f) = &fencing {
+        detail = format!("{detail} {f}");
+    }
+    let detail = detail.trim().to_string();
+    let ok =
+        agreement.ok && objects_check.as_ref().is_none_or(|o| o.ok) && calls_ok && duplicates == 0 && fencing.is_none();
+    let policies = match &functions {
+        Some(f) => vec![PolicySummary::of(&mut engine, f.pending_at_end, ok)],
+        None => Vec::new(),
+    };
     let wall = started.elapsed();
     let secs = wall.as_secs_f64().max(1e-9);
     Report {
@@ -140,11 +250,14 @@ fn run_with(scenario: &Scenario, seed: u64, sabotage: engine::Sabotage, mut prog
         phases,
         totals,
         core,
+        functions,
+        policy: policy.as_str(),
+        policies,
         final_check: report::FinalCheck {
-            ok: agreement.ok && objects_check.as_ref().is_none_or(|o| o.ok),
+            ok,
             live_nodes: agreement.live,
             islands: agreement.islands,
-            detail: agreement.detail,
+            detail,
             objects: objects_check,
         },
         speed: Speed {
@@ -208,7 +321,7 @@ mod tests {
         assert!(check.acked_writes > 40 && check.verified == check.acked_writes, "{}", ok.summary());
 
         let sabotage = engine::Sabotage { skip_restore: true, ..Default::default() };
-        let broken = run_with(&alone(), 1, sabotage, |_| {});
+        let broken = run_with(&alone(), 1, sabotage, Policy::Liquid, |_| {});
         let check = broken.final_check.objects.as_ref().unwrap();
         assert!(!broken.final_check.ok && check.lost > 0, "{}", broken.summary());
         let failure = broken.failure().unwrap();
@@ -256,7 +369,7 @@ mod tests {
         assert!(unanswered > 0, "the crash must catch writes in flight: {}", ok.summary());
 
         let sabotage = engine::Sabotage { skip_fsync: true, ..Default::default() };
-        let broken = run_with(&scenario, 3, sabotage, |_| {});
+        let broken = run_with(&scenario, 3, sabotage, Policy::Liquid, |_| {});
         let check = broken.final_check.objects.as_ref().unwrap();
         assert!(!broken.final_check.ok && check.lost > 0, "{}", broken.summary());
     }
@@ -267,7 +380,7 @@ mod tests {
             drop_object_messages_from: Some(Time::ZERO + Duration::from_secs(12)),
             ..Default::default()
         };
-        let broken = run_with(&alone(), 1, sabotage, |_| {});
+        let broken = run_with(&alone(), 1, sabotage, Policy::Liquid, |_| {});
         let check = broken.final_check.objects.as_ref().unwrap();
         assert!(!broken.final_check.ok && !check.converged && check.lost > 0, "{}", broken.summary());
         let heal = broken.phases.iter().find(|p| p.name == "heal all").unwrap();

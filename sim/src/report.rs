@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+mod html;
+
 /// The result of one run.
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
@@ -33,11 +35,76 @@ pub struct Report {
     pub totals: Totals,
     /// The core's own counters, summed over the nodes running at the end.
     pub core: CoreStats,
+    /// Functions: invocations by outcome, latency per site (with `[[invocations]]`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub functions: Option<FunctionsReport>,
+    /// The placement policy the sections above describe.
+    pub policy: &'static str,
+    /// Every policy run (one, or the three of `--policy all`), summed up.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub policies: Vec<crate::PolicySummary>,
     /// Whether every live node's view agrees at the end (see [`FinalCheck`]).
     pub final_check: FinalCheck,
     /// How fast the run went. Wall-clock, so not serialized.
     #[serde(skip)]
     pub speed: Speed,
+}
+
+/// What the functions did in the run.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct FunctionsReport {
+    /// The invocation streams, as declared.
+    pub streams: Vec<StreamInfo>,
+    /// Functions deployed.
+    pub deploys: u64,
+    /// Calls made by the invocation streams.
+    pub calls: u64,
+    /// Calls not made because the chosen caller was down.
+    pub skipped_caller_down: u64,
+    /// Calls whose caller crashed before their outcome.
+    pub lost_with_caller: u64,
+    /// Outcomes at the callers: `ok` or the error's kind.
+    pub outcomes: BTreeMap<String, u64>,
+    /// Calls without an outcome at the end whose caller is running.
+    pub pending_at_end: u64,
+    /// The oldest of those, seconds (accountability: it must be within the call deadline).
+    pub oldest_pending_s: f64,
+    /// Latency of successful calls by the caller's site, ms.
+    pub latency_by_site: Vec<SiteLatency>,
+    /// Latency of all successful calls, ms.
+    pub latency_ms: Option<Latency>,
+    /// Executions run (for real, in wasmtime).
+    pub executions: u64,
+    /// Fuel they used.
+    pub fuel: u64,
+    /// Module fetches between nodes, and their bytes.
+    pub module_fetches: u64,
+    /// Bytes of modules fetched.
+    pub module_bytes: u64,
+}
+
+/// An `[[invocations]]` stream.
+#[derive(Clone, Debug, Serialize)]
+pub struct StreamInfo {
+    /// Its name.
+    pub name: String,
+    /// The function it calls.
+    pub function: String,
+    /// Calls per second.
+    pub rate: f64,
+    /// How many nodes call.
+    pub callers: usize,
+}
+
+/// Call latency at one site.
+#[derive(Clone, Debug, Serialize)]
+pub struct SiteLatency {
+    /// The site's name.
+    pub site: String,
+    /// Successful calls from it.
+    pub calls: usize,
+    /// Their latency, ms.
+    pub latency_ms: Option<Latency>,
 }
 
 /// Node counts.
@@ -469,6 +536,52 @@ impl Report {
                 );
             }
         }
+        if let Some(f) = &self.functions {
+            let outcomes: Vec<String> = f.outcomes.iter().map(|(k, v)| format!("{v} {k}")).collect();
+            let _ = writeln!(
+                s,
+                "functions: {} calls ({}), {} skipped (caller down), {} lost with their caller, {} pending at end; {} executions, {} fuel, {} module fetches ({} bytes)",
+                human(f.calls),
+                outcomes.join(", "),
+                human(f.skipped_caller_down),
+                human(f.lost_with_caller),
+                f.pending_at_end,
+                human(f.executions),
+                human(f.fuel),
+                f.module_fetches,
+                human(f.module_bytes)
+            );
+            for l in &f.latency_by_site {
+                if let Some(lat) = l.latency_ms {
+                    let _ = writeln!(
+                        s,
+                        "  {:<24} {:>7} ok calls  p50 {:>7.1} ms  p99 {:>7.1} ms",
+                        l.site, l.calls, lat.p50, lat.p99
+                    );
+                }
+            }
+        }
+        if !self.policies.is_empty() {
+            let _ = writeln!(s, "placement policies (the sections above describe `{}`):", self.policy);
+            for p in &self.policies {
+                let _ = writeln!(
+                    s,
+                    "  {:<7} {:>7} calls  p50 {:>7.1} ms  p99 {:>7.1} ms  {:>6} failed  WAN {:>10} bytes ({} by functions)  {} migrations ({} started, {} rolled back)  fencing violations {}  {}",
+                    p.policy,
+                    p.calls,
+                    p.p50_ms.unwrap_or(f64::NAN),
+                    p.p99_ms.unwrap_or(f64::NAN),
+                    p.failed_invocations,
+                    human(p.wan_bytes),
+                    human(p.wan_bytes_functions),
+                    p.migrations,
+                    p.migrations_started,
+                    p.rolled_back,
+                    p.fencing_violations,
+                    if p.invariants_ok { "ok" } else { "FAILED" }
+                );
+            }
+        }
         let t = &self.totals.messages;
         let _ = writeln!(
             s,
@@ -531,7 +644,7 @@ impl Report {
         }
         let mut out = format!("scenario {} seed {}: final check FAILED", self.scenario, self.seed);
         if !self.final_check.detail.is_empty() {
-            let _ = write!(out, "; membership: {}", self.final_check.detail);
+            let _ = write!(out, "; {}", self.final_check.detail);
         }
         if let Some(o) = self.final_check.objects.as_ref().filter(|o| !o.ok) {
             let _ = write!(
@@ -553,9 +666,13 @@ impl Report {
         json
     }
 
-    /// Writes `dir/report.json`, creating `dir` if needed.
+    /// Writes `dir/report.json` (and `dir/report.html` with charts when the run compared
+    /// placement policies), creating `dir` if needed.
     pub fn write(&self, dir: &Path) -> std::io::Result<()> {
         std::fs::create_dir_all(dir)?;
+        if !self.policies.is_empty() {
+            std::fs::write(dir.join("report.html"), html::page(self))?;
+        }
         std::fs::write(dir.join("report.json"), self.to_json())
     }
 }

@@ -133,6 +133,86 @@ pub struct Scenario {
     pub(crate) faults: Vec<Fault>,
     /// In file order.
     pub(crate) workloads: Vec<Workload>,
+    /// `[[function]]` entries, in file order.
+    pub(crate) functions: Vec<SimFunction>,
+    /// `[[invocations]]` entries, in file order.
+    pub(crate) invocations: Vec<Invocations>,
+    /// How fuel becomes virtual time.
+    pub(crate) cost: FnCost,
+    /// `[placement]`: the policy a plain run uses, how often the home runs it, its knobs.
+    pub(crate) placement: PlacementCfg,
+}
+
+/// `[placement]`.
+#[derive(Clone, Debug)]
+pub(crate) struct PlacementCfg {
+    pub policy: crate::Policy,
+    pub every: Duration,
+    /// Actor leases (the core's defaults unless `lease_duration` / `lease_renew_every`).
+    pub lease: liquid_core::functions::lease::LeaseConfig,
+    pub params: ::functions::placement::Params,
+}
+
+impl Default for PlacementCfg {
+    fn default() -> Self {
+        PlacementCfg {
+            policy: crate::Policy::Liquid,
+            every: Duration::from_secs(10),
+            lease: Default::default(),
+            params: ::functions::placement::Params::default(),
+        }
+    }
+}
+
+/// A `[[function]]` entry: a package, deployed once.
+#[derive(Clone, Debug)]
+pub(crate) struct SimFunction {
+    pub manifest: ::functions::Manifest,
+    pub module: std::sync::Arc<Vec<u8>>,
+    pub hash: ::functions::ModuleHash,
+    pub deployer: u32,
+    pub deploy_at: Duration,
+    /// An actor's snapshot size, bytes (what a hand-off streams).
+    pub state_bytes: u64,
+}
+
+/// An `[[invocations]]` entry.
+#[derive(Clone, Debug)]
+pub(crate) struct Invocations {
+    pub label: String,
+    pub function: String,
+    pub start: Duration,
+    pub stop: Duration,
+    pub rate: f64,
+    pub callers: Vec<u32>,
+    pub input: Vec<u8>,
+}
+
+/// Virtual execution time = fuel × `ns_per_fuel` × the node's tier slowdown.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct FnCost {
+    pub ns_per_fuel: f64,
+    /// By tier: edge, fog, cloud.
+    pub slowdown: [f64; 3],
+}
+
+impl Default for FnCost {
+    fn default() -> Self {
+        // ≈1 ns per Wasm instruction on a cloud core; edge boards a few times slower.
+        FnCost { ns_per_fuel: 1.0, slowdown: [4.0, 2.0, 1.0] }
+    }
+}
+
+impl FnCost {
+    /// The virtual time `fuel` takes on a node of `tier`.
+    pub fn time(&self, fuel: u64, tier: Tier) -> Duration {
+        let k = match tier {
+            Tier::Edge => self.slowdown[0],
+            Tier::Fog => self.slowdown[1],
+            Tier::Cloud => self.slowdown[2],
+        };
+        Duration::from_nanos((fuel as f64 * self.ns_per_fuel * k).min(1e15) as u64)
+    }
 }
 
 /// A `[[workload]]` entry.

@@ -28,6 +28,29 @@ pub(crate) enum Ev {
     Create(u32),
     /// Workload k's next write.
     Write(u32),
+    /// Function k of the scenario is deployed.
+    Deploy(u32),
+    /// Invocation stream k's next call.
+    Invoke(u32),
+    /// An execution's module arrived; run it.
+    ExecReady(u64),
+    /// An execution's virtual compute time is over; deliver its outcome.
+    Executed(u64),
+    /// A migration target's module fetch is over (`Err`: no reachable source held it).
+    Prefetched { node: u32, life: u32, name: String, result: Result<(), String> },
+    /// An actor's snapshot, sent at `sent`, reaches its target.
+    SnapshotArrives {
+        from: u32,
+        from_life: u32,
+        to: u32,
+        to_life: u32,
+        name: String,
+        epoch: u64,
+        bytes: u64,
+        sent: Time,
+    },
+    /// The source of a hand-off learns how it went.
+    HandoffDone { node: u32, life: u32, name: String, epoch: u64, result: Result<u64, String> },
     /// Check convergence and report progress.
     Sample,
 }

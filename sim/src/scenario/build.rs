@@ -11,8 +11,14 @@ use toml::Spanned;
 use liquid_core::objects;
 use state_sync::ObjectName;
 
-use super::raw::{Heal, KeyDist, RawLink, RawMembership, RawObjects, RawScenario, RawSites, RawWorkload};
-use super::{Action, Fault, Group, Location, Scenario, ScenarioError, Site, Workload};
+use super::raw::{
+    Dur, Heal, KeyDist, RawFunction, RawFunctionsCfg, RawInvocations, RawLink, RawMembership, RawObjects, RawPlacement,
+    RawScenario, RawSites, RawWorkload,
+};
+use super::{
+    Action, Fault, FnCost, Group, Invocations, Location, PlacementCfg, Scenario, ScenarioError, SimFunction, Site,
+    Workload,
+};
 use crate::network::{Link, Links};
 
 /// The most nodes a scenario may declare.
@@ -96,9 +102,17 @@ pub(super) fn build(text: &str, origin: &str) -> Result<Scenario, ScenarioError>
         objects: build_objects(&cx, &raw.objects)?,
         faults: Vec::new(),
         workloads: Vec::new(),
+        functions: Vec::new(),
+        invocations: Vec::new(),
+        cost: Default::default(),
+        placement: Default::default(),
     };
     scenario.faults = build_faults(&cx, &raw.faults, &names, &scenario)?;
     scenario.workloads = build_workloads(&cx, &raw.workload, &names, &scenario)?;
+    scenario.functions = build_functions(&cx, &raw.function, &names, &scenario)?;
+    scenario.invocations = build_invocations(&cx, &raw.invocations, &names, &scenario)?;
+    scenario.cost = build_cost(&cx, &raw.functions)?;
+    scenario.placement = build_placement(&cx, raw.placement)?;
     Ok(scenario)
 }
 
@@ -315,27 +329,9 @@ fn build_workloads(
                 }
             }
         }
-        let start = r.start.as_ref().map_or(sc.join_window, |d| d.get_ref().0);
-        let stop = r.stop.get_ref().0;
-        if stop > sc.duration {
-            return Err(cx.invalid(Some(r.stop.span()), field("stop"), "after the end of the run (`duration`)"));
-        }
-        if start >= stop {
-            let span = r.start.as_ref().map_or(r.stop.span(), |s| s.span());
-            return Err(cx.invalid(Some(span), field("start"), "must come before `stop`"));
-        }
-        let rate = *r.rate.get_ref();
-        if !(rate > 0.0 && rate <= 1e6) {
-            return Err(cx.invalid(
-                Some(r.rate.span()),
-                field("rate"),
-                "writes per second: more than 0, at most 1000000",
-            ));
-        }
-        let writers = match &r.writers {
-            Some(list) => resolve_nodes(cx, names, sc, list, &field("writers"))?,
-            None => (0..sc.node_count() as u32).collect(),
-        };
+        let (start, stop) = window(cx, &r.start, &r.stop, sc.join_window, sc, &field)?;
+        let rate = rate_of(cx, &r.rate, 1e6, "writes", &field)?;
+        let writers = nodes_or_all(cx, names, sc, &r.writers, &field("writers"))?;
         let zipf = match (r.keys.unwrap_or(KeyDist::Uniform), &r.zipf_exponent) {
             (KeyDist::Uniform, None) => None,
             (KeyDist::Uniform, Some(e)) => {
@@ -546,4 +542,193 @@ fn build_faults(
         }
     }
     Ok(faults.into_iter().map(|(_, _, f)| f).collect())
+}
+
+fn build_functions(
+    cx: &Ctx,
+    raw: &[Spanned<RawFunction>],
+    names: &BTreeMap<String, Target>,
+    sc: &Scenario,
+) -> Result<Vec<SimFunction>, ScenarioError> {
+    let base = std::path::Path::new(cx.origin).parent().unwrap_or(std::path::Path::new("."));
+    let mut out: Vec<SimFunction> = Vec::new();
+    for (i, entry) in raw.iter().enumerate() {
+        let r = entry.get_ref();
+        let field = |f: &str| format!("function[{i}].{f}");
+        let path = base.join(r.package.get_ref());
+        let (mut manifest, module) = ::functions::package::load(&path, r.name.as_deref())
+            .map_err(|e| cx.invalid(Some(r.package.span()), field("package"), e.to_string()))?;
+        if let Some(kind) = r.kind {
+            manifest.kind = kind;
+        }
+        let state_kib = r.state_kib.as_ref().map_or(64, |k| *k.get_ref());
+        if state_kib > 4 * 1024 * 1024 {
+            let span = r.state_kib.as_ref().map(|k| k.span());
+            return Err(cx.invalid(span, field("state_kib"), "at most 4194304 (4 GiB)"));
+        }
+        if out.iter().any(|f| f.manifest.name == manifest.name) {
+            return Err(cx.invalid(
+                Some(entry.span()),
+                field("name"),
+                format!("{:?} is deployed twice", manifest.name),
+            ));
+        }
+        let deployer = match &r.deployer {
+            Some(name) => match names.get(name.get_ref()) {
+                Some(Target::Node(n)) => *n,
+                _ => {
+                    let msg = format!("unknown node {:?}", name.get_ref());
+                    return Err(cx.invalid(Some(name.span()), field("deployer"), msg));
+                }
+            },
+            None => sc.bootstrap,
+        };
+        let deploy_at = r.deploy_at.as_ref().map_or(sc.join_window, |d| d.get_ref().0);
+        if deploy_at >= sc.duration {
+            let span = r.deploy_at.as_ref().map(|d| d.span());
+            return Err(cx.invalid(span, field("deploy_at"), "after the end of the run (`duration`)"));
+        }
+        let hash = ::functions::ModuleHash::of(&module);
+        out.push(SimFunction {
+            manifest,
+            module: std::sync::Arc::new(module),
+            hash,
+            deployer,
+            deploy_at,
+            state_bytes: state_kib * 1024,
+        });
+    }
+    Ok(out)
+}
+
+fn build_invocations(
+    cx: &Ctx,
+    raw: &[Spanned<RawInvocations>],
+    names: &BTreeMap<String, Target>,
+    sc: &Scenario,
+) -> Result<Vec<Invocations>, ScenarioError> {
+    let mut out = Vec::new();
+    for (i, entry) in raw.iter().enumerate() {
+        let r = entry.get_ref();
+        let field = |f: &str| format!("invocations[{i}].{f}");
+        let function = r.function.get_ref().clone();
+        let Some(f) = sc.functions.iter().find(|f| f.manifest.name == function) else {
+            return Err(cx.invalid(Some(r.function.span()), field("function"), "no [[function]] has this name"));
+        };
+        let (start, stop) = window(cx, &r.start, &r.stop, f.deploy_at + Duration::from_secs(5), sc, &field)?;
+        let rate = rate_of(cx, &r.rate, 1e5, "calls", &field)?;
+        let callers = nodes_or_all(cx, names, sc, &r.callers, &field("callers"))?;
+        let label = r.name.clone().unwrap_or_else(|| format!("invocations {i} ({function})"));
+        out.push(Invocations {
+            label,
+            function,
+            start,
+            stop,
+            rate,
+            callers,
+            input: r.input.clone().unwrap_or_default().into_bytes(),
+        });
+    }
+    Ok(out)
+}
+
+fn build_placement(cx: &Ctx, raw: RawPlacement) -> Result<PlacementCfg, ScenarioError> {
+    let mut cfg = PlacementCfg::default();
+    if let Some(p) = &raw.policy {
+        cfg.policy = crate::Policy::parse(p.get_ref())
+            .ok_or_else(|| cx.invalid(Some(p.span()), "placement.policy", "one of cloud, pinned, liquid"))?;
+    }
+    if let Some(every) = &raw.every {
+        if every.get_ref().0.is_zero() {
+            return Err(cx.invalid(Some(every.span()), "placement.every", "must be longer than 0"));
+        }
+        cfg.every = every.get_ref().0;
+    }
+    if let Some(d) = &raw.lease_duration {
+        cfg.lease.duration = d.get_ref().0;
+    }
+    if let Some(d) = &raw.lease_renew_every {
+        cfg.lease.renew_every = d.get_ref().0;
+    }
+    if cfg.lease.renew_every.is_zero() || cfg.lease.renew_every >= cfg.lease.duration {
+        let span = raw.lease_renew_every.as_ref().or(raw.lease_duration.as_ref()).map(|d| d.span());
+        return Err(cx.invalid(
+            span,
+            "placement.lease_renew_every",
+            "must be more than 0 and less than lease_duration",
+        ));
+    }
+    if let Some(params) = raw.params {
+        cfg.params = params;
+    }
+    Ok(cfg)
+}
+
+fn build_cost(cx: &Ctx, raw: &RawFunctionsCfg) -> Result<FnCost, ScenarioError> {
+    let mut cost = FnCost::default();
+    let check = |v: &Option<Spanned<f64>>, name: &str, default: f64| -> Result<f64, ScenarioError> {
+        match v {
+            None => Ok(default),
+            Some(x) if *x.get_ref() > 0.0 && *x.get_ref() <= 1e6 => Ok(*x.get_ref()),
+            Some(x) => {
+                Err(cx.invalid(Some(x.span()), format!("functions.{name}"), "must be more than 0, at most 1000000"))
+            }
+        }
+    };
+    cost.ns_per_fuel = check(&raw.ns_per_fuel, "ns_per_fuel", cost.ns_per_fuel)?;
+    cost.slowdown[0] = check(&raw.edge_slowdown, "edge_slowdown", cost.slowdown[0])?;
+    cost.slowdown[1] = check(&raw.fog_slowdown, "fog_slowdown", cost.slowdown[1])?;
+    cost.slowdown[2] = check(&raw.cloud_slowdown, "cloud_slowdown", cost.slowdown[2])?;
+    Ok(cost)
+}
+
+/// A stream's `start` (default `default_start`) and `stop`, checked against the run.
+fn window(
+    cx: &Ctx,
+    start: &Option<Spanned<Dur>>,
+    stop: &Spanned<Dur>,
+    default_start: Duration,
+    sc: &Scenario,
+    field: &dyn Fn(&str) -> String,
+) -> Result<(Duration, Duration), ScenarioError> {
+    let begin = start.as_ref().map_or(default_start, |d| d.get_ref().0);
+    let end = stop.get_ref().0;
+    if end > sc.duration {
+        return Err(cx.invalid(Some(stop.span()), field("stop"), "after the end of the run (`duration`)"));
+    }
+    if begin >= end {
+        let span = start.as_ref().map_or(stop.span(), |s| s.span());
+        return Err(cx.invalid(Some(span), field("start"), "must come before `stop`"));
+    }
+    Ok((begin, end))
+}
+
+/// A stream's rate: more than 0, at most `max` `what` per second.
+fn rate_of(
+    cx: &Ctx,
+    rate: &Spanned<f64>,
+    max: f64,
+    what: &str,
+    field: &dyn Fn(&str) -> String,
+) -> Result<f64, ScenarioError> {
+    let r = *rate.get_ref();
+    if r > 0.0 && r <= max {
+        Ok(r)
+    } else {
+        Err(cx.invalid(Some(rate.span()), field("rate"), format!("{what} per second: more than 0, at most {max}")))
+    }
+}
+
+/// The nodes a list names, or every node.
+fn nodes_or_all(
+    cx: &Ctx,
+    names: &BTreeMap<String, Target>,
+    sc: &Scenario,
+    list: &Option<Spanned<Vec<String>>>,
+    field: &str,
+) -> Result<Vec<u32>, ScenarioError> {
+    match list {
+        Some(list) => resolve_nodes(cx, names, sc, list, field),
+        None => Ok((0..sc.node_count() as u32).collect()),
+    }
 }

@@ -41,6 +41,61 @@ pub(crate) struct RawScenario {
     pub faults: Vec<Spanned<RawFault>>,
     #[serde(default)]
     pub workload: Vec<Spanned<RawWorkload>>,
+    #[serde(default)]
+    pub function: Vec<Spanned<RawFunction>>,
+    #[serde(default)]
+    pub invocations: Vec<Spanned<RawInvocations>>,
+    #[serde(default)]
+    pub functions: RawFunctionsCfg,
+    #[serde(default)]
+    pub placement: RawPlacement,
+}
+
+/// `[placement]`: which placement policy the run uses, and the policy's knobs.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPlacement {
+    pub policy: Option<Spanned<String>>,
+    pub every: Option<Spanned<Dur>>,
+    pub lease_duration: Option<Spanned<Dur>>,
+    pub lease_renew_every: Option<Spanned<Dur>>,
+    pub params: Option<::functions::placement::Params>,
+}
+
+/// One `[[function]]`: a package deployed at a time from a node.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawFunction {
+    /// A directory with liquid.toml, or a .wasm/.wat file; relative to the scenario file.
+    pub package: Spanned<String>,
+    pub name: Option<String>,
+    pub deploy_at: Option<Spanned<Dur>>,
+    pub deployer: Option<Spanned<String>>,
+    pub kind: Option<::functions::Kind>,
+    pub state_kib: Option<Spanned<u64>>,
+}
+
+/// One `[[invocations]]`: a Poisson stream of calls from some nodes.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawInvocations {
+    pub name: Option<String>,
+    pub function: Spanned<String>,
+    pub start: Option<Spanned<Dur>>,
+    pub stop: Spanned<Dur>,
+    pub rate: Spanned<f64>,
+    pub callers: Option<Spanned<Vec<String>>>,
+    pub input: Option<String>,
+}
+
+/// `[functions]`: how fuel becomes virtual time.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawFunctionsCfg {
+    pub ns_per_fuel: Option<Spanned<f64>>,
+    pub edge_slowdown: Option<Spanned<f64>>,
+    pub fog_slowdown: Option<Spanned<f64>>,
+    pub cloud_slowdown: Option<Spanned<f64>>,
 }
 
 /// One `[[sites]]` entry: `count` sites of `nodes` nodes each.
