@@ -1,7 +1,7 @@
 //! Actors in the core: the one activation of each actor, its lease, and its migration.
 //!
 //! An activation serves a call only while its lease (a majority of the actor's granters, see
-//! [`super::lease`]) outlasts the call's wall-time limit; calls that arrive while it has none
+//! [`super::lease`]) has at least [`admission_margin`] left; calls that arrive while it has none
 //! (it is starting, renewing after a cut, or being handed over) wait, bounded by
 //! [`HOLD_MAX`]. A migration from this node (the source, epoch `e`) to a target:
 //!
@@ -41,6 +41,15 @@ pub const RETRY: Duration = Duration::from_millis(100);
 
 /// How long each migration step may take before the migration is rolled back.
 pub const STEP_MAX: Duration = Duration::from_secs(30);
+
+/// How often a call whose registry record is stale (it names an epoch this node was fenced
+/// at) reads the record again, waiting for the new home to announce itself.
+pub const REREAD: Duration = Duration::from_millis(250);
+
+/// How long after a hand-off that never completed (the source crashed with its snapshot sent
+/// or in flight, and no new home ever announced itself) the source serves again, at a new
+/// epoch: beyond the target's whole wait for the snapshot and a lease on top.
+const RESUME_AFTER: Duration = Duration::from_secs(3 * 30 + 10);
 
 /// How the driver runs an actor's call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -235,10 +244,27 @@ impl Functions {
             return self.pass_on(now, key, home, ctx);
         }
         // This node is the home: start the activation (its lease is sought now).
-        let (epoch, base, granters, reason) = match &placement {
+        let (mut epoch, mut base, granters, mut reason) = match &placement {
             Some(pl) => (pl.epoch, pl.base, pl.granters.clone(), pl.reason.clone()),
             None => (1, 0, vec![self.me], "chosen by rendezvous hashing".to_string()),
         };
+        // Never again at an epoch this node was fenced at or handed over: the record is stale
+        // and the new home will announce itself (the call waits, reading the record again).
+        let fenced = self.fenced.get(&name).copied().unwrap_or(0);
+        let handed = reg.handoffs.get(&self.me).copied().unwrap_or(0);
+        if epoch <= fenced {
+            return self.park(now, key, format!("this node was fenced at epoch {fenced}"), ctx);
+        }
+        if epoch <= handed {
+            // Handed over and then restarted (or forgotten): the target activates and
+            // announces itself, unless the hand-off died with it; only long after any target
+            // gave up does this node serve again, at a new epoch that fences a late one.
+            if now.since(self.booted) < RESUME_AFTER {
+                return self.park(now, key, format!("this node handed epoch {handed} over"), ctx);
+            }
+            (epoch, base) = (handed + 2, handed);
+            reason = format!("resumed here: the hand-off of epoch {handed} never completed");
+        }
         if self.incoming.contains_key(&name) && placement.as_ref().is_some_and(|pl| pl.home == self.me) {
             // Being handed over to this node: the snapshot has not arrived yet.
             return self.hold_for_incoming(now, key, &name, ctx);
@@ -293,6 +319,34 @@ impl Functions {
         self.waiting_for_snapshot.entry(name.to_string()).or_default().push(key);
     }
 
+    /// Call `key`'s registry record names this node at an epoch it may not serve: read the
+    /// record again soon, until the call's hold time runs out.
+    fn park(&mut self, now: Time, key: u64, why: String, ctx: &mut Ctx<'_>) {
+        let Some(p) = self.pending.get_mut(&key) else { return };
+        if now >= p.arrived + HOLD_MAX {
+            let err = InvokeError::Unavailable(format!(
+                "actor {:?} is between homes ({why}) and its new home has not announced itself yet",
+                p.name
+            ));
+            return self.finish(key, Err(err), ctx.out);
+        }
+        p.stage = Stage::Held;
+        self.parked.insert(key, now + REREAD);
+    }
+
+    /// Reads the records of parked calls again.
+    fn reread_parked(&mut self, now: Time, ctx: &mut Ctx<'_>) {
+        let due: Vec<u64> = self.parked.iter().filter(|(_, t)| **t <= now).map(|(k, _)| *k).collect();
+        for key in due {
+            self.parked.remove(&key);
+            let Some(p) = self.pending.get(&key) else { continue };
+            match registry_object(&p.name) {
+                Ok(object) => self.resolve(now, key, object, ctx),
+                Err(e) => self.finish(key, Err(InvokeError::Invalid(e)), ctx.out),
+            }
+        }
+    }
+
     /// Runs `key` on the local activation if its lease allows, or holds it.
     pub(super) fn admit(&mut self, now: Time, key: u64, reg: Registered, ctx: &mut Ctx<'_>) {
         let Some(p) = self.pending.get_mut(&key) else { return };
@@ -302,7 +356,9 @@ impl Functions {
             return self.finish(key, Err(InvokeError::Unavailable("no activation here".into())), ctx.out);
         };
         let serving = matches!(act.phase, Phase::Serving | Phase::Preparing { .. });
-        if serving && act.holder.valid_for(now, wall) {
+        // The lease must not be about to run out; it need not outlast the whole wall-time
+        // limit (see `admission_margin`).
+        if serving && act.holder.valid_for(now, admission_margin(wall, &self.lease_cfg)) {
             act.running.insert(key);
             let run = super::actor::ActorRun { epoch: act.holder.epoch, fresh: act.holder.base == 0 };
             return self.execute(now, key, reg, Some(run), ctx);
@@ -433,9 +489,40 @@ impl Functions {
         {
             act.phase = Phase::Sending { to };
             act.step_deadline = now + STEP_MAX;
-            let handoff = Handoff { name: name.to_string(), hash: act.hash, epoch: act.holder.epoch + 1, to };
-            ctx.out.push_back(Output::Handoff(Box::new(handoff)));
+            // Durable before the snapshot leaves: restarted, this node must not serve at
+            // this epoch again (the target may serve the same state at the next).
+            let epoch = act.holder.epoch;
+            let write = registry_object(name).and_then(|o| {
+                let path = state_sync::Path::parse(&format!("handoffs.{}", self.me)).map_err(|e| e.to_string())?;
+                Ok((o, state_sync::ops::Op::Set { path, value: epoch.into(), text: false }))
+            });
+            match write {
+                Ok((object, op)) => {
+                    let req = INTERNAL_REQUEST + self.next_id();
+                    self.marks_waiting.insert(req, (name.to_string(), epoch));
+                    let request =
+                        Request::Write { object, change: Change::Ops(vec![op]), durability: Durability::Local };
+                    ctx.objects.handle_request(now, RequestId(req), request, ctx.membership, ctx.out);
+                }
+                Err(e) => self.roll_back(now, name, format!("hand-off marker: {e}"), ctx),
+            }
         }
+    }
+
+    /// The hand-off marker of a migration out of this node is durable (or failed): send the
+    /// snapshot (or roll back).
+    pub(super) fn mark_written(&mut self, now: Time, req: u64, ok: bool, ctx: &mut Ctx<'_>) {
+        let Some((name, epoch)) = self.marks_waiting.remove(&req) else { return };
+        let Some(act) = self.actors.get(&name) else { return };
+        let Phase::Sending { to } = act.phase else { return };
+        if act.holder.epoch != epoch {
+            return;
+        }
+        if !ok {
+            return self.roll_back(now, &name, "disk: the hand-off could not be recorded".into(), ctx);
+        }
+        let handoff = Handoff { name: name.clone(), hash: act.hash, epoch: epoch + 1, to };
+        ctx.out.push_back(Output::Handoff(Box::new(handoff)));
     }
 
     /// A migration out of this node failed: serve again. After a snapshot may have left,
@@ -481,6 +568,8 @@ impl Functions {
     /// registry.
     pub(super) fn fence(&mut self, now: Time, name: &str, why: String, ctx: &mut Ctx<'_>) {
         let Some(act) = self.actors.remove(name) else { return };
+        let floor = self.fenced.entry(name.to_string()).or_default();
+        *floor = (*floor).max(act.holder.epoch);
         self.migrations.fenced += 1;
         self.event(name, "fenced", None, act.holder.epoch, why.clone());
         ctx.out.push_back(Output::Deactivate { name: name.to_string(), epoch: act.holder.epoch });
@@ -797,6 +886,7 @@ impl Functions {
     /// Deadlines: held calls, migration steps, incoming migrations; lease rounds.
     pub(super) fn actor_timeouts(&mut self, now: Time, ctx: &mut Ctx<'_>) {
         self.granter.expire(now);
+        self.reread_parked(now, ctx);
         // Held calls past their deadline fail.
         let mut late = Vec::new();
         for act in self.actors.values_mut() {
@@ -871,6 +961,19 @@ impl Functions {
     pub fn migration_stats(&self) -> &MigrationStats {
         &self.migrations
     }
+}
+
+/// How much lease a call needs left to be admitted: its wall-time limit, capped at one
+/// renewal period.
+///
+/// The lease keeps two activations from *accepting* work at once. A call that outlives the
+/// lease cannot meet another activation of the same state: a new epoch starts only from this
+/// activation's snapshot, which is taken after its running calls have ended, or (a redeploy)
+/// from fresh state on purpose. Requiring the whole wall-time limit instead would hold calls
+/// whenever the limit is close to the lease's span (the default 5 s against 6 s), most of each
+/// renewal period.
+pub fn admission_margin(wall: Duration, cfg: &super::lease::LeaseConfig) -> Duration {
+    wall.min(cfg.renew_every)
 }
 
 #[cfg(test)]

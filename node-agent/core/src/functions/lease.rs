@@ -15,7 +15,8 @@
 //! - A granter measures a grant from when it *received* the request; the holder measures its
 //!   lease from when it *sent* the request, shortened by the drift bound. With clock rates
 //!   that differ by at most `drift`, the holder's lease ends before any granter's grant does.
-//! - A holder admits a call only if its lease outlasts the call's wall-time limit.
+//! - A holder admits a call only while its lease has at least the call's wall-time limit, or
+//!   one renewal period, left (`super::actor::admission_margin` says why that suffices).
 //!
 //! Majorities of the same granter list intersect, and a granter holds one unexpired grant per
 //! actor: at most one holder has a valid lease at any time.

@@ -105,6 +105,9 @@ pub struct Registered {
     pub holders: Vec<NodeId>,
     /// Where it runs, if recorded.
     pub placement: Option<Placement>,
+    /// Per node, the highest epoch of the actor it handed over (made durable before its
+    /// snapshot left): it never serves at that epoch again.
+    pub handoffs: BTreeMap<NodeId, u64>,
 }
 
 impl Registered {
@@ -120,7 +123,12 @@ impl Registered {
             })
             .unwrap_or_default();
         let placement = value.get("placement").and_then(Placement::from_value);
-        Ok(Registered { entry, holders, placement })
+        let handoffs = value
+            .get("handoffs")
+            .and_then(Json::as_object)
+            .map(|m| m.iter().filter_map(|(k, v)| Some((NodeId::parse(k)?, v.as_u64()?))).collect())
+            .unwrap_or_default();
+        Ok(Registered { entry, holders, placement, handoffs })
     }
 }
 
@@ -457,6 +465,15 @@ pub struct Functions {
     waiting_for_snapshot: BTreeMap<String, Vec<u64>>,
     /// Grants waiting for their promise to be durable: internal request → (asker, grant).
     grants_waiting: HashMap<u64, (NodeId, Message)>,
+    /// Hand-off markers being made durable: internal request → (actor, epoch handed off).
+    marks_waiting: HashMap<u64, (String, u64)>,
+    /// Per actor, the highest epoch this node knows it may no longer serve at (it was fenced
+    /// there): a registry record naming this node at or below it is stale.
+    fenced: BTreeMap<String, u64>,
+    /// Calls whose registry record is stale (see `fenced`): when to read it again.
+    parked: BTreeMap<u64, Time>,
+    /// When this subsystem started (a restart forgets migrations in progress).
+    booted: Time,
     migrations: MigrationStats,
     events: Vec<MigrationEvent>,
     /// When the placement policy runs next.
@@ -485,6 +502,10 @@ impl Functions {
             held_entries: HashMap::new(),
             waiting_for_snapshot: BTreeMap::new(),
             grants_waiting: HashMap::new(),
+            marks_waiting: HashMap::new(),
+            fenced: BTreeMap::new(),
+            parked: BTreeMap::new(),
+            booted: now,
             migrations: MigrationStats::default(),
             events: Vec::new(),
             next_policy: now + cfg.policy_every.unwrap_or(Duration::ZERO),
@@ -567,6 +588,13 @@ impl Functions {
                 wall: Duration::ZERO,
             },
         );
+        self.resolve(now, key, object, ctx);
+    }
+
+    /// Reads call `key`'s registry record (again); the answer routes it.
+    fn resolve(&mut self, now: Time, key: u64, object: ObjectName, ctx: &mut Ctx<'_>) {
+        let Some(p) = self.pending.get_mut(&key) else { return };
+        p.stage = Stage::Resolving;
         let req = INTERNAL_REQUEST + key;
         self.resolving.insert(req, key);
         ctx.objects.handle_request(now, RequestId(req), Request::Get { object, after: None }, ctx.membership, ctx.out);
@@ -580,6 +608,11 @@ impl Functions {
         if self.grants_waiting.contains_key(&id.0) {
             let ok = matches!(reply, Reply::Value { .. });
             self.promise_written(now, id.0, ok, ctx);
+            return true;
+        }
+        if self.marks_waiting.contains_key(&id.0) {
+            let ok = matches!(reply, Reply::Value { .. });
+            self.mark_written(now, id.0, ok, ctx);
             return true;
         }
         let Some(key) = self.resolving.remove(&id.0) else {
@@ -883,7 +916,8 @@ impl Functions {
     pub fn poll_timeout(&self) -> Time {
         let policy =
             if self.cfg.policy_every.is_some() && !self.actors.is_empty() { self.next_policy } else { Time(u64::MAX) };
-        let t = self.actor_poll_timeout().min(policy);
+        let parked = self.parked.values().min().copied().unwrap_or(Time(u64::MAX));
+        let t = self.actor_poll_timeout().min(policy).min(parked);
         self.pending
             .values()
             .filter_map(|p| match p.stage {
