@@ -294,7 +294,10 @@ impl<N: Copy + Ord> Facts<N> {
             o.replicas = replicas.to_vec();
             o.replicas.sort();
             o.replicas.dedup();
-            o.size_bytes = size_bytes;
+            // 0: not measured by this call (it only wrote); the last size stands.
+            if size_bytes > 0 {
+                o.size_bytes = size_bytes;
+            }
         }
     }
 

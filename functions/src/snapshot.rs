@@ -217,6 +217,23 @@ pub(crate) fn write(w: &mut impl Write, header: &Header, memory: &[u8]) -> Resul
     Ok(SnapshotInfo { memory_bytes: memory.len() as u64, globals: header.globals.len(), written_bytes: out.written })
 }
 
+/// Checks a whole snapshot without a runtime: its header, a memory size of at most
+/// `memory_limit` bytes, the compressed memory and the checksum. Returns the module it was
+/// taken from and its memory size. Memory is decompressed into a scratch buffer of the
+/// claimed size (allocated only after the claim passed the limit).
+pub fn verify(r: impl Read, memory_limit: u64) -> Result<(ModuleHash, u64), SnapshotError> {
+    let mut reader = Reader::new(r);
+    let header = reader.header()?;
+    if header.memory_bytes > memory_limit {
+        return Err(SnapshotError::MemoryTooLarge { bytes: header.memory_bytes, limit: memory_limit });
+    }
+    let len = usize::try_from(header.memory_bytes)
+        .map_err(|_| SnapshotError::MemoryTooLarge { bytes: header.memory_bytes, limit: memory_limit })?;
+    let mut scratch = vec![0u8; len];
+    reader.memory(&mut scratch)?;
+    Ok((header.hash, header.memory_bytes))
+}
+
 /// Reads a snapshot in two steps: [`Reader::header`], then, once the caller has checked it
 /// and sized the new memory, [`Reader::memory`].
 pub(crate) struct Reader<R> {

@@ -7,8 +7,9 @@
 
 use functions::abi::{AbiError, Level, ObjCall};
 use functions::runtime::{Actor, Compiled, Host, Invocation, Runtime, RuntimeConfig};
-use functions::snapshot::SnapshotError;
+use functions::snapshot::{MAGIC, SnapshotError, VERSION, verify};
 use functions::{Kind, Manifest};
+use proptest::prelude::*;
 use serde_json::Value as Json;
 
 /// Counts its calls three ways: an i32 in memory at 0, the exported mutable global `calls`
@@ -376,4 +377,33 @@ impl Host for Docs {
         Err(AbiError::new(functions::abi::ERR_NOT_FOUND, format!("no function {f}")))
     }
     fn log(&mut self, _level: Level, _line: &str) {}
+}
+
+#[test]
+fn verify_checks_a_snapshot_without_a_runtime() {
+    let m = manifest("counter");
+    let rt = runtime();
+    let c = compile(&rt, COUNTER, &m);
+    let buf = counted(&rt, &c, &m, 3);
+    let (hash, memory) = verify(buf.as_slice(), 1 << 20).unwrap();
+    assert_eq!((hash, memory), (c.hash(), 2 * 65536));
+    assert!(matches!(verify(buf.as_slice(), 65536), Err(SnapshotError::MemoryTooLarge { .. })));
+    for i in [0, 8, 20, 60, buf.len() / 2, buf.len() - 1] {
+        let mut bad = buf.clone();
+        bad[i] ^= 0x01;
+        assert!(verify(bad.as_slice(), 1 << 20).is_err(), "a flip at {i} passed");
+    }
+    assert!(matches!(verify(&buf[..buf.len() - 3], 1 << 20), Err(SnapshotError::Truncated(_))));
+}
+
+proptest! {
+    /// Whatever follows a valid magic and version (a torn file, a hostile peer's hand-off)
+    /// is refused with a reason, never a panic or an allocation past the limit.
+    #[test]
+    fn arbitrary_bytes_after_the_header_start_are_refused(tail in proptest::collection::vec(any::<u8>(), 0..2048)) {
+        let mut bytes = MAGIC.to_vec();
+        bytes.extend(VERSION.to_le_bytes());
+        bytes.extend(&tail);
+        prop_assert!(verify(bytes.as_slice(), 1 << 20).is_err());
+    }
 }

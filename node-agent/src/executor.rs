@@ -214,7 +214,7 @@ impl Executor {
     }
 
     async fn run(self: &Arc<Self>, exec: Execution) -> Executed {
-        let fail = |e: InvokeError| Executed { result: Err(e), fuel: 0, fetched: false };
+        let fail = |e: InvokeError| Executed { result: Err(e), fuel: 0, fetched: false, state_bytes: 0 };
         let slots = {
             let Ok(mut m) = self.slots.lock() else { return fail(InvokeError::Unavailable("executor lock".into())) };
             let want = exec.manifest.limits.instances as usize;
@@ -328,7 +328,7 @@ impl Executor {
     }
 
     fn execute_blocking(&self, mut exec: Execution) -> Executed {
-        let fail = |e: InvokeError| Executed { result: Err(e), fuel: 0, fetched: false };
+        let fail = |e: InvokeError| Executed { result: Err(e), fuel: 0, fetched: false, state_bytes: 0 };
         let (compiled, source) = match self.store.load(&exec.hash, &exec.manifest) {
             Ok(Some(c)) => c,
             Ok(None) => return fail(InvokeError::Unavailable("the module vanished from the local cache".into())),
@@ -353,22 +353,22 @@ impl Executor {
             logs: self.logs.clone(),
         });
         let rt = self.store.runtime();
-        let out = match (exec.manifest.kind, exec.actor) {
+        let (out, state_bytes) = match (exec.manifest.kind, exec.actor) {
             (Kind::Actor, Some(run)) => match self.run_actor(&exec, run, &compiled, inv, host) {
-                Ok(out) => out,
+                Ok(done) => done,
                 Err(e) => return fail(e),
             },
             (Kind::Actor, None) => return fail(InvokeError::Invalid("an actor call without an activation".into())),
-            _ => rt.invoke(&compiled, &exec.manifest, inv, host),
+            _ => (rt.invoke(&compiled, &exec.manifest, inv, host), 0),
         };
         self.metrics.fuel.inc_by(out.fuel);
-        Executed { result: out.result, fuel: out.fuel, fetched: false }
+        Executed { result: out.result, fuel: out.fuel, fetched: false, state_bytes }
     }
 
     /// One call on actor `exec.name`'s live instance at `run.epoch` — restored from its
     /// checkpoint, or started fresh, if there is none — then checkpointed before it is
-    /// answered. A call that traps drops the instance: the next one starts again from the last
-    /// checkpoint, never from half-updated memory.
+    /// answered (returned with the checkpoint's size). A call that traps drops the instance:
+    /// the next one starts again from the last checkpoint, never from half-updated memory.
     fn run_actor(
         &self,
         exec: &Execution,
@@ -376,7 +376,7 @@ impl Executor {
         compiled: &functions::runtime::Compiled,
         inv: Invocation,
         host: Box<dyn Host>,
-    ) -> Result<functions::runtime::Outcome, InvokeError> {
+    ) -> Result<(functions::runtime::Outcome, u64), InvokeError> {
         let rt = self.store.runtime();
         let slot = self.slot(&exec.name)?;
         let mut guard = slot.lock().map_err(|_| InvokeError::Unavailable("the actor's lock was poisoned".into()))?;
@@ -411,14 +411,14 @@ impl Executor {
             Ok(info) => {
                 self.metrics.checkpoints.inc();
                 self.metrics.checkpoint_bytes.inc_by(info.written_bytes);
-                Ok(out)
+                Ok((out, info.written_bytes))
             }
             Err(e) => {
                 // Poisoned (the call trapped) or the disk failed: the state is not durable,
                 // so this instance must not serve again.
                 *guard = None;
                 match out.result {
-                    Err(err) => Ok(functions::runtime::Outcome { result: Err(err), fuel: out.fuel }),
+                    Err(err) => Ok((functions::runtime::Outcome { result: Err(err), fuel: out.fuel }, 0)),
                     Ok(_) => Err(InvokeError::Unavailable(format!("the actor's checkpoint could not be written: {e}"))),
                 }
             }

@@ -827,7 +827,7 @@ impl<'a> Engine<'a> {
         self.fnm.fuel += fuel;
         let now = self.now;
         if let Some(n) = self.nodes[i as usize].node.as_mut() {
-            let done = liquid_core::functions::Executed { result, fuel, fetched: e.fetched };
+            let done = liquid_core::functions::Executed { result, fuel, fetched: e.fetched, state_bytes: 0 };
             n.handle_executed(now, e.exec.id, done);
         }
         self.drain(i);

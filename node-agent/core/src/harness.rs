@@ -538,7 +538,7 @@ impl H {
             };
             let now = self.clock(k);
             if let Some(n) = self.nodes[k].as_mut() {
-                n.handle_executed(now, exec.id, Executed { result, fuel: 1, fetched: false });
+                n.handle_executed(now, exec.id, Executed { result, fuel: 1, fetched: false, state_bytes: 0 });
                 self.drain(k);
             }
         }

@@ -1,6 +1,6 @@
 //! The node: every subsystem's state machine behind one input/output interface.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 
 use rand_chacha::ChaCha8Rng;
 use rand_core::SeedableRng;
@@ -110,7 +110,13 @@ pub struct Node {
     out: VecDeque<Output>,
     /// The time of the latest input: internal replies are handled when they are polled.
     now: Time,
+    /// Reads made by running functions, not answered yet: what they return counts in the
+    /// function's facts (bounded by [`HOST_READS_MAX`]).
+    host_reads: HashMap<RequestId, ExecId>,
 }
+
+/// Host reads whose answer size is tracked at once; beyond it, reads go uncounted.
+const HOST_READS_MAX: usize = 4096;
 
 impl Node {
     /// A node that knows only itself. `seed` drives every random choice; `restored` is what a
@@ -125,6 +131,7 @@ impl Node {
             functions,
             out: VecDeque::new(),
             now,
+            host_reads: HashMap::new(),
         }
     }
 
@@ -224,6 +231,9 @@ impl Node {
     /// answered like [`Node::handle_request`], and counted in the function's facts.
     pub fn handle_host_request(&mut self, now: Time, exec: ExecId, id: RequestId, req: Request) {
         self.functions.note_access(exec, &req);
+        if matches!(req, Request::Get { .. }) && self.host_reads.len() < HOST_READS_MAX {
+            self.host_reads.insert(id, exec);
+        }
         self.handle_request(now, id, req);
     }
 
@@ -317,6 +327,14 @@ impl Node {
                     let mut ctx =
                         functions::Ctx { objects: &mut self.objects, membership: &self.membership, out: &mut self.out };
                     self.functions.handle_object_reply(now, id, reply, &mut ctx);
+                }
+                Output::Reply { id, reply } if !self.host_reads.is_empty() => {
+                    if let Some(exec) = self.host_reads.remove(&id)
+                        && let Reply::Value { object, snapshot, .. } = &reply
+                    {
+                        self.functions.note_read(exec, object, &snapshot.value);
+                    }
+                    return Some(Output::Reply { id, reply });
                 }
                 other => return Some(other),
             }

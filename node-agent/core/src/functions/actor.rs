@@ -143,6 +143,8 @@ pub(super) struct Activation {
     pub(super) migration_reason: String,
     /// When it last moved here, or was last asked to move.
     pub(super) since: Time,
+    /// Its state's size as last checkpointed (what a move ships).
+    pub(super) state_bytes: u64,
 }
 
 /// A migration into this node, before its snapshot arrived.
@@ -285,6 +287,7 @@ impl Functions {
                 step_deadline: Time(u64::MAX),
                 migration_reason: String::new(),
                 since: now,
+                state_bytes: 0,
             },
         );
         self.admit(now, key, reg, ctx);
@@ -873,6 +876,7 @@ impl Functions {
                 step_deadline: Time(u64::MAX),
                 migration_reason: String::new(),
                 since: now,
+                state_bytes: 0,
             },
         );
         self.lease_rounds(now, ctx);

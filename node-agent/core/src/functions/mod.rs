@@ -251,6 +251,9 @@ pub struct Executed {
     /// The module bytes were fetched from a peer for this execution (this node now holds
     /// them and says so in the registry).
     pub fetched: bool,
+    /// An actor's state after the call, as checkpointed (bytes; 0: not measured). The
+    /// placement policy counts it in the cost of a move.
+    pub state_bytes: u64,
 }
 
 /// Function messages between nodes.
@@ -407,12 +410,23 @@ enum Stage {
     Held,
 }
 
+/// What one call did to one object.
+#[derive(Clone, Copy, Debug, Default)]
+struct Touched {
+    reads: u32,
+    writes: u32,
+    /// The size of what the reads returned (JSON bytes).
+    read_bytes: u64,
+    /// The size of the operations written (JSON bytes).
+    write_bytes: u64,
+}
+
 #[derive(Debug)]
 struct Pending {
     /// When the call reached this node.
     arrived: Time,
     /// Objects its execution here read and wrote: (reads, writes).
-    accesses: BTreeMap<ObjectName, (u32, u32)>,
+    accesses: BTreeMap<ObjectName, Touched>,
     origin: Origin,
     name: String,
     input: Vec<u8>,
@@ -759,8 +773,13 @@ impl Functions {
                     Origin::Peer(from, _) => from,
                 };
                 let (name, arrived) = (p.name.clone(), p.arrived);
-                let accesses: Vec<(ObjectName, (u32, u32))> = p.accesses.iter().map(|(o, a)| (o.clone(), *a)).collect();
+                let accesses: Vec<(ObjectName, Touched)> = p.accesses.iter().map(|(o, a)| (o.clone(), *a)).collect();
                 self.observe(now, &name, origin, arrived, done.fuel, &accesses, ctx);
+                if done.state_bytes > 0
+                    && let Some(act) = self.actors.get_mut(&name)
+                {
+                    act.state_bytes = done.state_bytes;
+                }
                 self.finish(key, done.result, ctx.out);
                 if self.actors.contains_key(&name) {
                     self.actor_call_ended(now, &name, key, ctx);
@@ -781,7 +800,7 @@ impl Functions {
         origin: NodeId,
         arrived: Time,
         fuel: u64,
-        touched: &[(ObjectName, (u32, u32))],
+        touched: &[(ObjectName, Touched)],
         ctx: &mut Ctx<'_>,
     ) {
         if !self.facts.contains_key(name) && self.facts.len() >= FACTS_MAX {
@@ -799,12 +818,12 @@ impl Functions {
         let site = ctx.membership.info_of(&origin).and_then(|i| i.labels.get("site").cloned());
         let accesses: Vec<Access<'_>> = touched
             .iter()
-            .map(|(o, (reads, writes))| Access {
+            .map(|(o, t)| Access {
                 object: o.as_str(),
-                reads: *reads,
-                writes: *writes,
-                read_bytes: 0,
-                write_bytes: 0,
+                reads: t.reads,
+                writes: t.writes,
+                read_bytes: t.read_bytes,
+                write_bytes: t.write_bytes,
             })
             .collect();
         let call = Call {
@@ -816,10 +835,12 @@ impl Functions {
         };
         let facts = self.facts.entry(name.to_string()).or_insert_with(|| Facts::new(FACTS_HALF_LIFE_S));
         facts.observe(secs(now), &call);
-        for (object, _) in touched {
-            // Where its replicas live now, in this node's view: the data term of the cost.
+        for (object, t) in touched {
+            // Where its replicas live now, in this node's view: the data term of the cost. A
+            // read returns the whole document, so its size is what a new replica copies.
             let replicas = ctx.objects.replica_set_of(now, ctx.membership, object);
-            facts.set_replicas(object.as_str(), &replicas, 0);
+            let size = t.read_bytes.checked_div(u64::from(t.reads)).unwrap_or(0);
+            facts.set_replicas(object.as_str(), &replicas, size);
         }
     }
 
@@ -836,9 +857,20 @@ impl Functions {
         }
         let a = p.accesses.entry(object.clone()).or_default();
         if write {
-            a.1 += 1;
+            a.writes += 1;
+            if let Request::Write { change: Change::Ops(ops), .. } = req {
+                a.write_bytes += ops.iter().map(op_len).sum::<u64>();
+            }
         } else {
-            a.0 += 1;
+            a.reads += 1;
+        }
+    }
+
+    /// A running execution's read of `object` returned `value`: its size counts in the facts.
+    pub fn note_read(&mut self, exec: ExecId, object: &ObjectName, value: &Json) {
+        let Some(p) = self.executing.get(&exec).and_then(|k| self.pending.get_mut(k)) else { return };
+        if let Some(a) = p.accesses.get_mut(object) {
+            a.read_bytes += json_len(value);
         }
     }
 
@@ -954,6 +986,29 @@ impl Functions {
                 ));
             }
         }
+    }
+}
+
+/// About the size of `v` as compact JSON, without writing it out.
+pub fn json_len(v: &Json) -> u64 {
+    match v {
+        Json::Null => 4,
+        Json::Bool(b) => 4 + u64::from(!*b),
+        // Digits of the common integers; floats rarely exceed this.
+        Json::Number(n) => n.as_u64().map_or(12, |u| u64::from(u.checked_ilog10().unwrap_or(0)) + 1),
+        Json::String(s) => s.len() as u64 + 2,
+        Json::Array(a) => 2 + a.iter().map(|x| json_len(x) + 1).sum::<u64>(),
+        Json::Object(m) => 2 + m.iter().map(|(k, x)| k.len() as u64 + 4 + json_len(x)).sum::<u64>(),
+    }
+}
+
+/// About the size of one operation as JSON: its value or text, plus its path and kind.
+fn op_len(op: &Op) -> u64 {
+    const OVERHEAD: u64 = 16;
+    match op {
+        Op::Set { value, .. } | Op::Insert { value, .. } => OVERHEAD + json_len(value),
+        Op::Splice { insert, .. } => OVERHEAD + insert.len() as u64,
+        _ => OVERHEAD,
     }
 }
 
@@ -1117,7 +1172,7 @@ mod tests {
     }
 
     fn ok(out: &[u8]) -> Executed {
-        Executed { result: Ok(out.to_vec()), fuel: 1, fetched: true }
+        Executed { result: Ok(out.to_vec()), fuel: 1, fetched: true, state_bytes: 0 }
     }
 
     #[test]
@@ -1149,23 +1204,33 @@ mod tests {
         let mut m = Manifest::for_module("measured");
         m.placement.node = Some(crate::harness::id(1).to_string());
         deploy(&mut h, 0, m);
+        let object = ObjectName::parse("app/data").unwrap_or_else(|e| panic!("{e}"));
+        let text = Json::String("x".repeat(100));
+        let set = |value: Json| {
+            let path = state_sync::Path::parse("v").unwrap_or_else(|e| panic!("{e}"));
+            Change::Ops(vec![Op::Set { path, value, text: false }])
+        };
+        let write = Request::Write { object: object.clone(), change: set(text.clone()), durability: Durability::Local };
+        assert!(h.ask(1, write, Duration::from_secs(5)).is_some());
         for caller in [0, 2, 2, 2] {
             h.invoke(caller, "measured", b"");
             h.run_for(Duration::from_millis(100));
-            // The guest reads an object (a host call) before it finishes.
+            // The guest reads and writes an object (host calls) before it finishes.
             for (k, exec) in h.executions.clone() {
-                let object = ObjectName::parse("app/data").unwrap_or_else(|e| panic!("{e}"));
                 let now = h.now;
                 if let Some(n) = h.nodes[k].as_mut() {
-                    n.handle_host_request(
-                        now,
-                        exec.id,
-                        RequestId(999_000 + exec.id.0),
-                        Request::Get { object, after: None },
-                    );
+                    let get = Request::Get { object: object.clone(), after: None };
+                    n.handle_host_request(now, exec.id, RequestId(999_000 + exec.id.0), get);
+                    let put = Request::Write {
+                        object: object.clone(),
+                        change: set(text.clone()),
+                        durability: Durability::Local,
+                    };
+                    n.handle_host_request(now, exec.id, RequestId(998_000 + exec.id.0), put);
                 }
             }
-            h.execute_all(|_, _| Executed { result: Ok(vec![]), fuel: 1000, fetched: false });
+            h.run_for(Duration::from_millis(20));
+            h.execute_all(|_, _| Executed { result: Ok(vec![]), fuel: 1000, fetched: false, state_bytes: 0 });
         }
         let now = secs(h.now);
         let node = h.nodes[1].as_ref().unwrap_or_else(|| panic!("node 1 runs"));
@@ -1181,6 +1246,11 @@ mod tests {
         assert!(h.nodes[2].as_ref().is_some_and(|n| n.functions().facts("measured").is_none()), "only where it ran");
         let o = facts.objects.iter().find(|o| o.object == "app/data").unwrap_or_else(|| panic!("no access recorded"));
         assert!(!o.replicas.is_empty(), "the object's replica set is recorded");
+        // Each call read the ~110-byte document and wrote ~100 bytes.
+        let h = FACTS_HALF_LIFE_S;
+        let per_call = o.bytes.value(now, h) / facts.calls.value(now, h);
+        assert!((200.0..300.0).contains(&per_call), "{per_call}");
+        assert!((100..150).contains(&o.size_bytes), "{}", o.size_bytes);
     }
 
     #[test]
@@ -1193,7 +1263,12 @@ mod tests {
         h.run_for(Duration::from_millis(100));
         assert_eq!(h.executions.len(), 1);
         assert_eq!(h.executions[0].0, 1, "runs on the pinned node");
-        h.execute_all(|_, _| Executed { result: Err(InvokeError::Trap("boom".into())), fuel: 5, fetched: false });
+        h.execute_all(|_, _| Executed {
+            result: Err(InvokeError::Trap("boom".into())),
+            fuel: 5,
+            fetched: false,
+            state_bytes: 0,
+        });
         assert_eq!(h.invoked.remove(&(2, id)), Some(Err(InvokeError::Trap("boom".into()))));
         assert!(h.invoked.is_empty());
         assert_eq!(h.nodes[2].as_ref().map(|n| n.functions().in_flight()), Some(0));

@@ -74,7 +74,7 @@ impl Functions {
                 last_move_s: (act.holder.base != 0).then(|| secs(act.since)),
                 module_bytes: reg.entry.size,
                 module_holders: reg.holders.clone(),
-                state_bytes: 0,
+                state_bytes: act.state_bytes,
                 constraints: Constraints::from_manifest(manifest, NodeId::parse),
             };
             let me = self.me;
