@@ -68,6 +68,17 @@ impl Decaying {
         self.at_s = self.at_s.max(now_s);
     }
 
+    /// This counter decayed to `from_s`, as if last updated at `to_s` (moves it to another
+    /// node's clock).
+    pub fn rebased(&self, from_s: f64, to_s: f64, half_life_s: f64) -> Decaying {
+        Decaying { value: self.value(from_s, half_life_s), at_s: to_s }
+    }
+
+    /// Finite and not negative (what a peer sent may be neither).
+    pub fn is_sane(&self) -> bool {
+        self.value.is_finite() && self.value >= 0.0 && self.at_s.is_finite()
+    }
+
     /// Adds another counter's value (both decayed to `now_s`).
     pub fn merge(&mut self, now_s: f64, other: &Decaying, half_life_s: f64) {
         let amount = other.value(now_s, half_life_s);
@@ -299,6 +310,45 @@ impl<N: Copy + Ord> Facts<N> {
                 o.size_bytes = size_bytes;
             }
         }
+    }
+
+    /// These facts with every counter decayed to `from_s` and stamped `to_s`: facts travel
+    /// between nodes whose clocks have different origins, so the sender sends them rebased
+    /// to 0 and the receiver rebases them to its own now.
+    pub fn rebased(&self, from_s: f64, to_s: f64) -> Facts<N> {
+        let h = self.half_life_s;
+        let r = |d: &Decaying| d.rebased(from_s, to_s, h);
+        let mut f = self.clone();
+        f.calls = r(&self.calls);
+        f.fuel = r(&self.fuel);
+        f.latency_ms = r(&self.latency_ms);
+        f.other_origins = r(&self.other_origins);
+        f.other_accesses = r(&self.other_accesses);
+        f.origins.iter_mut().for_each(|o| o.calls = r(&o.calls));
+        f.sites.iter_mut().for_each(|x| x.calls = r(&x.calls));
+        for o in &mut f.objects {
+            o.reads = r(&o.reads);
+            o.writes = r(&o.writes);
+            o.bytes = r(&o.bytes);
+        }
+        f
+    }
+
+    /// Whether facts that came from a peer can be used: a positive finite half-life, tables
+    /// within the default bounds, every counter finite and not negative.
+    pub fn is_sane(&self) -> bool {
+        let d = Facts::<N>::new(1.0);
+        self.half_life_s.is_finite()
+            && self.half_life_s > 0.0
+            && self.origins.len() <= d.max_origins
+            && self.sites.len() <= d.max_sites
+            && self.objects.len() <= d.max_objects
+            && [&self.calls, &self.fuel, &self.latency_ms, &self.other_origins, &self.other_accesses]
+                .iter()
+                .all(|c| c.is_sane())
+            && self.origins.iter().all(|o| o.calls.is_sane())
+            && self.sites.iter().all(|x| x.calls.is_sane())
+            && self.objects.iter().all(|o| o.reads.is_sane() && o.writes.is_sane() && o.bytes.is_sane())
     }
 
     /// Adds another node's facts about the same function (a stateless function serving from

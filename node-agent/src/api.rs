@@ -190,6 +190,10 @@ pub struct FunctionJson {
     /// An actor's lease granters.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub granters: Vec<String>,
+    /// A stateless function's serving set: nodes that may not run it pass calls to the nearest
+    /// of these (empty: to the node in `home`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub serving: Vec<String>,
     /// The actor's activation on this node, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub activation_here: Option<liquid_core::functions::ActivationView>,
@@ -304,6 +308,7 @@ impl FunctionJson {
                     reason: r.placement.as_ref().map(|p| p.reason.clone()),
                     figures: r.placement.as_ref().and_then(|p| p.figures.clone()),
                     granters: r.placement.iter().flat_map(|p| p.granters.iter().map(ToString::to_string)).collect(),
+                    serving: r.placement.iter().flat_map(|p| p.serving.iter().map(ToString::to_string)).collect(),
                     activation_here: None,
                     decision_here: None,
                     manifest: Some(r.entry.manifest),

@@ -219,6 +219,10 @@ pub async fn run(cmd: FnCmd) -> Result<()> {
                     "runs on:   {h} (the actor's one activation, epoch {})",
                     f.epoch.map_or("?".to_string(), |e| e.to_string())
                 ),
+                (_, Some(_)) if !f.serving.is_empty() => println!(
+                    "runs on:   any eligible node where it is invoked; others forward to the nearest of {}",
+                    f.serving.iter().map(|s| short(s)).collect::<Vec<_>>().join(", ")
+                ),
                 (_, Some(h)) => println!("runs on:   any eligible node where it is invoked; others forward to {h}"),
                 (_, None) => println!("runs on:   nowhere now: no alive node matches its placement"),
             }

@@ -131,6 +131,8 @@ pub(crate) struct H {
     /// Prefetches fail on these nodes.
     pub(crate) prefetch_fails: BTreeSet<usize>,
     pub(crate) deactivated: Vec<(usize, String, u64)>,
+    /// Per node, its tier and `site` label (default: node 0 cloud, the others edge, no site).
+    pub(crate) layout: Vec<(Tier, Option<String>)>,
     pub(crate) node_cfg: crate::functions::Config,
     /// Loss, delay and drift (none by default).
     pub(crate) faults: Faults,
@@ -166,6 +168,23 @@ impl H {
 
     /// A cluster of `n` nodes under `faults` from the start (clocks drift from time zero).
     pub(crate) fn with_faults(n: usize, cfg: Config, faults: Faults) -> H {
+        let layout = (0..n).map(|k| (if k == 0 { Tier::Cloud } else { Tier::Edge }, None)).collect();
+        H::build(cfg, faults, layout, crate::functions::Config { policy_every: None, ..Default::default() })
+    }
+
+    /// Nodes with these tiers and sites, and this functions configuration.
+    pub(crate) fn with_layout(layout: &[(Tier, Option<&str>)], node_cfg: crate::functions::Config) -> H {
+        let layout = layout.iter().map(|(t, s)| (*t, s.map(str::to_string))).collect();
+        H::build(Config::default(), Faults::default(), layout, node_cfg)
+    }
+
+    fn build(
+        cfg: Config,
+        faults: Faults,
+        layout: Vec<(Tier, Option<String>)>,
+        node_cfg: crate::functions::Config,
+    ) -> H {
+        let n = layout.len();
         let mut h = H {
             now: Time::ZERO,
             nodes: Vec::new(),
@@ -182,7 +201,8 @@ impl H {
             actor_disks: BTreeMap::new(),
             prefetch_fails: BTreeSet::new(),
             deactivated: Vec::new(),
-            node_cfg: crate::functions::Config { policy_every: None, ..Default::default() },
+            node_cfg,
+            layout,
             rng: ChaCha8Rng::seed_from_u64(faults.seed),
             faults,
             actor_log: Vec::new(),
@@ -257,8 +277,12 @@ impl H {
         let boot = self.boots[k];
         let cfg =
             NodeConfig { objects: self.cfg.clone(), functions: self.node_cfg.clone(), boot, ..Default::default() };
-        let tier = if k == 0 { Tier::Cloud } else { Tier::Edge };
-        let mut node = Node::new(cfg, info(k, tier), None, k as u64, self.clock(k));
+        let (tier, site) = self.layout[k].clone();
+        let mut me = info(k, tier);
+        if let Some(site) = site {
+            me.labels.insert("site".into(), site);
+        }
+        let mut node = Node::new(cfg, me, None, k as u64, self.clock(k));
         let disk = &mut self.disks[k];
         for name in disk.list().unwrap() {
             let r = store::restore(disk, &name, actor_id(&id(k), boot)).unwrap().unwrap();

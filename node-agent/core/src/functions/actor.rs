@@ -804,6 +804,9 @@ impl Functions {
 
     /// The driver fetched and compiled a module for a migration target.
     pub fn handle_prefetched(&mut self, _now: Time, name: &str, result: Result<(), String>, ctx: &mut Ctx<'_>) {
+        if self.warmed(name, &result, ctx) {
+            return;
+        }
         let Some(inc) = self.incoming.get(name) else { return };
         let msg = Message::Prepared { name: name.to_string(), epoch: inc.epoch, result: result.clone() };
         ctx.out.push_back(Output::send_fn(inc.from, msg));

@@ -19,6 +19,7 @@ pub mod policy;
 #[cfg(test)]
 mod prop;
 pub mod record;
+pub mod serving;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::Duration;
@@ -368,6 +369,28 @@ pub enum Message {
         /// Why.
         reason: String,
     },
+    /// What the sender measured of a stateless function it serves, for its home (rebased to
+    /// clock 0: see [`Facts::rebased`]).
+    Facts {
+        /// The function.
+        name: String,
+        /// The facts.
+        facts: Box<Facts<NodeId>>,
+    },
+    /// Fetch and compile this function's module: it is about to join its serving set.
+    Warm {
+        /// The function.
+        name: String,
+        /// Its module.
+        hash: ModuleHash,
+    },
+    /// The answer to `Warm`.
+    Warmed {
+        /// The function.
+        name: String,
+        /// Ready, or why not.
+        result: Result<(), String>,
+    },
 }
 
 impl Message {
@@ -385,6 +408,9 @@ impl Message {
             Message::Prepared { .. } => "fn_prepared",
             Message::MigrateAsk { .. } => "fn_migrate",
             Message::MigrateRefused { .. } => "fn_migrate_refused",
+            Message::Facts { .. } => "fn_facts",
+            Message::Warm { .. } => "fn_warm",
+            Message::Warmed { .. } => "fn_warmed",
         }
     }
 }
@@ -488,6 +514,14 @@ pub struct Functions {
     parked: BTreeMap<u64, Time>,
     /// When this subsystem started (a restart forgets migrations in progress).
     booted: Time,
+    /// Facts peers sent about stateless functions homed here.
+    remote_facts: serving::RemoteFacts,
+    /// Serving sets being warmed before they are written.
+    spreading: BTreeMap<String, serving::Spreading>,
+    /// Warm-ups asked of this node: function → the home that asked.
+    warming: BTreeMap<String, NodeId>,
+    /// When each serving set homed here last changed (its cool-down).
+    spread_at: BTreeMap<String, Time>,
     migrations: MigrationStats,
     events: Vec<MigrationEvent>,
     /// When the placement policy runs next.
@@ -520,6 +554,10 @@ impl Functions {
             fenced: BTreeMap::new(),
             parked: BTreeMap::new(),
             booted: now,
+            remote_facts: BTreeMap::new(),
+            spreading: BTreeMap::new(),
+            warming: BTreeMap::new(),
+            spread_at: BTreeMap::new(),
             migrations: MigrationStats::default(),
             events: Vec::new(),
             next_policy: now + cfg.policy_every.unwrap_or(Duration::ZERO),
@@ -653,16 +691,19 @@ impl Functions {
 
     fn route(&mut self, now: Time, key: u64, reg: Registered, ctx: &mut Ctx<'_>) {
         let manifest = &reg.entry.manifest;
+        // The common case needs no scan of the membership: a stateless call runs where it
+        // entered when this node is allowed to run it; else at the nearest serving node.
+        let here = manifest.kind == Kind::Stateless && allows(manifest, ctx.membership.me());
+        let serving = if here || manifest.kind == Kind::Actor { None } else { self.nearest_serving(&reg, ctx) };
         let Some(p) = self.pending.get_mut(&key) else { return };
         p.wall = Duration::from_millis(manifest.limits.wall_ms);
         if manifest.kind == Kind::Actor {
             return self.route_actor(now, key, reg, ctx);
         }
-        // The common case needs no scan of the membership: a stateless call runs where it
-        // entered when this node is allowed to run it.
-        let here = manifest.kind == Kind::Stateless && allows(manifest, ctx.membership.me());
         let target = if here {
             Some(self.me)
+        } else if serving.is_some() {
+            serving
         } else {
             choose(&p.name, manifest.kind, &eligible(manifest, ctx.membership, now), &self.me)
         };
@@ -899,6 +940,9 @@ impl Functions {
                     }
                 }
             }
+            m @ (Message::Facts { .. } | Message::Warm { .. } | Message::Warmed { .. }) => {
+                self.handle_serving_message(now, from, m, ctx)
+            }
             other => self.handle_lease_message(now, from, other, ctx),
         }
     }
@@ -923,11 +967,13 @@ impl Functions {
     /// Deadlines of forwarded and held calls, lease rounds, migration steps, the policy.
     pub fn handle_timeout(&mut self, now: Time, ctx: &mut Ctx<'_>) {
         self.actor_timeouts(now, ctx);
+        self.serving_timeouts(now, ctx);
         if let Some(every) = self.cfg.policy_every
             && now >= self.next_policy
         {
             self.next_policy = now + every;
             self.run_policy(now, ctx);
+            self.stateless_policy(now, ctx);
         }
         let out = &mut *ctx.out;
         let late: Vec<(u64, NodeId)> = self
@@ -946,10 +992,10 @@ impl Functions {
 
     /// The next deadline.
     pub fn poll_timeout(&self) -> Time {
-        let policy =
-            if self.cfg.policy_every.is_some() && !self.actors.is_empty() { self.next_policy } else { Time(u64::MAX) };
+        let busy = !self.actors.is_empty() || !self.facts.is_empty() || !self.remote_facts.is_empty();
+        let policy = if self.cfg.policy_every.is_some() && busy { self.next_policy } else { Time(u64::MAX) };
         let parked = self.parked.values().min().copied().unwrap_or(Time(u64::MAX));
-        let t = self.actor_poll_timeout().min(policy).min(parked);
+        let t = self.actor_poll_timeout().min(policy).min(parked).min(self.serving_poll_timeout());
         self.pending
             .values()
             .filter_map(|p| match p.stage {
@@ -1169,6 +1215,45 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}"));
         assert!(h.ask(k, req, Duration::from_secs(5)).is_some());
         h.run_for(Duration::from_secs(1));
+    }
+
+    #[test]
+    fn a_constrained_stateless_function_gets_a_serving_node_at_its_busy_site() {
+        use crate::Tier;
+        let layout = [
+            (Tier::Cloud, None),
+            (Tier::Fog, Some("b")),
+            (Tier::Edge, Some("a")),
+            (Tier::Fog, Some("a")),
+            (Tier::Edge, Some("b")),
+        ];
+        let cfg = Config { policy_every: Some(Duration::from_secs(2)), ..Default::default() };
+        let mut h = H::with_layout(&layout, cfg);
+        let mut m = Manifest::for_module("near");
+        m.placement.tier = Some("fog".into());
+        deploy(&mut h, 3, m);
+        // The edge devices of sites a and b call it; only fog nodes may run it. With no
+        // serving set, the rendezvous choice (node 1, at site b) runs every call and ships
+        // its facts to the home (node 3, at site a). The home gives each busy site its own
+        // fog node: itself for site a, and node 1 for site b, warmed first.
+        let mut ran_at: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+        for i in 0..80 {
+            let caller = if i % 2 == 0 { 2 } else { 4 };
+            let inv = h.invoke(caller, "near", b"");
+            h.run_for(Duration::from_millis(50));
+            ran_at.entry(caller).or_default().extend(h.executions.iter().map(|(k, _)| *k));
+            h.execute_all(|_, _| ok(b"done"));
+            h.run_for(Duration::from_millis(200));
+            assert_eq!(h.invoked.remove(&(caller, inv)), Some(Ok(b"done".to_vec())), "answered once, never failed");
+        }
+        let reg = registry_object("near").ok().and_then(|o| h.nodes[2].as_ref()?.objects().doc(&o).map(|d| d.value()));
+        let placement = reg.and_then(|v| Registered::from_value(&v).ok()).and_then(|r| r.placement);
+        let mut serving = placement.map(|p| p.serving).unwrap_or_default();
+        serving.sort();
+        assert_eq!(serving, vec![crate::harness::id(1), crate::harness::id(3)], "a fog node per busy site");
+        let (a, b) = (&ran_at[&2], &ran_at[&4]);
+        assert_eq!((a.first(), a.last()), (Some(&1), Some(&3)), "site a's calls moved to site a: {a:?}");
+        assert!(b.iter().all(|k| *k == 1), "site b's calls stayed at site b: {b:?}");
     }
 
     fn ok(out: &[u8]) -> Executed {
