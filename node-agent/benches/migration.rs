@@ -1,5 +1,5 @@
 //! Migration benchmark: how long moving an actor takes, and how long it serves no call, for
-//! actors with 1, 16 and 64 MiB of memory, against moving the same bytes over the mesh alone.
+//! actors with 1, 16 and 64 MiB of memory, against moving the same bytes over raw quinn.
 //!
 //! Run with `cargo bench -p node-agent --bench migration`. Cargo builds the `liquid` binary
 //! (bench profile) first and hands its path to this binary (`CARGO_BIN_EXE_liquid`).
@@ -18,21 +18,36 @@
 //!    median before the request) is printed beside it. Every answer is the actor's call count:
 //!    it must go up by one per acknowledged call (a failed call may have run, so a skip is
 //!    counted, not fatal); a repeat or a step back aborts the bench.
-//! 3. **Baseline, same run**: two in-process `mesh::Mesh` instances on loopback (the transport
-//!    the migration uses) moving the snapshot's size in the same framing the executor uses
-//!    (`send_snapshot`: a header, 256 KiB writes, a one-byte acknowledgement after the receiver
-//!    has everything), `LIQUID_BENCH_MIG_BASE_ROUNDS` (default 5) times. Raw quinn is not a
-//!    dependency of this crate; `cargo bench -p mesh --bench transport` relates the mesh's
-//!    bulk streams to raw quinn (docs/benchmarks.md).
+//! 3. **Baselines, same run**, after the moves of each size: the snapshot's byte count moved in
+//!    the framing the executor uses (`send_snapshot`: an 8-byte length header, 256 KiB writes
+//!    on one stream, a one-byte acknowledgement once the receiver has read everything), timed
+//!    from opening the stream to the acknowledgement, over three in-process transports on
+//!    loopback, each connected once per run:
+//!    - **raw quinn, ChaCha20-Poly1305** (the headline baseline): a quinn client and server
+//!      endpoint (rustls with the ring provider, a self-signed rcgen certificate, quinn's
+//!      default transport settings) preferring ChaCha20-Poly1305, the cipher libp2p's TLS
+//!      negotiates for the mesh, so the ratio does not credit Liquid or blame it for a cipher
+//!      choice. One bidirectional stream per transfer; the sender finishes it after the last
+//!      write, the receiver reads the announced bytes and the end of the stream, then answers
+//!      one byte.
+//!    - **raw quinn, default ciphers**: the same with rustls/ring's default order, which
+//!      negotiates AES-256-GCM (what a plain quinn user gets).
+//!    - **mesh bulk**: two `mesh::Mesh` instances (`open_bulk`, the transport the migration
+//!      uses), showing how much of the gap is the mesh and how much the migration protocol.
 //!
-//! Ratio = median migration time / median baseline transfer time. The agents' logs (the
-//! source's "actor snapshot sent … ms=" is parsed into the table) stay in the printed
-//! directory when `LIQUID_BENCH_KEEP=1`.
+//!    One unrecorded warm-up transfer each, then `LIQUID_BENCH_MIG_BASE_ROUNDS` (default 5)
+//!    rounds, each transport once per round in rotating order (a noisy neighbour hurts all
+//!    alike); medians. The code follows `mesh/benches/transport.rs` (benches cannot share it).
+//!
+//! Ratio = median migration time / median raw-quinn (ChaCha20-Poly1305) transfer time of the
+//! same bytes. The agents' logs (the source's "actor snapshot sent … ms=" is parsed into the
+//! table) stay in the printed directory when `LIQUID_BENCH_KEEP=1`.
 
 // A bench binary, not library code: it reads the clock, spawns processes and threads, and has
 // no public API to document.
 #![allow(missing_docs)]
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -43,6 +58,8 @@ use anyhow::{Context, Result, bail, ensure};
 use futures::{AsyncReadExt, AsyncWriteExt};
 use libp2p::{Multiaddr, PeerId};
 use mesh::{Config, Event, Mesh, Metrics, cluster::ClusterKey};
+use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
@@ -357,7 +374,7 @@ struct SizeResult {
     first_call: Duration,
     steady_call_ms: f64,
     moves: Vec<Move>,
-    baseline: Vec<Duration>,
+    baseline: BaseTimes,
 }
 
 /// Where A says the actor lives: (home, epoch).
@@ -464,7 +481,7 @@ async fn one_move(
     })
 }
 
-async fn size_run(s: &Settings, root: &Path, mib: u32, wasm: &[u8], base: &BaseMesh) -> Result<SizeResult> {
+async fn size_run(s: &Settings, root: &Path, mib: u32, wasm: &[u8], base: &Baselines) -> Result<SizeResult> {
     let http = client()?;
     let dir = root.join(format!("{mib}mib"));
     std::fs::create_dir_all(&dir)?;
@@ -547,16 +564,194 @@ async fn size_run(s: &Settings, root: &Path, mib: u32, wasm: &[u8], base: &BaseM
     if s.keep {
         eprintln!("  logs: {} and {}", a.log.display(), b.log.display());
     }
-    let baseline = base.transfers(snapshot_bytes, s.base_rounds).await?;
+    let baseline = base.measure(snapshot_bytes, s.base_rounds).await?;
+    eprintln!(
+        "  baselines, {:.2} MiB: raw quinn chacha20 {:.1} ms, raw quinn aes-256-gcm {:.1} ms, mesh bulk {:.1} ms (medians)",
+        snapshot_bytes as f64 / (1 << 20) as f64,
+        median(&baseline.ms(Base::QuinnChaCha20)),
+        median(&baseline.ms(Base::QuinnDefault)),
+        median(&baseline.ms(Base::Mesh)),
+    );
     Ok(SizeResult { mib, snapshot_bytes, first_call, steady_call_ms: median(&steady), moves, baseline })
 }
 
 // ---------------------------------------------------------------------------------------------
-// Baseline: the same bytes over two in-process meshes (as in mesh/benches/transport.rs)
+// Baselines: the same bytes over raw quinn and over two in-process meshes (as in
+// mesh/benches/transport.rs)
+
+/// The baseline transports, in the order of their columns (and of `BASES`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Base {
+    /// Raw quinn preferring ChaCha20-Poly1305, like libp2p-tls: the headline baseline.
+    QuinnChaCha20,
+    /// Raw quinn with rustls/ring's default order (AES-256-GCM is negotiated).
+    QuinnDefault,
+    /// `mesh::Mesh::open_bulk`.
+    Mesh,
+}
+
+const BASES: [Base; 3] = [Base::QuinnChaCha20, Base::QuinnDefault, Base::Mesh];
+
+/// The baselines' transfer times of one size, per transport (indexed like `BASES`).
+struct BaseTimes([Vec<Duration>; 3]);
+
+impl BaseTimes {
+    fn ms(&self, base: Base) -> Vec<f64> {
+        self.0[base as usize].iter().map(|d| ms(*d)).collect()
+    }
+}
+
+struct Baselines {
+    quinn_chacha20: BaseQuinn,
+    quinn_default: BaseQuinn,
+    mesh: BaseMesh,
+}
+
+impl Baselines {
+    async fn connect() -> Result<Baselines> {
+        Ok(Baselines {
+            quinn_chacha20: BaseQuinn::connect(Base::QuinnChaCha20).await.context("raw quinn (chacha20)")?,
+            quinn_default: BaseQuinn::connect(Base::QuinnDefault).await.context("raw quinn (default ciphers)")?,
+            mesh: BaseMesh::connect().await.context("the meshes")?,
+        })
+    }
+
+    /// One transfer of `bytes` over `base`: from opening the stream to the acknowledgement.
+    async fn transfer(&self, base: Base, bytes: u64) -> Result<Duration> {
+        match base {
+            Base::QuinnChaCha20 => self.quinn_chacha20.transfer(bytes).await,
+            Base::QuinnDefault => self.quinn_default.transfer(bytes).await,
+            Base::Mesh => self.mesh.transfer(bytes).await,
+        }
+    }
+
+    /// A warm-up transfer on each transport, then `rounds` rounds of one transfer on each, in
+    /// rotating order.
+    async fn measure(&self, bytes: u64, rounds: usize) -> Result<BaseTimes> {
+        for base in BASES {
+            self.transfer(base, bytes).await?;
+        }
+        let mut out = BaseTimes(Default::default());
+        for round in 0..rounds {
+            for i in 0..BASES.len() {
+                let k = (i + round) % BASES.len();
+                let base = BASES[k];
+                out.0[base as usize].push(self.transfer(base, bytes).await?);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The sizes of the writes (and reads) that move `bytes` after the header: `CHUNK`s and the
+/// rest.
+fn chunks(bytes: u64) -> impl Iterator<Item = usize> {
+    let full = bytes / CHUNK as u64;
+    let rest = (bytes % CHUNK as u64) as usize;
+    std::iter::repeat_n(CHUNK, full as usize).chain((rest > 0).then_some(rest))
+}
+
+struct BaseQuinn {
+    /// Keeps the server endpoint (and so its accept loop) alive.
+    _server: quinn::Endpoint,
+    _client: quinn::Endpoint,
+    conn: quinn::Connection,
+    data: Vec<u8>,
+}
+
+/// The ring provider; preferring ChaCha20-Poly1305 like libp2p-tls for `Base::QuinnChaCha20`
+/// (AES-128-GCM stays listed: QUIC's initial packets need it).
+fn provider(base: Base) -> Arc<rustls::crypto::CryptoProvider> {
+    use rustls::crypto::ring::cipher_suite as cs;
+    let mut p = rustls::crypto::ring::default_provider();
+    if base == Base::QuinnChaCha20 {
+        p.cipher_suites =
+            vec![cs::TLS13_CHACHA20_POLY1305_SHA256, cs::TLS13_AES_256_GCM_SHA384, cs::TLS13_AES_128_GCM_SHA256];
+    }
+    Arc::new(p)
+}
+
+/// A server and a client endpoint on loopback: a self-signed rcgen certificate, rustls with
+/// the ring provider, quinn's default transport settings.
+fn quinn_endpoints(base: Base) -> Result<(quinn::Endpoint, quinn::Endpoint, SocketAddr)> {
+    let rcgen::CertifiedKey { cert, key_pair } = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])?;
+    let cert_der: CertificateDer<'static> = cert.der().clone();
+    let key_der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key_pair.serialize_der()));
+
+    let server_tls = rustls::ServerConfig::builder_with_provider(provider(base))
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_no_client_auth()
+        .with_single_cert(vec![cert_der.clone()], key_der)?;
+    let server_cfg = quinn::ServerConfig::with_crypto(Arc::new(QuicServerConfig::try_from(server_tls)?));
+    let server = quinn::Endpoint::server(server_cfg, "127.0.0.1:0".parse()?)?;
+    let server_addr = server.local_addr()?;
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert_der)?;
+    let client_tls = rustls::ClientConfig::builder_with_provider(provider(base))
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let mut client = quinn::Endpoint::client("127.0.0.1:0".parse()?)?;
+    client.set_default_client_config(quinn::ClientConfig::new(Arc::new(QuicClientConfig::try_from(client_tls)?)));
+    Ok((server, client, server_addr))
+}
+
+impl BaseQuinn {
+    async fn connect(base: Base) -> Result<BaseQuinn> {
+        let (server, client, server_addr) = quinn_endpoints(base)?;
+        let accept = tokio::spawn({
+            let server = server.clone();
+            async move {
+                let incoming = server.accept().await.context("the server endpoint closed")?;
+                anyhow::Ok(incoming.await?)
+            }
+        });
+        let conn = client.connect(server_addr, "localhost")?.await?;
+        let server_conn = accept.await??;
+        // The server: a task per inbound stream, as the agent's mesh does.
+        tokio::spawn(async move {
+            while let Ok((send, recv)) = server_conn.accept_bi().await {
+                tokio::spawn(receive_quinn(send, recv));
+            }
+        });
+        Ok(BaseQuinn { _server: server, _client: client, conn, data: vec![0x5au8; CHUNK] })
+    }
+
+    async fn transfer(&self, bytes: u64) -> Result<Duration> {
+        let t = Instant::now();
+        let (mut send, mut recv) = self.conn.open_bi().await?;
+        send.write_all(&bytes.to_be_bytes()).await?;
+        for n in chunks(bytes) {
+            send.write_all(&self.data[..n]).await?;
+        }
+        send.finish()?;
+        let mut ack = [0u8; 1];
+        recv.read_exact(&mut ack).await?;
+        ensure!(ack[0] == 0, "the receiver answered {}", ack[0]);
+        Ok(t.elapsed())
+    }
+}
+
+/// Receives like `receive_snapshot` (the header, exactly the announced bytes in `CHUNK`
+/// reads), then the end of the stream, then answers one byte.
+async fn receive_quinn(mut send: quinn::SendStream, mut recv: quinn::RecvStream) -> Result<()> {
+    let mut len = [0u8; 8];
+    recv.read_exact(&mut len).await?;
+    let mut buf = vec![0u8; CHUNK];
+    for n in chunks(u64::from_be_bytes(len)) {
+        recv.read_exact(&mut buf[..n]).await?;
+    }
+    ensure!(recv.read(&mut buf[..1]).await?.is_none(), "more bytes than announced");
+    send.write_all(&[0]).await?;
+    send.finish()?;
+    Ok(())
+}
 
 struct BaseMesh {
     a: Mesh,
     b_id: PeerId,
+    data: Vec<u8>,
 }
 
 impl BaseMesh {
@@ -590,42 +785,30 @@ impl BaseMesh {
             }
         });
         tokio::spawn(async move { while a_events.recv().await.is_some() {} });
-        Ok(BaseMesh { a, b_id })
+        Ok(BaseMesh { a, b_id, data: vec![0x5au8; CHUNK] })
     }
 
-    /// `rounds` transfers of `bytes`: from opening the stream to the acknowledgement.
-    async fn transfers(&self, bytes: u64, rounds: usize) -> Result<Vec<Duration>> {
-        let data = vec![0x5au8; CHUNK];
-        let mut out = Vec::new();
-        for _ in 0..rounds {
-            let t = Instant::now();
-            let mut s = self.a.open_bulk(self.b_id).await.map_err(|e| anyhow::anyhow!("{e}"))?;
-            s.write_all(&bytes.to_be_bytes()).await?;
-            let mut left = bytes;
-            while left > 0 {
-                let n = left.min(CHUNK as u64) as usize;
-                s.write_all(&data[..n]).await?;
-                left -= n as u64;
-            }
-            s.flush().await?;
-            let mut ack = [0u8; 1];
-            s.read_exact(&mut ack).await?;
-            ensure!(ack[0] == 0, "the receiver answered {}", ack[0]);
-            out.push(t.elapsed());
+    async fn transfer(&self, bytes: u64) -> Result<Duration> {
+        let t = Instant::now();
+        let mut s = self.a.open_bulk(self.b_id).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        s.write_all(&bytes.to_be_bytes()).await?;
+        for n in chunks(bytes) {
+            s.write_all(&self.data[..n]).await?;
         }
-        Ok(out)
+        s.flush().await?;
+        let mut ack = [0u8; 1];
+        s.read_exact(&mut ack).await?;
+        ensure!(ack[0] == 0, "the receiver answered {}", ack[0]);
+        Ok(t.elapsed())
     }
 }
 
 async fn receive(mut s: libp2p::Stream) -> std::io::Result<()> {
     let mut len = [0u8; 8];
     s.read_exact(&mut len).await?;
-    let mut left = u64::from_be_bytes(len);
     let mut buf = vec![0u8; CHUNK];
-    while left > 0 {
-        let n = left.min(CHUNK as u64) as usize;
+    for n in chunks(u64::from_be_bytes(len)) {
         s.read_exact(&mut buf[..n]).await?;
-        left -= n as u64;
     }
     s.write_all(&[0]).await?;
     s.close().await
@@ -659,18 +842,23 @@ fn print_table(s: &Settings, results: &[SizeResult]) {
         s.rounds
     );
     println!(
-        "| memory | snapshot | migration time | downtime (steady gap) | snapshot stream (source's log) | mesh bulk, same bytes | ratio | calls / errors / skipped counts | first call, steady call |"
+        "| memory | snapshot | migration time | downtime (steady gap) | snapshot stream (source's log) | raw quinn, ChaCha20-Poly1305 | ratio | raw quinn, AES-256-GCM | mesh bulk | calls / errors / skipped counts | first call, steady call |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    let base = |v: &[f64]| {
+        let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        format!("{:.1} ms [{lo:.1}–{hi:.1}]", median(v))
+    };
     for r in results {
         let total: Vec<f64> = r.moves.iter().map(|m| ms(m.total)).collect();
         let down: Vec<f64> = r.moves.iter().map(|m| ms(m.downtime)).collect();
         let steady: Vec<f64> = r.moves.iter().map(|m| ms(m.steady_gap)).collect();
         let sent: Vec<f64> = r.moves.iter().filter_map(|m| m.sent_ms).collect();
-        let base: Vec<f64> = r.baseline.iter().map(|d| ms(*d)).collect();
+        let quinn = r.baseline.ms(Base::QuinnChaCha20);
         let sent = if sent.is_empty() { "—".into() } else { format!("{:.0} ms [{}]", median(&sent), range(&sent)) };
         println!(
-            "| {} MiB | {:.2} MiB | {:.0} ms [{}] | {:.0} ms [{}] ({:.0} ms) | {sent} | {:.1} ms [{:.1}–{:.1}] | {:.1}× | {} / {} / {} | {:.0} ms, {:.0} ms |",
+            "| {} MiB | {:.2} MiB | {:.0} ms [{}] | {:.0} ms [{}] ({:.0} ms) | {sent} | {} | {:.1}× | {} | {} | {} / {} / {} | {:.0} ms, {:.0} ms |",
             r.mib,
             r.snapshot_bytes as f64 / (1 << 20) as f64,
             median(&total),
@@ -678,10 +866,10 @@ fn print_table(s: &Settings, results: &[SizeResult]) {
             median(&down),
             range(&down),
             median(&steady),
-            median(&base),
-            base.iter().copied().fold(f64::INFINITY, f64::min),
-            base.iter().copied().fold(f64::NEG_INFINITY, f64::max),
-            median(&total) / median(&base),
+            base(&quinn),
+            median(&total) / median(&quinn),
+            base(&r.baseline.ms(Base::QuinnDefault)),
+            base(&r.baseline.ms(Base::Mesh)),
             r.moves.iter().map(|m| m.calls).sum::<usize>(),
             r.moves.iter().map(|m| m.errors).sum::<usize>(),
             r.moves.iter().map(|m| m.skips).sum::<u64>(),
@@ -690,8 +878,12 @@ fn print_table(s: &Settings, results: &[SizeResult]) {
         );
     }
     println!(
-        "ratio = median migration time / median mesh bulk transfer of the snapshot's bytes (in process, same run). \
-         Downtime = longest gap between consecutive successful invokes through A; steady gap = median gap before the move."
+        "ratio = median migration time / median raw-quinn transfer of the snapshot's bytes with ChaCha20-Poly1305 (the \
+         cipher libp2p's TLS negotiates for the mesh), in process, same run; {} rounds per baseline, rotating order. \
+         Raw quinn: ring provider, quinn's default transport settings; AES-256-GCM is what rustls/ring's default order \
+         negotiates. Downtime = longest gap between consecutive successful invokes through A; steady gap = median gap \
+         before the move.",
+        s.base_rounds
     );
 }
 
@@ -701,10 +893,13 @@ fn main() -> Result<()> {
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
     println!("migration benchmark: {cores} cores, load average at start {}", load_average());
     let wasm = wat::parse_str(BALLAST_WAT)?;
+    // Both ring and aws-lc-rs (libp2p's) are compiled into rustls here, so there is no
+    // implicit default provider: install ring. The quinn configs name theirs anyway.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let root = tempfile::Builder::new().prefix("liquid-bench-mig-").tempdir()?;
     let io = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let results = io.block_on(async {
-        let base = BaseMesh::connect().await.context("the baseline's meshes")?;
+        let base = Baselines::connect().await.context("the baselines")?;
         let mut results = Vec::new();
         for &mib in &s.sizes {
             eprintln!("{mib} MiB:");
