@@ -252,7 +252,8 @@ impl Functions {
         };
         // Never again at an epoch this node was fenced at or handed over: the record is stale
         // and the new home will announce itself (the call waits, reading the record again).
-        let fenced = self.fenced.get(&name).copied().unwrap_or(0);
+        let deployed = reg.entry.deployed_at_ms;
+        let fenced = self.fenced.get(&name).filter(|(d, _)| *d == deployed).map_or(0, |(_, f)| *f);
         let handed = reg.handoffs.get(&self.me).copied().unwrap_or(0);
         if epoch <= fenced {
             return self.park(now, key, format!("this node was fenced at epoch {fenced}"), ctx);
@@ -571,8 +572,15 @@ impl Functions {
     /// registry.
     pub(super) fn fence(&mut self, now: Time, name: &str, why: String, ctx: &mut Ctx<'_>) {
         let Some(act) = self.actors.remove(name) else { return };
-        let floor = self.fenced.entry(name.to_string()).or_default();
-        *floor = (*floor).max(act.holder.epoch);
+        let deployed = registry_object(name)
+            .ok()
+            .and_then(|o| ctx.objects.doc(&o).and_then(|d| Registered::from_value(&d.value()).ok()))
+            .map_or(0, |r| r.entry.deployed_at_ms);
+        let floor = self.fenced.entry(name.to_string()).or_insert((deployed, 0));
+        if floor.0 != deployed {
+            *floor = (deployed, 0);
+        }
+        floor.1 = floor.1.max(act.holder.epoch);
         self.migrations.fenced += 1;
         self.event(name, "fenced", None, act.holder.epoch, why.clone());
         ctx.out.push_back(Output::Deactivate { name: name.to_string(), epoch: act.holder.epoch });

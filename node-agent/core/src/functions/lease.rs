@@ -111,16 +111,27 @@ pub struct Granter {
     quiet_until: Time,
     grants: BTreeMap<String, Grant>,
     promises: BTreeMap<String, Promise>,
+    /// Per actor, whether its durable promise was already there when this granter first
+    /// looked in this life: only then may a grant from before the restart still run.
+    from_before: BTreeMap<String, bool>,
 }
 
 impl Granter {
     /// A granter that started at `boot`.
     pub fn new(cfg: LeaseConfig, boot: Time) -> Granter {
-        Granter { cfg, quiet_until: boot + cfg.quiet_after_boot(), grants: BTreeMap::new(), promises: BTreeMap::new() }
+        Granter {
+            cfg,
+            quiet_until: boot + cfg.quiet_after_boot(),
+            grants: BTreeMap::new(),
+            promises: BTreeMap::new(),
+            from_before: BTreeMap::new(),
+        }
     }
 
     /// A durable promise read back (from disk, or this node's replica of the registry).
     pub fn restore(&mut self, actor: &str, p: Promise) {
+        let known = self.promises.get(actor).is_some_and(|q| q.promised > 0);
+        self.from_before.entry(actor.to_string()).or_insert(p.promised > 0 && !known);
         let e = self.promises.entry(actor.to_string()).or_default();
         e.promised = e.promised.max(p.promised);
         e.granted = e.granted.max(p.granted);
@@ -139,8 +150,10 @@ impl Granter {
     pub fn ask(&mut self, now: Time, actor: &str, holder: NodeId, epoch: u64, base: u64) -> Verdict {
         let promise = self.promise(actor);
         // A granter with no durable promise for this actor never answered a grant for it
-        // (grants wait for their promise), so only actors it promised wait out the quiet time.
-        if now < self.quiet_until && promise.promised > 0 {
+        // (grants wait for their promise), so only actors it promised *before this start*
+        // wait out the quiet time: a promise made in this life has its grants in memory.
+        let before = self.from_before.get(actor).copied().unwrap_or(promise.promised > 0);
+        if now < self.quiet_until && before {
             return Verdict::Deny(Denial::Starting);
         }
         // Older state than a granted epoch's may not serve again — except the activation of
@@ -332,6 +345,11 @@ mod tests {
         g.restore("b", Promise { promised: 1, granted: 1 });
         assert_eq!(g.ask(at(1000), "b", n(1), 1, 1), Verdict::Deny(Denial::Starting), "quiet after boot");
         assert!(matches!(g.ask(at(1000), "new", n(1), 1, 0), Verdict::GrantAfterPersist(_)), "never promised");
+        // Its promise, durable and read back, was made in this life: no grant from before the
+        // start can be running, so the next holder need not wait out the quiet time.
+        g.restore("new", Promise { promised: 1, granted: 1 });
+        g.release("new", n(1), 1);
+        assert!(matches!(g.ask(at(1500), "new", n(2), 2, 1), Verdict::GrantAfterPersist(_)), "promised in this life");
         assert_eq!(g.ask(t, "a", n(1), 1, 0), Verdict::GrantAfterPersist(Promise { promised: 1, granted: 1 }));
         assert_eq!(g.ask(t, "a", n(1), 1, 1), Verdict::Grant, "a renewal needs no new promise");
         assert_eq!(g.ask(t, "a", n(2), 2, 1), Verdict::Deny(Denial::Held { holder: n(1), epoch: 1 }));

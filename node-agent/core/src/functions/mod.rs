@@ -508,8 +508,9 @@ pub struct Functions {
     /// Hand-off markers being made durable: internal request → (actor, epoch handed off).
     marks_waiting: HashMap<u64, (String, u64)>,
     /// Per actor, the highest epoch this node knows it may no longer serve at (it was fenced
-    /// there): a registry record naming this node at or below it is stale.
-    fenced: BTreeMap<String, u64>,
+    /// there): a registry record naming this node at or below it is stale. Kept with the
+    /// deployment it applies to (`deployed_at_ms`): a redeploy starts afresh.
+    fenced: BTreeMap<String, (u64, u64)>,
     /// Calls whose registry record is stale (see `fenced`): when to read it again.
     parked: BTreeMap<u64, Time>,
     /// When this subsystem started (a restart forgets migrations in progress).
