@@ -164,9 +164,11 @@ async fn partition_demo(clients: &[Client], ids: &[String]) -> Result<()> {
 /// Finds examples/functions/counter (from the working directory or the binary's checkout)
 /// and builds it with scripts/build-guests.sh if its module is missing.
 fn counter_example() -> Result<PathBuf> {
-    let mut roots = vec![std::env::current_dir()?];
+    // The working directory or one above it (a subdirectory of the checkout), else the
+    // checkout the binary was built in (target/{debug,release}/liquid).
+    let cwd = std::env::current_dir()?;
+    let mut roots: Vec<PathBuf> = cwd.ancestors().map(Path::to_path_buf).collect();
     if let Ok(exe) = std::env::current_exe() {
-        // target/{debug,release}/liquid → the checkout
         roots.extend(exe.ancestors().nth(3).map(Path::to_path_buf));
     }
     let root = roots

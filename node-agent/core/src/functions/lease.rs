@@ -10,8 +10,8 @@
 //!   given that epoch, asking again after a restart), and no unexpired, unreleased grant to
 //!   another holder exists (a holder may raise its own epoch). Its `promised` and `granted` epochs are durable before
 //!   it answers; its grants are not, so after a restart it grants nothing (for an actor it
-//!   made a promise for) for one lease duration plus the drift bound: every grant it made
-//!   before has run out by then.
+//!   made a promise for before the restart) for one lease duration plus the drift bound:
+//!   every grant it made before has run out by then.
 //! - A granter measures a grant from when it *received* the request; the holder measures its
 //!   lease from when it *sent* the request, shortened by the drift bound. With clock rates
 //!   that differ by at most `drift`, the holder's lease ends before any granter's grant does.
