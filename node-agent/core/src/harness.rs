@@ -167,6 +167,27 @@ impl H {
     }
 
     /// A cluster of `n` nodes under `faults` from the start (clocks drift from time zero).
+    /// Deploys a function with `manifest` (its module's hash from its name) at node `k`, and
+    /// runs a second for the registry to spread.
+    pub(crate) fn deploy(&mut self, k: usize, manifest: ::functions::Manifest) {
+        let entry = crate::functions::Entry {
+            hash: ::functions::ModuleHash::of(manifest.name.as_bytes()),
+            size: 10,
+            deployed_by: id(k).to_string(),
+            deployed_at_ms: 0,
+            deleted: false,
+            manifest,
+        };
+        let now = self.clock(k);
+        let req = self.nodes[k]
+            .as_ref()
+            .map(|n| n.deploy_request(now, &entry))
+            .unwrap_or_else(|| panic!("node {k} is down"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(self.ask(k, req, Duration::from_secs(5)).is_some());
+        self.run_for(Duration::from_secs(1));
+    }
+
     pub(crate) fn with_faults(n: usize, cfg: Config, faults: Faults) -> H {
         let layout = (0..n).map(|k| (if k == 0 { Tier::Cloud } else { Tier::Edge }, None)).collect();
         H::build(cfg, faults, layout, crate::functions::Config { policy_every: None, ..Default::default() })

@@ -453,9 +453,7 @@ impl Functions {
         reason: String,
         ctx: &mut Ctx<'_>,
     ) -> Result<NodeId, String> {
-        let reg = registry_object(name)
-            .ok()
-            .and_then(|o| ctx.objects.doc(&o).map(|d| Registered::from_value(&d.value())))
+        let reg = super::local_entry(ctx.objects, name)
             .ok_or_else(|| format!("no function {name:?} in this node's registry"))??;
         if reg.entry.deleted {
             return Err(format!("function {name:?} was removed"));
@@ -572,10 +570,7 @@ impl Functions {
     /// registry.
     pub(super) fn fence(&mut self, now: Time, name: &str, why: String, ctx: &mut Ctx<'_>) {
         let Some(act) = self.actors.remove(name) else { return };
-        let deployed = registry_object(name)
-            .ok()
-            .and_then(|o| ctx.objects.doc(&o).and_then(|d| Registered::from_value(&d.value()).ok()))
-            .map_or(0, |r| r.entry.deployed_at_ms);
+        let deployed = super::local_entry(ctx.objects, name).and_then(Result::ok).map_or(0, |r| r.entry.deployed_at_ms);
         let floor = self.fenced.entry(name.to_string()).or_insert((deployed, 0));
         if floor.0 != deployed {
             *floor = (deployed, 0);
@@ -775,8 +770,7 @@ impl Functions {
         (reason, figures): (String, Option<serde_json::Value>),
         ctx: &mut Ctx<'_>,
     ) {
-        let entry =
-            registry_object(&name).ok().and_then(|o| ctx.objects.doc(&o).map(|d| Registered::from_value(&d.value())));
+        let entry = super::local_entry(ctx.objects, &name);
         let reg = match entry {
             Some(Ok(r)) if r.entry.hash == hash && !r.entry.deleted => r,
             _ => {
@@ -995,30 +989,15 @@ pub fn admission_margin(wall: Duration, cfg: &super::lease::LeaseConfig) -> Dura
 mod tests {
     use std::time::Duration;
 
-    use ::functions::{InvokeError, Kind, Manifest, ModuleHash};
+    use ::functions::{InvokeError, Kind, Manifest};
 
-    use super::super::{Entry, Registered, registry_object};
+    use super::super::{Registered, registry_object};
     use crate::harness::{H, id};
 
     pub(crate) fn deploy_actor(h: &mut H, k: usize, name: &str) {
         let mut manifest = Manifest::for_module(name);
         manifest.kind = Kind::Actor;
-        let entry = Entry {
-            hash: ModuleHash::of(name.as_bytes()),
-            size: 10,
-            deployed_by: id(k).to_string(),
-            deployed_at_ms: 0,
-            deleted: false,
-            manifest,
-        };
-        let now = h.now;
-        let req = h.nodes[k]
-            .as_ref()
-            .map(|n| n.deploy_request(now, &entry))
-            .unwrap_or_else(|| panic!("node {k} is down"))
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert!(h.ask(k, req, Duration::from_secs(5)).is_some());
-        h.run_for(Duration::from_secs(1));
+        h.deploy(k, manifest);
     }
 
     /// Invokes `name` at node `k` and runs (executing actors as the agent would) until it is

@@ -133,6 +133,12 @@ impl Registered {
     }
 }
 
+/// Function `name`'s registry entry as this node holds it (`None`: not here; `Err`: damaged).
+pub(super) fn local_entry(objects: &Objects, name: &str) -> Option<Result<Registered, String>> {
+    let object = registry_object(name).ok()?;
+    objects.doc(&object).map(|d| Registered::from_value(&d.value()))
+}
+
 /// The registry object of function `name`.
 pub fn registry_object(name: &str) -> Result<ObjectName, String> {
     ::functions::manifest::validate_name(name).map_err(|e| e.to_string())?;
@@ -1199,23 +1205,7 @@ mod tests {
     use crate::harness::H;
 
     fn deploy(h: &mut H, k: usize, manifest: Manifest) {
-        let me = crate::harness::id(k);
-        let entry = Entry {
-            hash: ModuleHash::of(manifest.name.as_bytes()),
-            size: 10,
-            deployed_by: me.to_string(),
-            deployed_at_ms: 0,
-            deleted: false,
-            manifest,
-        };
-        let now = h.now;
-        let req = h.nodes[k]
-            .as_ref()
-            .map(|n| n.deploy_request(now, &entry))
-            .unwrap_or_else(|| panic!("node {k} is down"))
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert!(h.ask(k, req, Duration::from_secs(5)).is_some());
-        h.run_for(Duration::from_secs(1));
+        h.deploy(k, manifest);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use rand_core::SeedableRng;
 use serde_json::Value as Json;
 
 use super::actor::Phase;
-use super::{Ctx, Functions, Registered, registry_object, secs};
+use super::{Ctx, Functions, secs};
 use crate::membership::{Membership, Status};
 use crate::objects::placement::hash64;
 use crate::{NodeId, Time};
@@ -22,6 +22,25 @@ pub fn fuel_per_ms(tier: crate::Tier) -> f64 {
         "fog" => 500_000.0,
         _ => 250_000.0,
     }
+}
+
+/// Round trips as this node measured them, in ms: to and from itself only (other pairs are
+/// unknown to it; the policy estimates them by tier and site).
+pub(super) fn measured_rtt(me: NodeId, membership: &Membership) -> impl Fn(NodeId, NodeId) -> Option<f64> + '_ {
+    move |a, b| {
+        let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+        match (a == b, a == me, b == me) {
+            (true, _, _) => Some(0.0),
+            (_, true, _) => membership.rtt_of(&b).map(ms),
+            (_, _, true) => membership.rtt_of(&a).map(ms),
+            _ => None,
+        }
+    }
+}
+
+/// The random source of one decision about `name` at `now`: reproducible per node seed.
+pub(super) fn decision_rng(seed: u64, name: &str, now: Time) -> ChaCha8Rng {
+    ChaCha8Rng::seed_from_u64(hash64(format!("{seed}/{name}/{now}", now = now.0).as_bytes()))
 }
 
 /// The policy's candidates: every member, alive or not (the policy skips dead ones).
@@ -54,10 +73,7 @@ impl Functions {
         let nodes = candidates(ctx.membership, now);
         let policy = Policy::new(self.cfg.policy.clone());
         for name in names {
-            let Some(reg) = registry_object(&name)
-                .ok()
-                .and_then(|o| ctx.objects.doc(&o).and_then(|d| Registered::from_value(&d.value()).ok()))
-            else {
+            let Some(Ok(reg)) = super::local_entry(ctx.objects, &name) else {
                 continue;
             };
             if reg.placement.as_ref().is_some_and(|p| !p.auto) {
@@ -77,20 +93,8 @@ impl Functions {
                 state_bytes: act.state_bytes,
                 constraints: Constraints::from_manifest(manifest, NodeId::parse),
             };
-            let me = self.me;
-            let membership = ctx.membership;
-            let rtt = |a: NodeId, b: NodeId| -> Option<f64> {
-                if a == b {
-                    Some(0.0)
-                } else if a == me {
-                    membership.rtt_of(&b).map(|d| d.as_secs_f64() * 1e3)
-                } else if b == me {
-                    membership.rtt_of(&a).map(|d| d.as_secs_f64() * 1e3)
-                } else {
-                    None
-                }
-            };
-            let mut rng = ChaCha8Rng::seed_from_u64(hash64(format!("{}/{}/{}", self.seed, name, now.0).as_bytes()));
+            let rtt = measured_rtt(self.me, ctx.membership);
+            let mut rng = decision_rng(self.seed, &name, now);
             let decision = policy.decide(secs(now), &subject, facts, &nodes, &rtt, &mut rng);
             let described = ids_as_text(serde_json::to_value(&decision).unwrap_or(Json::Null));
             self.decisions.insert(name.clone(), described.clone());

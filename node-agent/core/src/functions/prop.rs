@@ -23,11 +23,10 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use ::functions::{Kind, Manifest, ModuleHash};
+use ::functions::{Kind, Manifest};
 use proptest::prelude::*;
 use proptest::test_runner::RngSeed;
 
-use super::Entry;
 use super::lease::LeaseConfig;
 use crate::Time;
 use crate::harness::{Faults, H, id};
@@ -92,18 +91,7 @@ fn scenario() -> impl Strategy<Value = Scenario> {
 fn deploy_actor(h: &mut H, k: usize, name: &str) {
     let mut manifest = Manifest::for_module(name);
     manifest.kind = Kind::Actor;
-    let entry = Entry {
-        hash: ModuleHash::of(name.as_bytes()),
-        size: 10,
-        deployed_by: id(k).to_string(),
-        deployed_at_ms: 0,
-        deleted: false,
-        manifest,
-    };
-    let now = h.clock(k);
-    let req = h.nodes[k].as_ref().map(|n| n.deploy_request(now, &entry)).expect("node up").expect("deployable");
-    assert!(h.ask(k, req, Duration::from_secs(5)).is_some());
-    h.run_for(Duration::from_secs(1));
+    h.deploy(k, manifest);
 }
 
 enum Action {

@@ -20,16 +20,14 @@ use std::time::Duration;
 
 use ::functions::placement::{Constraints, Facts, Policy, Subject};
 use ::functions::{Kind, Manifest, ModuleHash};
-use rand_chacha::ChaCha8Rng;
-use rand_core::SeedableRng;
 use serde_json::Value as Json;
 
 use super::actor::Prefetch;
+use super::policy::{decision_rng, measured_rtt};
 use super::record::Placement;
 use super::{Ctx, FACTS_HALF_LIFE_S, Functions, INTERNAL_REQUEST, Message, Registered, registry_object, secs};
 use crate::membership::Status;
 use crate::node::Output;
-use crate::objects::placement::hash64;
 use crate::objects::{Change, Durability, Request, RequestId};
 use crate::{NodeId, Time};
 
@@ -86,10 +84,7 @@ impl Functions {
         let nodes = super::policy::candidates(ctx.membership, now);
         let policy = Policy::new(self.cfg.policy.clone());
         for name in names {
-            let Some(reg) = registry_object(&name)
-                .ok()
-                .and_then(|o| ctx.objects.doc(&o).and_then(|d| Registered::from_value(&d.value()).ok()))
-            else {
+            let Some(Ok(reg)) = super::local_entry(ctx.objects, &name) else {
                 continue;
             };
             let manifest = &reg.entry.manifest;
@@ -125,18 +120,8 @@ impl Functions {
                 state_bytes: 0,
                 constraints: Constraints::from_manifest(manifest, NodeId::parse),
             };
-            let me = self.me;
-            let membership = ctx.membership;
-            let rtt = |a: NodeId, b: NodeId| -> Option<f64> {
-                let ms = |d: Duration| d.as_secs_f64() * 1e3;
-                match (a == b, a == me, b == me) {
-                    (true, _, _) => Some(0.0),
-                    (_, true, _) => membership.rtt_of(&b).map(ms),
-                    (_, _, true) => membership.rtt_of(&a).map(ms),
-                    _ => None,
-                }
-            };
-            let mut rng = ChaCha8Rng::seed_from_u64(hash64(format!("{}/{}/{}", self.seed, name, now.0).as_bytes()));
+            let rtt = measured_rtt(self.me, ctx.membership);
+            let mut rng = decision_rng(self.seed, &name, now);
             let set = policy.spread(now_s, &subject, &merged, &nodes, &rtt, &pl.serving, &mut rng);
             let mut want: Vec<NodeId> = Vec::new();
             for s in &set {
@@ -229,8 +214,7 @@ impl Functions {
 
     /// The home asks this node to get ready to serve `name`.
     fn warm(&mut self, _now: Time, from: NodeId, name: String, hash: ModuleHash, ctx: &mut Ctx<'_>) {
-        let reg =
-            registry_object(&name).ok().and_then(|o| ctx.objects.doc(&o).map(|d| Registered::from_value(&d.value())));
+        let reg = super::local_entry(ctx.objects, &name);
         let refuse = |why: &str, out: &mut std::collections::VecDeque<Output>| {
             out.push_back(Output::send_fn(from, Message::Warmed { name: name.clone(), result: Err(why.to_string()) }));
         };
