@@ -743,7 +743,8 @@ pub struct Estimate<N> {
     pub node: N,
     /// Round trips to the callers, weighted by their share, ms.
     pub callers_ms: f64,
-    /// Round trips to the nearest replica of each object touched, plus bytes over the link, ms.
+    /// The objects touched: how far behind a copy there is (objects only read) plus the bytes
+    /// over the link, unless the node is a replica, ms (see `docs/placement.md`).
     pub data_ms: f64,
     /// Fuel at the node's speed, times the queueing factor, ms.
     pub compute_ms: f64,
@@ -964,7 +965,11 @@ struct View<'a, N, R> {
 
 struct ObjectView<'a, N> {
     name: &'a str,
-    accesses: f64,
+    /// Reads per call.
+    reads: f64,
+    /// Writes per call.
+    writes: f64,
+    /// Bytes read and written per call.
     bytes: f64,
     replicas: &'a [N],
     size_bytes: u64,
@@ -1001,12 +1006,13 @@ impl<'a, N: Copy + Ord, R: Rtt<N>> View<'a, N, R> {
             .iter()
             .map(|o| ObjectView {
                 name: &o.object,
-                accesses: per_call(o.reads.value(now_s, h) + o.writes.value(now_s, h), calls),
+                reads: per_call(o.reads.value(now_s, h), calls),
+                writes: per_call(o.writes.value(now_s, h), calls),
                 bytes: per_call(o.bytes.value(now_s, h), calls),
                 replicas: &o.replicas,
                 size_bytes: o.size_bytes,
             })
-            .filter(|o| o.accesses > 0.0 || o.bytes > 0.0)
+            .filter(|o| o.reads > 0.0 || o.writes > 0.0 || o.bytes > 0.0)
             .collect();
         View { nodes, rtt, params, origins, objects, fuel_per_call: facts.fuel_per_call(now_s), slo_ms }
     }
@@ -1032,13 +1038,42 @@ impl<'a, N: Copy + Ord, R: Rtt<N>> View<'a, N, R> {
         }
     }
 
+    /// The round trip from `c` to the nearest replica of `o` (pessimistic when none is known).
+    fn nearest_replica(&self, c: N, o: &ObjectView<'_, N>) -> f64 {
+        let nearest = o.replicas.iter().map(|&r| self.link(c, r)).min_by(f64::total_cmp);
+        nearest.unwrap_or(self.params.unknown_rtt.unknown_ms)
+    }
+
+    /// The per-call cost of `o` at `c`. Objects are local-first: a node serving the function
+    /// holds a copy (a replica, or a follower copy made at its first access), so reads and
+    /// writes never wait for the network. What remains is how far behind the copy is and the
+    /// bytes it exchanges with the replica set:
+    ///
+    /// - **lag**: an object the function only reads is written elsewhere; its changes reach a
+    ///   follower copy one push after they reach the nearest replica, half a round trip later.
+    ///   An object the function writes is its own data (its writes are the news), so no lag;
+    /// - **bytes**: the bytes the call reads and writes, over the link, unless `c` is a
+    ///   replica.
     fn object_ms(&self, c: N, o: &ObjectView<'_, N>) -> f64 {
         if o.replicas.contains(&c) {
             return 0.0;
         }
-        let nearest = o.replicas.iter().map(|&r| self.link(c, r)).min_by(f64::total_cmp);
-        let rtt = nearest.unwrap_or(self.params.unknown_rtt.unknown_ms);
-        o.accesses * rtt + o.bytes / self.params.bandwidth_bytes_per_ms.max(1e-9)
+        let lag = if o.writes > 0.0 { 0.0 } else { o.reads.min(1.0) * 0.5 * self.nearest_replica(c, o) };
+        lag + o.bytes / self.params.bandwidth_bytes_per_ms.max(1e-9)
+    }
+
+    /// The one-off cost of the first call at `c`: it fetches every object it touches that `c`
+    /// holds no copy of (not a replica, and not `holder`, the node that served so far), ms.
+    fn fetch_ms(&self, c: N, holder: N) -> f64 {
+        if c == holder {
+            return 0.0;
+        }
+        let bw = self.params.bandwidth_bytes_per_ms.max(1e-9);
+        self.objects
+            .iter()
+            .filter(|o| !o.replicas.contains(&c))
+            .map(|o| self.nearest_replica(c, o) + o.size_bytes as f64 / bw)
+            .sum()
     }
 
     fn estimate(&self, c: &Candidate<N>) -> Estimate<N> {
@@ -1261,7 +1296,7 @@ impl Policy {
             return Decision::Stay { reason: StayReason::NoEligibleNode, figures };
         };
         let link = view.link(subject.home, best.node);
-        figures.move_cost_ms = self.move_cost_ms(subject, link, best.node);
+        figures.move_cost_ms = self.move_cost_ms(subject, link, best.node) + view.fetch_ms(best.node, subject.home);
 
         if !home_ok {
             return Decision::Move { to: best.node, reason: MoveReason::HomeIneligible, figures };
@@ -1311,8 +1346,8 @@ impl Policy {
                 continue;
             }
             let object_ms = view.object_ms(at, o);
-            let nearest = o.replicas.iter().map(|&r| view.link(at, r)).min_by(f64::total_cmp).unwrap_or(0.0);
-            let copy_cost_ms = nearest + o.size_bytes as f64 / p.bandwidth_bytes_per_ms.max(1e-9);
+            // Conservative: as if `at` copied the whole object (it usually holds a follower copy).
+            let copy_cost_ms = view.nearest_replica(at, o) + o.size_bytes as f64 / p.bandwidth_bytes_per_ms.max(1e-9);
             let gain_ms = object_ms * window_calls;
             if gain_ms <= copy_cost_ms * (1.0 + p.margin) {
                 continue;
@@ -1406,7 +1441,8 @@ impl Policy {
             let Some(mut chosen) = best else { continue };
             if let Some(inc) = incumbent {
                 let gain = (inc.cost_ms - chosen.cost_ms).max(0.0) * window_calls * share;
-                let cost = self.move_cost_ms(subject, sv.link(inc.node, chosen.node), chosen.node);
+                let cost = self.move_cost_ms(subject, sv.link(inc.node, chosen.node), chosen.node)
+                    + sv.fetch_ms(chosen.node, inc.node);
                 if gain <= cost * (1.0 + p.margin) {
                     chosen = inc;
                 }
@@ -1698,14 +1734,26 @@ mod tests {
     }
 
     #[test]
-    fn data_pulls_the_function_toward_its_objects() {
+    fn data_it_only_reads_pulls_the_function_toward_its_objects() {
         let mut nodes = nodes(100);
-        let acc = [Access { object: "sensors/a", reads: 10, writes: 2, read_bytes: 50_000, write_bytes: 1_000 }];
-        // Callers at site 1; the object lives at site 2 only.
+        // Callers at site 1; three objects it only reads (written elsewhere) live at site 2.
+        let names = ["sensors/a", "sensors/b", "sensors/c"];
+        let acc: Vec<Access<'_>> = names
+            .iter()
+            .map(|o| Access { object: o, reads: 2, writes: 0, read_bytes: 5_000, write_bytes: 0 })
+            .collect();
         let mut facts = facts_from(&[11], 20, 100, 1_000, &acc);
-        facts.set_replicas("sensors/a", &[21, 22], 1_000_000);
+        for o in names {
+            facts.set_replicas(o, &[21, 22], 1_000_000);
+        }
         let d = Policy::default().decide(NOW, &subject(11), &facts, &nodes, &rtt, &mut rng(1));
         assert_eq!(d.moves_to().map(|n| n / 10), Some(2), "{d:?}");
+        let home = d.figures().home.clone().unwrap();
+        // Each object lags half a round trip (41 ms) behind at home, plus its bytes.
+        assert!((home.data_ms - 3.0 * (20.5 + 0.4)).abs() < 0.01, "{home:?}");
+        // The first call at the target fetches nothing: it is a replica of all three.
+        let best = d.figures().best.clone().unwrap();
+        assert_eq!(best.data_ms, 0.0);
         // Pinned at home instead: add a replica next to it.
         let mut s = subject(11);
         s.constraints.pin = Pin::Node(11);
@@ -1718,17 +1766,41 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(d.to_string().starts_with("add a replica of sensors/a at 11"));
-        // Once the replica exists, nothing more to do.
-        facts.set_replicas("sensors/a", &[11, 21, 22], 1_000_000);
+        // Once the replicas exist, nothing more to do.
+        for o in names {
+            facts.set_replicas(o, &[11, 21, 22], 1_000_000);
+        }
         let d = Policy::default().decide(NOW, &s, &facts, &nodes, &rtt, &mut rng(1));
         assert!(matches!(d, Decision::Stay { reason: StayReason::Pinned, .. }), "{d:?}");
-        // A site constraint that excludes the object's site: a replica, not a move.
+        // A site constraint that excludes the objects' site: a replica, not a move.
         nodes.upsert(node(12));
         let mut s = subject(11);
         s.constraints.labels.insert("site".into(), "s1".into());
-        facts.set_replicas("sensors/a", &[21, 22], 1_000_000);
+        for o in names {
+            facts.set_replicas(o, &[21, 22], 1_000_000);
+        }
         let d = Policy::default().decide(NOW, &s, &facts, &nodes, &rtt, &mut rng(1));
         assert!(matches!(d, Decision::AddReplica { .. }), "{d:?}");
+    }
+
+    #[test]
+    fn data_it_writes_is_local_and_only_costs_the_first_fetch() {
+        let nodes = nodes(100);
+        // Home at site 3, callers at site 1, and an object the function reads and writes whose
+        // replicas are at site 2: its follower copy serves every access locally, so the data
+        // does not pull it to site 2; the callers pull it to site 1.
+        let acc = [Access { object: "agg/s1", reads: 1, writes: 1, read_bytes: 2_000, write_bytes: 200 }];
+        let mut facts = facts_from(&[11, 12], 20, 100, 1_000, &acc);
+        facts.set_replicas("agg/s1", &[21, 22], 500_000);
+        let d = Policy::default().decide(NOW, &subject(31), &facts, &nodes, &rtt, &mut rng(1));
+        assert_eq!(d.moves_to().map(|n| n / 10), Some(1), "{d:?}");
+        let f = d.figures();
+        let best = f.best.clone().unwrap();
+        assert!((best.data_ms - 2_200.0 / 12_500.0).abs() < 1e-6, "{best:?}");
+        // The move pays the object's first fetch: a round trip to its replicas and its size.
+        let without = Policy::default().move_cost_ms(&subject(31), rtt(31, best.node).unwrap(), best.node);
+        let fetch = rtt(best.node, 21).unwrap() + 500_000.0 / 12_500.0;
+        assert!((f.move_cost_ms - without - fetch).abs() < 1e-6, "{f:?}");
     }
 
     #[test]

@@ -138,7 +138,9 @@ impl Node {
     /// Adds an object loaded from disk; call before the first input. Its document's actor
     /// must be [`objects::actor_id`] of this node and boot.
     pub fn restore_object(&mut self, object: ObjectName, doc: Document, log: LogStats) {
+        let name = object.clone();
         self.objects.restore(object, doc, log);
+        self.note_registry(&name);
     }
 
     /// The objects this node holds.
@@ -336,9 +338,23 @@ impl Node {
                     }
                     return Some(Output::Reply { id, reply });
                 }
+                Output::ObjectChanged(object) => {
+                    self.note_registry(&object);
+                    return Some(Output::ObjectChanged(object));
+                }
                 other => return Some(other),
             }
         }
+    }
+
+    /// A function's registry record may list replicas placement added next to it: the
+    /// object layer counts them in the replica sets.
+    fn note_registry(&mut self, object: &ObjectName) {
+        if object.namespace() != functions::REGISTRY_NS {
+            return;
+        }
+        let list = self.objects.doc(object).map(functions::record::added_replicas_of).unwrap_or_default();
+        self.objects.set_added_replicas(object.as_str(), list);
     }
 
     /// When to call [`Node::handle_timeout`] next.

@@ -498,6 +498,10 @@ pub struct Objects {
     /// is also a return to alive triggers both paths at the same instant; one exchange is
     /// enough.
     digests_at: BTreeMap<NodeId, Time>,
+    /// Replicas added by placement beside the rendezvous set, per source (a function's
+    /// registry record), and the same per object.
+    added: BTreeMap<String, Vec<(ObjectName, NodeId)>>,
+    extra: BTreeMap<ObjectName, Vec<NodeId>>,
     stats: Stats,
 }
 
@@ -529,6 +533,8 @@ impl Objects {
             next_anti_entropy,
             connected: BTreeSet::new(),
             digests_at: BTreeMap::new(),
+            added: BTreeMap::new(),
+            extra: BTreeMap::new(),
             stats: Stats::default(),
         }
     }
@@ -575,12 +581,38 @@ impl Objects {
         self.objects.iter().filter(|(_, o)| !o.replica.doc().heads().is_empty()).map(|(n, o)| (n, o.replica.digest()))
     }
 
-    /// The replica set of `object` in the current view.
+    /// The replica set of `object` in the current view (added replicas included).
     pub fn replica_set_of(&mut self, now: Time, members: &Membership, object: &ObjectName) -> Vec<NodeId> {
         self.now = now;
-        self.refresh_view(members);
-        let n = self.cfg.replication_of(object.namespace());
-        replica_set(hash64(object.as_str().as_bytes()), &self.view, n)
+        self.set_of(members, object)
+    }
+
+    /// Sets the replicas that `source` (a function's placement record) added beside the
+    /// rendezvous sets: each `(object, node)` makes `node` a member of `object`'s replica set
+    /// while `node` is in the view. Every node learns the same list from the replicated
+    /// registry, so every node computes the same sets; the added node holds a follower copy
+    /// already, and the others start pushing changes to it directly.
+    pub fn set_added_replicas(&mut self, source: &str, mut list: Vec<(ObjectName, NodeId)>) {
+        list.sort();
+        list.dedup();
+        let old = if list.is_empty() { self.added.remove(source) } else { self.added.insert(source.to_string(), list) };
+        if old.as_ref() == self.added.get(source) {
+            return;
+        }
+        self.extra.clear();
+        for (object, node) in self.added.values().flatten() {
+            self.extra.entry(object.clone()).or_default().push(*node);
+        }
+        for nodes in self.extra.values_mut() {
+            nodes.sort();
+            nodes.dedup();
+        }
+        let touched = old.iter().flatten().chain(self.added.get(source).into_iter().flatten());
+        for (object, _) in touched {
+            if let Some(o) = self.objects.get_mut(object) {
+                o.set_view = u64::MAX;
+            }
+        }
     }
 
     /// The next time [`Objects::handle_timeout`] has work.
@@ -1375,15 +1407,25 @@ impl Objects {
     fn set_of(&mut self, members: &Membership, object: &ObjectName) -> Vec<NodeId> {
         self.refresh_view(members);
         let n = self.cfg.replication_of(object.namespace());
+        let extra = self.extra.get(object).map_or(&[][..], Vec::as_slice);
+        let view = &self.view;
+        let with_extra = |mut set: Vec<NodeId>| {
+            for node in extra {
+                if !set.contains(node) && view.iter().any(|(c, _)| c.id == *node) {
+                    set.push(*node);
+                }
+            }
+            set
+        };
         match self.objects.get_mut(object) {
             Some(o) => {
                 if o.set_view != self.view_gen {
-                    o.set = replica_set(o.hash, &self.view, n);
+                    o.set = with_extra(replica_set(o.hash, view, n));
                     o.set_view = self.view_gen;
                 }
                 o.set.clone()
             }
-            None => replica_set(hash64(object.as_str().as_bytes()), &self.view, n),
+            None => with_extra(replica_set(hash64(object.as_str().as_bytes()), view, n)),
         }
     }
 

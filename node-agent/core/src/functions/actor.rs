@@ -190,6 +190,8 @@ pub struct MigrationStats {
     pub received: u64,
     /// Activations fenced here (a higher epoch exists).
     pub fenced: u64,
+    /// Object replicas the policy added next to functions homed here.
+    pub replicas_added: u64,
 }
 
 /// Log lines the driver prints (migrations are rare and worth a line each).
@@ -197,7 +199,7 @@ pub struct MigrationStats {
 pub struct MigrationEvent {
     /// The actor.
     pub name: String,
-    /// `started`, `finished`, `rolled_back`, `activated`, `fenced`.
+    /// `started`, `finished`, `rolled_back`, `activated`, `fenced`, `replica_added`.
     pub what: &'static str,
     /// The other node.
     pub peer: Option<NodeId>,
@@ -588,7 +590,7 @@ impl Functions {
         }
     }
 
-    fn event(&mut self, name: &str, what: &'static str, peer: Option<NodeId>, epoch: u64, reason: String) {
+    pub(super) fn event(&mut self, name: &str, what: &'static str, peer: Option<NodeId>, epoch: u64, reason: String) {
         self.events.push(MigrationEvent { name: name.to_string(), what, peer, epoch, reason });
         if self.events.len() > 1000 {
             self.events.remove(0);

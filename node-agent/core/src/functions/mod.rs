@@ -109,6 +109,9 @@ pub struct Registered {
     /// Per node, the highest epoch of the actor it handed over (made durable before its
     /// snapshot left): it never serves at that epoch again.
     pub handoffs: BTreeMap<NodeId, u64>,
+    /// Replicas placement added next to the function (`replicas`; see
+    /// [`record::replicas_op`]): each object is also replicated at its node.
+    pub added_replicas: Vec<(ObjectName, NodeId)>,
 }
 
 impl Registered {
@@ -129,7 +132,8 @@ impl Registered {
             .and_then(Json::as_object)
             .map(|m| m.iter().filter_map(|(k, v)| Some((NodeId::parse(k)?, v.as_u64()?))).collect())
             .unwrap_or_default();
-        Ok(Registered { entry, holders, placement, handoffs })
+        let added_replicas = record::added_replicas(value);
+        Ok(Registered { entry, holders, placement, handoffs, added_replicas })
     }
 }
 
@@ -206,7 +210,9 @@ pub fn initial_placement(
         epoch: previous.as_ref().map_or(1, |p| p.epoch + 1),
         base: 0,
         serving: Vec::new(),
-        auto: previous.as_ref().is_none_or(|p| p.auto) && manifest.placement.node.is_none(),
+        // A pin keeps the policy on: it never moves the function off its node, but may still
+        // add replicas of what it reads next to it.
+        auto: previous.as_ref().is_none_or(|p| p.auto),
         granters,
         reason: reason.to_string(),
         figures: None,
@@ -1245,6 +1251,64 @@ mod tests {
         let (a, b) = (&ran_at[&2], &ran_at[&4]);
         assert_eq!((a.first(), a.last()), (Some(&1), Some(&3)), "site a's calls moved to site a: {a:?}");
         assert!(b.iter().all(|k| *k == 1), "site b's calls stayed at site b: {b:?}");
+    }
+
+    #[test]
+    fn a_pinned_actor_far_from_what_it_reads_gets_a_replica_next_to_it() {
+        use crate::Tier;
+        let layout = [(Tier::Cloud, None); 6];
+        let cfg = Config { policy_every: Some(Duration::from_secs(2)), ..Default::default() };
+        let mut h = H::with_layout(&layout, cfg);
+        // A feed written at node 0; the actor, pinned to a node outside its replica set,
+        // only reads it, so its copy lags one push behind the replicas.
+        let feed = ObjectName::parse("app/feed").unwrap_or_else(|e| panic!("{e}"));
+        let body = format!(r#"[{{"op":"set","path":"v","value":"{}"}}]"#, "x".repeat(2_000));
+        assert!(matches!(h.write(0, "app/feed", &body), Reply::Value { .. }));
+        h.run_for(Duration::from_secs(1));
+        let replicas_at = |h: &mut H, k: usize| {
+            let list = Request::List { prefix: "app/".into(), limit: 10 };
+            match h.ask(k, list, Duration::from_secs(1)) {
+                Some(Reply::List(l)) => l.into_iter().find(|o| o.object == feed).map(|o| o.replicas),
+                other => panic!("{other:?}"),
+            }
+        };
+        let set = replicas_at(&mut h, 0).unwrap_or_default();
+        let p = (0..6).find(|k| !set.contains(&crate::harness::id(*k))).unwrap_or_else(|| panic!("{set:?}"));
+        let mut m = Manifest::for_module("reader");
+        m.kind = Kind::Actor;
+        m.placement.node = Some(crate::harness::id(p).to_string());
+        deploy(&mut h, p, m);
+        for i in 0..60 {
+            let inv = h.invoke(p, "reader", b"");
+            h.run_for(Duration::from_millis(50));
+            for (k, exec) in h.executions.clone() {
+                let now = h.clock(k);
+                if let Some(n) = h.nodes[k].as_mut() {
+                    let get = Request::Get { object: feed.clone(), after: None };
+                    n.handle_host_request(now, exec.id, RequestId(997_000 + exec.id.0), get);
+                }
+            }
+            h.run_for(Duration::from_millis(20));
+            h.execute_all(|_, _| ok(b"read"));
+            h.run_for(Duration::from_millis(130));
+            assert_eq!(h.invoked.remove(&(p, inv)), Some(Ok(b"read".to_vec())), "call {i}");
+        }
+        // The home added itself to the feed's replica set; every node now counts it.
+        let me = crate::harness::id(p);
+        let mut holders = 0;
+        for k in 0..6 {
+            if let Some(set) = replicas_at(&mut h, k) {
+                holders += 1;
+                assert!(set.contains(&me), "node {k} does not count the added replica: {set:?}");
+            }
+        }
+        let expected = (0..6).filter(|k| *k == 0 || *k == p || set.contains(&crate::harness::id(*k))).count();
+        assert_eq!(holders, expected, "the writer, the replicas and the home hold it");
+        let stats = h.nodes[p].as_ref().map(|n| n.functions().migration_stats().replicas_added);
+        assert_eq!(stats, Some(1), "added once, not again once it exists");
+        // The facts now see the replica at home: nothing more to add, and the decision says so.
+        let decision = h.nodes[p].as_ref().and_then(|n| n.functions().decision("reader").cloned());
+        assert!(decision.is_some_and(|d| d.to_string().contains("Pinned")), "stays pinned");
     }
 
     fn ok(out: &[u8]) -> Executed {

@@ -9,10 +9,12 @@ use rand_core::SeedableRng;
 use serde_json::Value as Json;
 
 use super::actor::Phase;
-use super::{Ctx, Functions, secs};
+use super::{Ctx, Functions, record, secs};
 use crate::membership::{Membership, Status};
 use crate::objects::placement::hash64;
+use crate::objects::{Change, Durability, Request, RequestId};
 use crate::{NodeId, Time};
+use state_sync::ObjectName;
 
 /// Compute speed assumed per tier, fuel per ms (docs/placement.md: until nodes report a
 /// measured speed, a cloud core is taken as four edge cores).
@@ -98,6 +100,16 @@ impl Functions {
             let decision = policy.decide(secs(now), &subject, facts, &nodes, &rtt, &mut rng);
             let described = ids_as_text(serde_json::to_value(&decision).unwrap_or(Json::Null));
             self.decisions.insert(name.clone(), described.clone());
+            if let Decision::AddReplica { object, near, replica, .. } = &decision {
+                let why = format!(
+                    "policy: {:.1} ms per call of data at {near}; gain {:.0} ms over the window vs a copy cost of {:.0} ms",
+                    replica.object_ms, replica.gain_ms, replica.copy_cost_ms
+                );
+                if let Err(e) = self.add_replica(now, &name, &reg, object, *near, why, ctx) {
+                    self.decisions.insert(name, Json::String(format!("a replica was decided but not added: {e}")));
+                }
+                continue;
+            }
             if let Decision::Move { to, reason, figures } = decision {
                 let why = format!(
                     "policy: {reason:?}: {:.1} ms per call there vs {:.1} ms here, gain {:.0} ms over the window vs a move cost of {:.0} ms",
@@ -112,6 +124,39 @@ impl Functions {
                 }
             }
         }
+    }
+
+    /// Records in `name`'s registry document that `object` is also replicated at `node` (see
+    /// `Objects::set_added_replicas`): every node reads the list from the replicated registry
+    /// and counts `node` in the object's replica set.
+    #[allow(clippy::too_many_arguments)]
+    fn add_replica(
+        &mut self,
+        now: Time,
+        name: &str,
+        reg: &super::Registered,
+        object: &str,
+        node: NodeId,
+        why: String,
+        ctx: &mut Ctx<'_>,
+    ) -> Result<(), String> {
+        let object = ObjectName::parse(object).map_err(|e| e.to_string())?;
+        let mut list = reg.added_replicas.clone();
+        if list.iter().any(|(o, n)| *o == object && *n == node) {
+            return Ok(());
+        }
+        if list.len() >= record::ADDED_REPLICAS_MAX {
+            return Err(format!("{} replicas were added for it already", record::ADDED_REPLICAS_MAX));
+        }
+        list.push((object.clone(), node));
+        let op = record::replicas_op(&list)?;
+        let registry = super::registry_object(name)?;
+        let req = super::INTERNAL_REQUEST + self.next_id();
+        let write = Request::Write { object: registry, change: Change::Ops(vec![op]), durability: Durability::Local };
+        ctx.objects.handle_request(now, RequestId(req), write, ctx.membership, ctx.out);
+        self.migrations.replicas_added += 1;
+        self.event(name, "replica_added", Some(node), 0, format!("{object}: {why}"));
+        Ok(())
     }
 
     /// The latest policy decision for `name` made here (JSON), if any.

@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
+use state_sync::ObjectName;
 use state_sync::ops::Op;
 
 use super::lease::Promise;
@@ -98,6 +99,45 @@ impl Placement {
     }
 }
 
+/// How many replicas placement may add next to one function (a bound on what a damaged or
+/// hostile registry record can make every node replicate).
+pub const ADDED_REPLICAS_MAX: usize = 16;
+
+/// The replicas placement added next to a function, from its registry document's `replicas`
+/// (a list of `{ "object": NAME, "node": ID }`; damaged entries are skipped, at most
+/// [`ADDED_REPLICAS_MAX`] are read).
+pub fn added_replicas(doc: &Json) -> Vec<(ObjectName, NodeId)> {
+    let Some(list) = doc.get("replicas").and_then(Json::as_array) else { return Vec::new() };
+    list.iter()
+        .filter_map(|e| {
+            let object = ObjectName::parse(e.get("object")?.as_str()?).ok()?;
+            let node = NodeId::parse(e.get("node")?.as_str()?)?;
+            Some((object, node))
+        })
+        .take(ADDED_REPLICAS_MAX)
+        .collect()
+}
+
+/// [`added_replicas`] of a registry document, without reading the whole document when it
+/// has none (the common case, checked on every registry change).
+pub fn added_replicas_of(doc: &state_sync::Document) -> Vec<(ObjectName, NodeId)> {
+    use state_sync::automerge::ReadDoc;
+    match doc.automerge().get(state_sync::automerge::ROOT, "replicas") {
+        Ok(Some(_)) => added_replicas(&doc.value()),
+        _ => Vec::new(),
+    }
+}
+
+/// The operation that stores the added replicas (the whole list: only the function's home
+/// writes it).
+pub fn replicas_op(list: &[(ObjectName, NodeId)]) -> Result<Op, String> {
+    let path = state_sync::Path::parse("replicas").map_err(|e| e.to_string())?;
+    let value = Json::Array(
+        list.iter().map(|(o, n)| serde_json::json!({ "object": o.as_str(), "node": n.to_string() })).collect(),
+    );
+    Ok(Op::Set { path, value, text: false })
+}
+
 /// A granter's durable promise as stored in the registry document at `leases.<granter>`.
 pub fn promise_of(doc: &Json, granter: &NodeId) -> Promise {
     doc.get("leases")
@@ -135,5 +175,28 @@ mod tests {
         let doc = serde_json::json!({"leases": {NodeId([1; 32]).to_string(): {"promised": 4, "granted": 3}}});
         assert_eq!(promise_of(&doc, &NodeId([1; 32])), Promise { promised: 4, granted: 3 });
         assert_eq!(promise_of(&doc, &NodeId([2; 32])), Promise::default());
+    }
+
+    #[test]
+    fn added_replicas_round_trip_and_skip_damage() {
+        let list = vec![
+            (ObjectName::parse("sensors/a").unwrap(), NodeId([1; 32])),
+            (ObjectName::parse("sensors/b").unwrap(), NodeId([2; 32])),
+        ];
+        let Op::Set { value, .. } = replicas_op(&list).unwrap() else { panic!() };
+        assert_eq!(added_replicas(&serde_json::json!({ "replicas": value })), list);
+        let damaged = serde_json::json!({ "replicas": [
+            {"object": "no slash", "node": NodeId([1; 32]).to_string()},
+            {"object": "sensors/a", "node": "nope"},
+            {"object": "sensors/a"},
+            7,
+            {"object": "sensors/c", "node": NodeId([3; 32]).to_string()},
+        ]});
+        assert_eq!(added_replicas(&damaged), vec![(ObjectName::parse("sensors/c").unwrap(), NodeId([3; 32]))]);
+        assert!(added_replicas(&serde_json::json!({"replicas": "x"})).is_empty());
+        let many: Vec<Json> = (0..40)
+            .map(|i| serde_json::json!({"object": format!("o/{i}"), "node": NodeId([1; 32]).to_string()}))
+            .collect();
+        assert_eq!(added_replicas(&serde_json::json!({ "replicas": many })).len(), ADDED_REPLICAS_MAX);
     }
 }
