@@ -122,7 +122,7 @@ impl FnMetrics {
         r.register("actor_snapshot_bytes", "Bytes of actor snapshots moved, by direction", self.snapshot_bytes.clone());
         r.register(
             "migrations",
-            "Actor migration events on this node: started, finished, rolled_back, activated, fenced, refused",
+            "Placement events on this node: migrations started, finished, rolled_back, activated, fenced, refused; replica_added",
             self.migrations.clone(),
         );
     }
