@@ -32,17 +32,19 @@
 // API to document.
 #![allow(missing_docs)]
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+mod support;
+
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, anyhow, bail, ensure};
+use anyhow::{Context, Result, anyhow, ensure};
 use functions::Manifest;
 use functions::abi::{self, AbiError, Level, ObjCall};
 use functions::runtime::{Host, Invocation, Runtime, RuntimeConfig};
 use functions::store::{ModuleStore, Source};
 use serde_json::Value;
+use support::{Agent, env_usize, liquid_cmd, load_average};
 use wasmtime::{
     Caller, Config, Engine, InstanceAllocationStrategy, InstancePre, Linker, Module, PoolingAllocationConfig, Store,
 };
@@ -50,8 +52,6 @@ use wasmtime::{
 const ECHO_WAT: &str = include_str!("../../functions/tests/guests/echo.wat");
 /// The input of every echo call.
 const INPUT: &[u8] = b"hello, liquid!!!";
-/// How long an agent may take to answer its API.
-const START_TIMEOUT: Duration = Duration::from_secs(30);
 
 struct Settings {
     calls: usize,
@@ -62,13 +62,6 @@ struct Settings {
     clients: usize,
     forwarded: usize,
     many: usize,
-}
-
-fn env_usize(name: &str, default: usize) -> Result<usize> {
-    match std::env::var(name) {
-        Ok(v) => v.parse().with_context(|| format!("{name}={v} is not a number")),
-        Err(_) => Ok(default),
-    }
 }
 
 impl Settings {
@@ -432,121 +425,12 @@ fn part2(s: &Settings, rt: &Arc<Runtime>, echo: &[u8]) -> Result<Vec<Cold>> {
 // ---------------------------------------------------------------------------------------------
 // Real agents
 
-struct Agent {
-    name: String,
-    child: Child,
-    dir: PathBuf,
-    log: PathBuf,
-    base: String,
-    token: String,
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn liquid_bin() -> Result<PathBuf> {
-    let bin = PathBuf::from(env!("CARGO_BIN_EXE_liquid"));
-    ensure!(
-        bin.exists(),
-        "the liquid binary is missing at {}: run through `cargo bench -p node-agent --bench functions`, which builds it",
-        bin.display()
-    );
-    Ok(bin)
-}
-
-fn liquid_cmd() -> Result<Command> {
-    let mut cmd = Command::new(liquid_bin()?);
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("LIQUID_") {
-            cmd.env_remove(key);
-        }
-    }
-    cmd.env_remove("RUST_LOG").stdin(Stdio::null());
-    Ok(cmd)
-}
-
+/// What this bench asks of an agent besides [`support::Agent`].
 impl Agent {
-    /// Starts `liquid agent` on loopback (API on an ephemeral port, QUIC on loopback).
-    fn start(root: &Path, name: &str, extra: &[&str]) -> Result<Agent> {
-        let dir = root.join(name);
-        let log = root.join(format!("{name}.log"));
-        let file = std::fs::File::create(&log)?;
-        let mut cmd = liquid_cmd()?;
-        cmd.arg("agent")
-            .arg("--data-dir")
-            .arg(&dir)
-            .args(["--api", "127.0.0.1:0", "--no-mdns", "--listen", "/ip4/127.0.0.1/udp/0/quic-v1"])
-            .args(["--name", name, "--tier", "cloud"])
-            .args(extra)
-            .stdout(file.try_clone()?)
-            .stderr(file);
-        let child = cmd.spawn().with_context(|| format!("starting agent {name}"))?;
-        Ok(Agent { name: name.to_string(), child, dir, log, base: String::new(), token: String::new() })
-    }
-
-    fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(30)..].join("\n")
-    }
-
-    /// Waits until the API answers `GET /v1/status`; returns the status.
-    async fn ready(&mut self, http: &reqwest::Client) -> Result<Value> {
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                bail!("agent {} exited ({status}) before its API answered:\n{}", self.name, self.log_tail());
-            }
-            if self.base.is_empty() {
-                let addr = std::fs::read_to_string(self.dir.join("api.addr")).unwrap_or_default();
-                let token = std::fs::read_to_string(self.dir.join("api.token")).unwrap_or_default();
-                if !addr.trim().is_empty() && !token.trim().is_empty() {
-                    self.base = addr.trim().trim_end_matches('/').to_string();
-                    self.token = token.trim().to_string();
-                }
-            }
-            if !self.base.is_empty() {
-                let r = http.get(format!("{}/v1/status", self.base)).bearer_auth(&self.token).send().await;
-                if let Ok(r) = r
-                    && r.status().is_success()
-                {
-                    return Ok(r.json().await?);
-                }
-            }
-            if Instant::now() >= deadline {
-                bail!("agent {} did not answer within {START_TIMEOUT:?}:\n{}", self.name, self.log_tail());
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
     async fn status(&self, http: &reqwest::Client) -> Result<Value> {
         let r = http.get(format!("{}/v1/status", self.base)).bearer_auth(&self.token).send().await?;
         ensure!(r.status().is_success(), "status: {}", r.status());
         Ok(r.json().await?)
-    }
-
-    /// `PUT /v1/functions/{name}` with the module and, if given, a manifest.
-    async fn deploy(&self, http: &reqwest::Client, name: &str, wasm: &[u8], manifest: Option<&str>) -> Result<()> {
-        use base64::Engine as _;
-        let mut req =
-            http.put(format!("{}/v1/functions/{name}", self.base)).bearer_auth(&self.token).body(wasm.to_vec());
-        if let Some(m) = manifest {
-            req = req.header("liquid-manifest", base64::engine::general_purpose::STANDARD.encode(m));
-        }
-        let r = req.send().await?;
-        let code = r.status();
-        let body = r.text().await.unwrap_or_default();
-        ensure!(code.is_success(), "deploying {name} on {}: {code} {body}", self.name);
-        Ok(())
-    }
-
-    fn invoke_url(&self, name: &str) -> String {
-        format!("{}/v1/functions/{name}/invoke", self.base)
     }
 
     /// VmRSS and VmHWM, KiB.
@@ -731,15 +615,6 @@ fn row(label: &str, v: &Samples, base: Option<&Samples>) {
 
 fn mib(kib: u64) -> String {
     format!("{:.1} MiB", kib as f64 / 1024.0)
-}
-
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .unwrap_or_default()
-        .split_whitespace()
-        .take(3)
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 fn main() -> Result<()> {

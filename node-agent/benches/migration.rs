@@ -47,9 +47,10 @@
 // no public API to document.
 #![allow(missing_docs)]
 
+mod support;
+
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -61,11 +62,10 @@ use mesh::{Config, Event, Mesh, Metrics, cluster::ClusterKey};
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use serde_json::Value;
+use support::{Agent, env_usize, liquid_cmd, load_average};
 use tokio::sync::mpsc;
 
 const BALLAST_WAT: &str = include_str!("../../functions/tests/guests/ballast.wat");
-/// How long an agent may take to answer its API.
-const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long one move may take before the bench gives up on it.
 const MOVE_TIMEOUT: Duration = Duration::from_secs(120);
 /// How often A is asked where the actor lives during a move.
@@ -78,13 +78,6 @@ struct Settings {
     rounds: usize,
     base_rounds: usize,
     keep: bool,
-}
-
-fn env_usize(name: &str, default: usize) -> Result<usize> {
-    match std::env::var(name) {
-        Ok(v) => v.trim().parse().with_context(|| format!("{name}={v} is not a number")),
-        Err(_) => Ok(default),
-    }
 }
 
 impl Settings {
@@ -127,116 +120,8 @@ fn range(v: &[f64]) -> String {
 // ---------------------------------------------------------------------------------------------
 // Real agents (as in benches/functions.rs)
 
-struct Agent {
-    name: String,
-    child: Child,
-    dir: PathBuf,
-    log: PathBuf,
-    base: String,
-    token: String,
-    id: String,
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn liquid_cmd() -> Result<Command> {
-    let bin = PathBuf::from(env!("CARGO_BIN_EXE_liquid"));
-    ensure!(
-        bin.exists(),
-        "the liquid binary is missing at {}: run through `cargo bench -p node-agent --bench migration`",
-        bin.display()
-    );
-    let mut cmd = Command::new(bin);
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("LIQUID_") {
-            cmd.env_remove(key);
-        }
-    }
-    cmd.env_remove("RUST_LOG").stdin(Stdio::null());
-    Ok(cmd)
-}
-
+/// What this bench asks of an agent besides [`support::Agent`].
 impl Agent {
-    fn start(root: &Path, name: &str, extra: &[&str]) -> Result<Agent> {
-        let dir = root.join(name);
-        let log = root.join(format!("{name}.log"));
-        let file = std::fs::File::create(&log)?;
-        let mut cmd = liquid_cmd()?;
-        cmd.arg("agent")
-            .arg("--data-dir")
-            .arg(&dir)
-            .args(["--api", "127.0.0.1:0", "--no-mdns", "--listen", "/ip4/127.0.0.1/udp/0/quic-v1"])
-            .args(["--name", name, "--tier", "cloud", "--placement-every", "0"])
-            .args(extra)
-            .stdout(file.try_clone()?)
-            .stderr(file);
-        let child = cmd.spawn().with_context(|| format!("starting agent {name}"))?;
-        Ok(Agent {
-            name: name.to_string(),
-            child,
-            dir,
-            log,
-            base: String::new(),
-            token: String::new(),
-            id: String::new(),
-        })
-    }
-
-    fn log_text(&self) -> String {
-        strip_ansi(&std::fs::read_to_string(&self.log).unwrap_or_default())
-    }
-
-    fn log_tail(&self) -> String {
-        let text = self.log_text();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(30)..].join("\n")
-    }
-
-    /// Waits until the API answers `GET /v1/status`; returns the status.
-    async fn ready(&mut self, http: &reqwest::Client) -> Result<Value> {
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                bail!("agent {} exited ({status}) before its API answered:\n{}", self.name, self.log_tail());
-            }
-            if self.base.is_empty() {
-                let addr = std::fs::read_to_string(self.dir.join("api.addr")).unwrap_or_default();
-                let token = std::fs::read_to_string(self.dir.join("api.token")).unwrap_or_default();
-                if !addr.trim().is_empty() && !token.trim().is_empty() {
-                    self.base = addr.trim().trim_end_matches('/').to_string();
-                    self.token = token.trim().to_string();
-                }
-            }
-            if !self.base.is_empty() {
-                let r = http.get(format!("{}/v1/status", self.base)).bearer_auth(&self.token).send().await;
-                if let Ok(r) = r
-                    && r.status().is_success()
-                {
-                    let st: Value = r.json().await?;
-                    self.id = st["id"].as_str().context("status has no id")?.to_string();
-                    return Ok(st);
-                }
-            }
-            if Instant::now() >= deadline {
-                bail!("agent {} did not answer within {START_TIMEOUT:?}:\n{}", self.name, self.log_tail());
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    async fn get(&self, http: &reqwest::Client, path: &str) -> Result<Value> {
-        let r = http.get(format!("{}{path}", self.base)).bearer_auth(&self.token).send().await?;
-        let code = r.status();
-        let body = r.text().await?;
-        ensure!(code.is_success(), "GET {path} on {}: {code} {body}", self.name);
-        Ok(serde_json::from_str(&body)?)
-    }
-
     async fn send(&self, http: &reqwest::Client, method: reqwest::Method, path: &str, body: Vec<u8>) -> Result<Value> {
         let r = http
             .request(method.clone(), format!("{}{path}", self.base))
@@ -249,21 +134,6 @@ impl Agent {
         let body = r.text().await?;
         ensure!(code.is_success(), "{method} {path} on {}: {code} {body}", self.name);
         Ok(serde_json::from_str(&body).unwrap_or(Value::Null))
-    }
-
-    async fn deploy(&self, http: &reqwest::Client, name: &str, wasm: &[u8], manifest: &str) -> Result<()> {
-        use base64::Engine as _;
-        let r = http
-            .put(format!("{}/v1/functions/{name}", self.base))
-            .bearer_auth(&self.token)
-            .header("liquid-manifest", base64::engine::general_purpose::STANDARD.encode(manifest))
-            .body(wasm.to_vec())
-            .send()
-            .await?;
-        let code = r.status();
-        let body = r.text().await.unwrap_or_default();
-        ensure!(code.is_success(), "deploying {name} on {}: {code} {body}", self.name);
-        Ok(())
     }
 
     /// The newest checkpoint of actor `name` in this agent's data dir: (epoch, bytes).
@@ -286,23 +156,6 @@ impl Agent {
         let v = line.split_whitespace().find_map(|w| w.strip_prefix("ms="))?;
         v.trim_matches(|c: char| !c.is_ascii_digit()).parse().ok()
     }
-}
-
-fn strip_ansi(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 fn client() -> Result<reqwest::Client> {
@@ -489,10 +342,10 @@ async fn size_run(s: &Settings, root: &Path, mib: u32, wasm: &[u8], base: &Basel
     let out = liquid_cmd()?.args(["cluster", "init", "--out"]).arg(&key).output()?;
     ensure!(out.status.success(), "liquid cluster init: {}", String::from_utf8_lossy(&out.stderr));
     let key = key.to_str().context("utf-8 path")?.to_string();
-    let mut a = Agent::start(&dir, "mig-a", &["--cluster-key", &key])?;
+    let mut a = Agent::start(&dir, "mig-a", &["--cluster-key", &key, "--placement-every", "0"])?;
     let st = a.ready(&http).await?;
     let boot = st["listen_addrs"][0].as_str().context("A has no listen address")?.to_string();
-    let mut b = Agent::start(&dir, "mig-b", &["--cluster-key", &key, "--bootstrap", &boot])?;
+    let mut b = Agent::start(&dir, "mig-b", &["--cluster-key", &key, "--bootstrap", &boot, "--placement-every", "0"])?;
     b.ready(&http).await?;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -509,7 +362,7 @@ async fn size_run(s: &Settings, root: &Path, mib: u32, wasm: &[u8], base: &Basel
         "name = \"{name}\"\nkind = \"actor\"\n\n[limits]\nfuel = 20000000000\nwall_ms = 5000\nmemory_mib = {}\n",
         (mib + 16).max(80)
     );
-    a.deploy(&http, name, wasm, &manifest).await?;
+    a.deploy(&http, name, wasm, Some(&manifest)).await?;
     let url = format!("{}/v1/functions/{name}/invoke", a.base);
     let t = Instant::now();
     let first = loop {
@@ -826,15 +679,6 @@ async fn authenticated(events: &mut mpsc::Receiver<Event>, peer: PeerId) -> Resu
 
 // ---------------------------------------------------------------------------------------------
 // Output
-
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .unwrap_or_default()
-        .split_whitespace()
-        .take(3)
-        .collect::<Vec<_>>()
-        .join(" ")
-}
 
 fn print_table(s: &Settings, results: &[SizeResult]) {
     println!(

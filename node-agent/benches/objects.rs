@@ -37,6 +37,8 @@
 // public API to document.
 #![allow(missing_docs)]
 
+mod support;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::mpsc;
@@ -52,6 +54,7 @@ use state_sync::automerge::sync::{self, SyncDoc};
 use state_sync::ops::Op;
 use state_sync::store::{self, Store};
 use state_sync::{Digest, FileStore, ObjectName, SimStore};
+use support::env_usize;
 
 /// Virtual per-message latency in parts 2 and 3.
 const LATENCY: Duration = Duration::from_millis(1);
@@ -73,13 +76,6 @@ struct Settings {
     objects: usize,
     rounds: usize,
     json: bool,
-}
-
-fn env_usize(name: &str, default: usize) -> Result<usize> {
-    match std::env::var(name) {
-        Ok(v) => v.parse().with_context(|| format!("{name}={v} is not a number")),
-        Err(_) => Ok(default),
-    }
 }
 
 impl Settings {
