@@ -228,6 +228,14 @@ impl Functions {
             }
             return self.admit(now, key, reg, ctx);
         }
+        if let Some(inc) = self.incoming.get(&name)
+            && placement.as_ref().is_none_or(|pl| pl.epoch < inc.epoch)
+        {
+            // Being handed over to this node, and the record predates the move: the source
+            // sends its stragglers here (it is draining or gone), so wait for the snapshot
+            // rather than point the call back at the source, which would point it here again.
+            return self.hold_for_incoming(now, key, &name, ctx);
+        }
         let home = match &placement {
             Some(pl) => pl.home,
             // Deployed before placement records existed: the rendezvous choice.
@@ -925,9 +933,12 @@ impl Functions {
             self.incoming.iter().filter(|(_, i)| i.deadline <= now).map(|(n, _)| n.clone()).collect();
         for name in expired {
             self.incoming.remove(&name);
+            // The hand-over did not complete (rolled back, or the source died): the calls
+            // resolve afresh, and reach the source again if it serves.
             for key in self.waiting_for_snapshot.remove(&name).unwrap_or_default() {
-                let err = InvokeError::Unavailable("the actor's hand-over did not complete".into());
-                self.finish(key, Err(err), ctx.out);
+                if let Some(p) = self.pending.remove(&key) {
+                    self.start(now, p.origin, p.name, p.input, p.depth, p.hops, ctx);
+                }
             }
         }
         // Handed-over activations are forgotten after a while (stragglers are redirected
