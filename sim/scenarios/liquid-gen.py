@@ -108,7 +108,7 @@ TALLY = """The actor is guests/tally (an in-memory aggregator: its state is its 
 objects), so where it should run is decided by its callers alone."""
 AGG = """The actor is examples/functions/sensor-aggregate overridden to kind = "actor" (build it with
 scripts/build-guests.sh): each call writes its site's aggregates/<site> object. See
-docs/simulator.md for why the placement policy misplaces it (the data term)."""
+docs/simulator.md, "Actors that write their site's data", for the results."""
 which = sys.argv[1]
 small = lambda name, pkg, about, kib: gen(name, "3 edge sites of 2 devices and a cloud region of 3 nodes; edge-2 is cut off and heals",
     3, 2, 3, 100, phases_for(10, 90, 20, 3), (2, 55, 70), rate_busy=5.0, rate_quiet=0.2, package=pkg, about=about, state_kib=kib)

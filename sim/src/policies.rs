@@ -85,6 +85,8 @@ pub struct PolicySummary {
     pub rolled_back: u64,
     /// Activations fenced by a higher epoch.
     pub fenced: u64,
+    /// Object replicas the policy added next to functions (docs/placement.md, "Data placement").
+    pub replicas_added: u64,
     /// Overlapping executions of one actor on two nodes (must be 0).
     pub fencing_violations: usize,
     /// Calls that got a second outcome (must be 0).
@@ -126,7 +128,7 @@ pub struct Move {
     pub at_s: f64,
     /// The actor.
     pub actor: String,
-    /// `started`, `finished`, `rolled_back`, `activated`, `fenced`, `refused`.
+    /// `started`, `finished`, `rolled_back`, `activated`, `fenced`, `refused`, `replica_added`.
     pub what: &'static str,
     /// The node that reported it.
     pub node: String,
@@ -232,6 +234,7 @@ impl PolicySummary {
             migrations_started: started,
             rolled_back,
             fenced,
+            replicas_added: count("replica_added"),
             fencing_violations: violations.len(),
             duplicate_outcomes: m.duplicate_outcomes,
             invariants_ok: final_ok && violations.is_empty() && m.duplicate_outcomes == 0,
