@@ -214,6 +214,7 @@ impl Functions {
     pub(super) fn route_actor(&mut self, now: Time, key: u64, reg: Registered, ctx: &mut Ctx<'_>) {
         let Some(p) = self.pending.get(&key) else { return };
         let name = p.name.clone();
+        let origin = p.origin;
         let placement = reg.placement.clone();
         // A newer epoch in the registry fences an older activation here.
         if let (Some(act), Some(pl)) = (self.actors.get(&name), &placement)
@@ -229,11 +230,13 @@ impl Functions {
             return self.admit(now, key, reg, ctx);
         }
         if let Some(inc) = self.incoming.get(&name)
+            && matches!(origin, Origin::Peer(from, _) if from == inc.from)
             && placement.as_ref().is_none_or(|pl| pl.epoch < inc.epoch)
         {
-            // Being handed over to this node, and the record predates the move: the source
-            // sends its stragglers here (it is draining or gone), so wait for the snapshot
-            // rather than point the call back at the source, which would point it here again.
+            // A straggler the source passed on while handing the actor over to this node,
+            // whose record predates the move: wait for the snapshot rather than point the call
+            // back at the source, which would pass it here again. (The source's own forward
+            // deadline bounds what its caller waits.)
             return self.hold_for_incoming(now, key, &name, ctx);
         }
         let home = match &placement {
