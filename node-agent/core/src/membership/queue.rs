@@ -197,7 +197,7 @@ mod tests {
         let mut id = [k / 2; 32];
         id[31] = k;
         // Some with their info, most without.
-        let info = (k % 3 == 0).then(|| info(NodeId(id)));
+        let info = k.is_multiple_of(3).then(|| info(NodeId(id)));
         Update { id: NodeId(id), incarnation: u32::from(k % 5), status: Status::Alive, info }
     }
 

@@ -283,7 +283,7 @@ mod tests {
             t.insert(member(k));
         }
         let mut batch: Vec<Member> = order[1000..].iter().map(|&k| member(k)).collect();
-        batch.sort_by(|a, b| a.info.id.cmp(&b.info.id));
+        batch.sort_by_key(|a| a.info.id);
         let ranked = batch.into_iter().map(|m| (t.rank(&m.info.id), m)).collect();
         t.insert_ranked(ranked);
         assert_eq!(t.len(), 3000);
