@@ -118,6 +118,9 @@ pub struct Node {
 /// Host reads whose answer size is tracked at once; beyond it, reads go uncounted.
 const HOST_READS_MAX: usize = 4096;
 
+/// The output queue's capacity kept once it is drained; a larger one is freed.
+const OUT_KEPT: usize = 64;
+
 impl Node {
     /// A node that knows only itself. `seed` drives every random choice; `restored` is what a
     /// previous life persisted.
@@ -323,7 +326,16 @@ impl Node {
     /// The next thing to do, if any.
     pub fn poll_output(&mut self) -> Option<Output> {
         loop {
-            match self.out.pop_front()? {
+            let Some(next) = self.out.pop_front() else {
+                // Merging a full state queues one event per newcomer: give that space back
+                // once drained, or every node keeps its largest burst for ever (at 10,000
+                // simulated nodes, 10,000 outputs each: most of the memory).
+                if self.out.capacity() > OUT_KEPT {
+                    self.out = VecDeque::new();
+                }
+                return None;
+            };
+            match next {
                 Output::Reply { id, reply } if id.0 >= functions::INTERNAL_REQUEST => {
                     let now = self.now;
                     let mut ctx =

@@ -494,10 +494,11 @@ pub struct Objects {
     next_anti_entropy: Time,
     /// Peers with a live transport session (as the driver reports them).
     connected: BTreeSet<NodeId>,
-    /// When digests were last sent to each peer because it came up: a reconnection that
-    /// is also a return to alive triggers both paths at the same instant; one exchange is
-    /// enough.
-    digests_at: BTreeMap<NodeId, Time>,
+    /// The peers digests were sent to because they came up, at the instant in `.0`: a
+    /// reconnection that is also a return to alive triggers both paths at the same instant;
+    /// one exchange is enough. Only that instant matters, so earlier ones are forgotten: a
+    /// map of every peer ever seen up was O(n) per node, 6 GB over 10,000 simulated nodes.
+    digests_now: (Time, BTreeSet<NodeId>),
     /// Replicas added by placement beside the rendezvous set, per source (a function's
     /// registry record), and the same per object.
     added: BTreeMap<String, Vec<(ObjectName, NodeId)>>,
@@ -532,7 +533,7 @@ impl Objects {
             ack_waits: VecDeque::new(),
             next_anti_entropy,
             connected: BTreeSet::new(),
-            digests_at: BTreeMap::new(),
+            digests_now: (now, BTreeSet::new()),
             added: BTreeMap::new(),
             extra: BTreeMap::new(),
             stats: Stats::default(),
@@ -741,7 +742,10 @@ impl Objects {
     /// healed): compare digests with it and re-ask it for anything still being fetched.
     pub fn peer_up(&mut self, now: Time, peer: NodeId, members: &Membership, out: &mut VecDeque<Output>) {
         self.now = now;
-        if self.digests_at.insert(peer, now) != Some(now) {
+        if self.digests_now.0 != now {
+            self.digests_now = (now, BTreeSet::new());
+        }
+        if self.digests_now.1.insert(peer) {
             self.send_digests(Some(peer), members, out);
         }
         let waiting: Vec<ObjectName> = self.fetches.keys().cloned().collect();
@@ -828,6 +832,10 @@ impl Objects {
     /// Timers: batched sync, deadlines, quorum retries, anti-entropy.
     pub fn handle_timeout(&mut self, now: Time, members: &Membership, out: &mut VecDeque<Output>) {
         self.now = now;
+        if self.digests_now.0 != now {
+            // A past instant's peers: free them (after a join, thousands) before the next one.
+            self.digests_now = (now, BTreeSet::new());
+        }
         self.expire(now, members, out);
         if now >= self.next_anti_entropy {
             self.next_anti_entropy = now + self.cfg.anti_entropy_interval;
