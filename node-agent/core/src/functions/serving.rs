@@ -81,7 +81,8 @@ impl Functions {
             !by.is_empty()
         });
         let names: BTreeSet<String> = self.facts.keys().chain(self.remote_facts.keys()).cloned().collect();
-        let nodes = super::policy::candidates(ctx.membership, now);
+        // Indexing every member is the costly part: only when some function is decided here.
+        let mut nodes = None;
         let policy = Policy::new(self.cfg.policy.clone());
         for name in names {
             let Some(Ok(reg)) = super::local_entry(ctx.objects, &name) else {
@@ -122,7 +123,8 @@ impl Functions {
             };
             let rtt = measured_rtt(self.me, ctx.membership);
             let mut rng = decision_rng(self.seed, &name, now);
-            let set = policy.spread(now_s, &subject, &merged, &nodes, &rtt, &pl.serving, &mut rng);
+            let nodes = nodes.get_or_insert_with(|| super::policy::candidates(ctx.membership, now));
+            let set = policy.spread(now_s, &subject, &merged, nodes, &rtt, &pl.serving, &mut rng);
             let mut want: Vec<NodeId> = Vec::new();
             for s in &set {
                 if !want.contains(&s.node) {
