@@ -282,7 +282,7 @@ fn acknowledged_writes_survive_kill_9_of_the_agent_written_to() {
     }
 
     // A torn tail (a write cut by the kill) is only a warning, never a panic.
-    let log = strip_ansi(&c.agents[victim].log_text());
+    let log = c.agents[victim].log_text();
     assert!(!log.contains("panicked"), "the agent panicked: {log}");
     let torn: Vec<&str> = log.lines().filter(|l| l.contains("torn tail")).collect();
     for l in &torn {
@@ -354,24 +354,6 @@ fn an_agent_restarted_twice_in_quick_succession_is_back_in_the_mesh_at_once() {
 
 fn len(v: &Value) -> usize {
     v.as_object().map_or(0, serde_json::Map::len)
-}
-
-/// `text` without ANSI colour sequences (the agent's log may be coloured).
-fn strip_ansi(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars();
-    while let Some(ch) = chars.next() {
-        if ch == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(ch);
-        }
-    }
-    out
 }
 
 /// Runs `ip ARGS…`.

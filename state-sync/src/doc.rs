@@ -164,6 +164,13 @@ impl Document {
         object_json(&self.doc, &ROOT, ObjType::Map, 0)
     }
 
+    /// The value at the top-level `key`, read like [`Document::value`], or `None` if the
+    /// document has no such key. Cheaper than reading the whole document for one field.
+    pub fn value_at(&self, key: &str) -> Option<Json> {
+        let (v, id) = self.doc.get(&ROOT, key).ok()??;
+        Some(value_json(&self.doc, v, &id, 0))
+    }
+
     /// The current heads.
     pub fn heads(&self) -> Heads {
         Heads(self.doc.get_heads())

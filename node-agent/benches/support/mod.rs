@@ -33,24 +33,6 @@ pub fn load_average() -> String {
         .join(" ")
 }
 
-/// `s` without ANSI escape sequences (agents colour their logs).
-pub fn strip_ansi(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 /// The `liquid` binary cargo built for this bench, with no `LIQUID_*` or `RUST_LOG` from the
 /// caller's environment (they would change what is measured).
 pub fn liquid_cmd() -> Result<Command> {
@@ -121,7 +103,7 @@ impl Agent {
 
     /// The agent's log so far, without colours.
     pub fn log_text(&self) -> String {
-        strip_ansi(&std::fs::read_to_string(&self.log).unwrap_or_default())
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// The last 30 lines of the log (for error messages).

@@ -27,10 +27,9 @@ use serde::{Deserialize, Serialize};
 
 use super::lease::{Denial, Holder, Verdict};
 use super::record::{Placement, promise_of, promise_op};
-use super::{Ctx, Functions, INTERNAL_REQUEST, Message, Origin, Registered, Stage, registry_object};
+use super::{Ctx, Functions, Message, Origin, Registered, Stage, registry_object};
 use crate::membership::Status;
 use crate::node::Output;
-use crate::objects::{Change, Durability, Request, RequestId};
 use crate::{NodeId, Time};
 
 /// How long a call may wait for its actor's activation to be able to serve.
@@ -507,17 +506,15 @@ impl Functions {
             // Durable before the snapshot leaves: restarted, this node must not serve at
             // this epoch again (the target may serve the same state at the next).
             let epoch = act.holder.epoch;
-            let write = registry_object(name).and_then(|o| {
-                let path = state_sync::Path::parse(&format!("handoffs.{}", self.me)).map_err(|e| e.to_string())?;
-                Ok((o, state_sync::ops::Op::Set { path, value: epoch.into(), text: false }))
-            });
-            match write {
-                Ok((object, op)) => {
-                    let req = INTERNAL_REQUEST + self.next_id();
+            let written =
+                state_sync::Path::parse(&format!("handoffs.{}", self.me)).map_err(|e| e.to_string()).and_then(|path| {
+                    let op = state_sync::ops::Op::Set { path, value: epoch.into(), text: false };
+                    self.write_registry(now, name, op, ctx)
+                });
+            match written {
+                // The reply is matched by request id, and comes after this returns.
+                Ok(req) => {
                     self.marks_waiting.insert(req, (name.to_string(), epoch));
-                    let request =
-                        Request::Write { object, change: Change::Ops(vec![op]), durability: Durability::Local };
-                    ctx.objects.handle_request(now, RequestId(req), request, ctx.membership, ctx.out);
                 }
                 Err(e) => self.roll_back(now, name, format!("hand-off marker: {e}"), ctx),
             }
@@ -655,13 +652,9 @@ impl Functions {
                 match self.granter.ask(now, &name, from, epoch, base) {
                     Verdict::Grant => self.reply_lease(now, from, Message::LeaseGrant { name, epoch, sent }, ctx),
                     Verdict::GrantAfterPersist(p) => {
-                        let write = registry_object(&name).and_then(|o| promise_op(&self.me, p).map(|op| (o, op)));
-                        if let Ok((object, op)) = write {
-                            let req = INTERNAL_REQUEST + self.next_id();
+                        let written = promise_op(&self.me, p).and_then(|op| self.write_registry(now, &name, op, ctx));
+                        if let Ok(req) = written {
                             self.grants_waiting.insert(req, (from, Message::LeaseGrant { name, epoch, sent }));
-                            let change = Change::Ops(vec![op]);
-                            let request = Request::Write { object, change, durability: Durability::Local };
-                            ctx.objects.handle_request(now, RequestId(req), request, ctx.membership, ctx.out);
                         }
                     }
                     Verdict::Deny(denial) => {
@@ -762,9 +755,9 @@ impl Functions {
         let moved = act.holder.base != 0;
         let (epoch, reason) = (act.holder.epoch, act.reason.clone());
         let Ok(op) = pl.op() else { return };
-        let req = INTERNAL_REQUEST + self.next_id();
-        let request = Request::Write { object, change: Change::Ops(vec![op]), durability: Durability::Local };
-        ctx.objects.handle_request(now, RequestId(req), request, ctx.membership, ctx.out);
+        if self.write_registry(now, name, op, ctx).is_err() {
+            return;
+        }
         if moved {
             self.event(name, "activated", None, epoch, reason);
         }

@@ -607,6 +607,17 @@ impl Functions {
         self.next
     }
 
+    /// Applies `op` to `name`'s registry document as this node's own local write (durable on
+    /// this node's disk, then synced like any object); returns the internal request id its
+    /// reply will carry.
+    fn write_registry(&mut self, now: Time, name: &str, op: Op, ctx: &mut Ctx<'_>) -> Result<u64, String> {
+        let object = registry_object(name)?;
+        let req = INTERNAL_REQUEST + self.next_id();
+        let request = Request::Write { object, change: Change::Ops(vec![op]), durability: Durability::Local };
+        ctx.objects.handle_request(now, RequestId(req), request, ctx.membership, ctx.out);
+        Ok(req)
+    }
+
     /// An invocation from the API or from a running function (`depth` > 0).
     pub fn handle_invoke(
         &mut self,
@@ -807,18 +818,11 @@ impl Functions {
         if done.fetched
             && let Some(key) = self.executing.get(&id)
             && let Some(p) = self.pending.get(key)
-            && let Ok(object) = registry_object(&p.name)
             && let Ok(path) = state_sync::Path::parse(&format!("holders.{}", self.me))
         {
-            let req = INTERNAL_REQUEST + self.next_id();
-            let change = Change::Ops(vec![Op::Set { path, value: Json::Bool(true), text: false }]);
-            ctx.objects.handle_request(
-                now,
-                RequestId(req),
-                Request::Write { object, change, durability: Durability::Local },
-                ctx.membership,
-                ctx.out,
-            );
+            let name = p.name.clone();
+            // A name that made it this far has a registry object: nothing to report.
+            let _ = self.write_registry(now, &name, Op::Set { path, value: Json::Bool(true), text: false }, ctx);
         }
         if let Some(key) = self.executing.remove(&id) {
             if let Some(p) = self.pending.get(&key) {

@@ -12,7 +12,6 @@ use super::actor::Phase;
 use super::{Ctx, Functions, record, secs};
 use crate::membership::{Membership, Status};
 use crate::objects::placement::hash64;
-use crate::objects::{Change, Durability, Request, RequestId};
 use crate::{NodeId, Time};
 use state_sync::ObjectName;
 
@@ -150,10 +149,7 @@ impl Functions {
         }
         list.push((object.clone(), node));
         let op = record::replicas_op(&list)?;
-        let registry = super::registry_object(name)?;
-        let req = super::INTERNAL_REQUEST + self.next_id();
-        let write = Request::Write { object: registry, change: Change::Ops(vec![op]), durability: Durability::Local };
-        ctx.objects.handle_request(now, RequestId(req), write, ctx.membership, ctx.out);
+        self.write_registry(now, name, op, ctx)?;
         self.migrations.replicas_added += 1;
         self.event(name, "replica_added", Some(node), 0, format!("{object}: {why}"));
         Ok(())

@@ -107,7 +107,17 @@ pub const ADDED_REPLICAS_MAX: usize = 16;
 /// (a list of `{ "object": NAME, "node": ID }`; damaged entries are skipped, at most
 /// [`ADDED_REPLICAS_MAX`] are read).
 pub fn added_replicas(doc: &Json) -> Vec<(ObjectName, NodeId)> {
-    let Some(list) = doc.get("replicas").and_then(Json::as_array) else { return Vec::new() };
+    doc.get("replicas").map(replicas_in).unwrap_or_default()
+}
+
+/// [`added_replicas`] of a registry document, reading only its `replicas` field (checked on
+/// every registry change, and lease renewals change the document every few seconds).
+pub fn added_replicas_of(doc: &state_sync::Document) -> Vec<(ObjectName, NodeId)> {
+    doc.value_at("replicas").as_ref().map(replicas_in).unwrap_or_default()
+}
+
+fn replicas_in(list: &Json) -> Vec<(ObjectName, NodeId)> {
+    let Some(list) = list.as_array() else { return Vec::new() };
     list.iter()
         .filter_map(|e| {
             let object = ObjectName::parse(e.get("object")?.as_str()?).ok()?;
@@ -116,16 +126,6 @@ pub fn added_replicas(doc: &Json) -> Vec<(ObjectName, NodeId)> {
         })
         .take(ADDED_REPLICAS_MAX)
         .collect()
-}
-
-/// [`added_replicas`] of a registry document, without reading the whole document when it
-/// has none (the common case, checked on every registry change).
-pub fn added_replicas_of(doc: &state_sync::Document) -> Vec<(ObjectName, NodeId)> {
-    use state_sync::automerge::ReadDoc;
-    match doc.automerge().get(state_sync::automerge::ROOT, "replicas") {
-        Ok(Some(_)) => added_replicas(&doc.value()),
-        _ => Vec::new(),
-    }
 }
 
 /// The operation that stores the added replicas (the whole list: only the function's home
@@ -198,5 +198,18 @@ mod tests {
             .map(|i| serde_json::json!({"object": format!("o/{i}"), "node": NodeId([1; 32]).to_string()}))
             .collect();
         assert_eq!(added_replicas(&serde_json::json!({ "replicas": many })).len(), ADDED_REPLICAS_MAX);
+    }
+
+    #[test]
+    fn added_replicas_of_a_document_reads_its_replicas_field() {
+        let mut doc = state_sync::Document::new(state_sync::automerge::ActorId::from(b"record".as_slice()));
+        assert!(added_replicas_of(&doc).is_empty());
+        let lease = Op::Set { path: state_sync::Path::parse("leases.x").unwrap(), value: Json::from(3), text: false };
+        doc.apply(&[lease], 0).unwrap();
+        assert!(added_replicas_of(&doc).is_empty());
+        let list = vec![(ObjectName::parse("sensors/a").unwrap(), NodeId([1; 32]))];
+        doc.apply(&[replicas_op(&list).unwrap()], 0).unwrap();
+        assert_eq!(added_replicas_of(&doc), list);
+        assert_eq!(added_replicas_of(&doc), added_replicas(&doc.value()));
     }
 }

@@ -25,10 +25,9 @@ use serde_json::Value as Json;
 use super::actor::Prefetch;
 use super::policy::{decision_rng, measured_rtt};
 use super::record::Placement;
-use super::{Ctx, FACTS_HALF_LIFE_S, Functions, INTERNAL_REQUEST, Message, Registered, registry_object, secs};
+use super::{Ctx, FACTS_HALF_LIFE_S, Functions, Message, Registered, registry_object, secs};
 use crate::membership::Status;
 use crate::node::Output;
-use crate::objects::{Change, Durability, Request, RequestId};
 use crate::{NodeId, Time};
 
 /// How long a new serving node may take to fetch and compile the module before the set
@@ -178,9 +177,7 @@ impl Functions {
         pl.reason = sp.reason;
         let Ok(op) = pl.op() else { return };
         self.spread_at.insert(name.to_string(), now);
-        let req = INTERNAL_REQUEST + self.next_id();
-        let request = Request::Write { object, change: Change::Ops(vec![op]), durability: Durability::Local };
-        ctx.objects.handle_request(now, RequestId(req), request, ctx.membership, ctx.out);
+        let _ = self.write_registry(now, name, op, ctx);
     }
 
     /// Serving-set messages.
