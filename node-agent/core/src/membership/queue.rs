@@ -208,39 +208,32 @@ impl GossipQueue {
 
     /// Indices of the `n` first changes in send order, in that order.
     fn least(&self, n: usize) -> Vec<usize> {
-        // (rank, index), in send order.
-        let mut best: Vec<(u64, usize)> = Vec::with_capacity(n + 1);
         if n == 0 {
             return Vec::new();
         }
-        // The rank of the last of the best once there are `n`: most entries are passed over
-        // on one comparison with it.
+        let order = |a: &(u64, u32), b: &(u64, u32)| {
+            a.0.cmp(&b.0).then_with(|| self.items[a.1 as usize].id().cmp(self.items[b.1 as usize].id()))
+        };
+        // Candidates, cut back to the `n` first whenever there are `2n`: each cut is linear,
+        // so the pass is too. (Insertion into a sorted list of the `n` first, fine for the
+        // few a message takes, shifts half the list per candidate at this size.)
+        let mut best: Vec<(u64, u32)> = Vec::with_capacity(2 * n);
+        // No candidate ranked above this can be among the `n` first.
         let mut bar = u64::MAX;
-        let after =
-            |a: (u64, usize), b: (u64, usize)| a.0 > b.0 || (a.0 == b.0 && self.items[a.1].id() > self.items[b.1].id());
         for (i, &r) in self.ranks.iter().enumerate() {
             if r > bar {
                 continue;
             }
-            if best.len() == n {
-                if after((r, i), best[n - 1]) {
-                    continue;
-                }
-                best.pop();
-            }
-            // Insertion from the back: `best` is short.
-            let mut at = best.len();
-            best.push((r, i));
-            while at > 0 && after(best[at - 1], (r, i)) {
-                best[at] = best[at - 1];
-                at -= 1;
-            }
-            best[at] = (r, i);
-            if best.len() == n {
+            best.push((r, i as u32));
+            if best.len() == 2 * n {
+                best.select_nth_unstable_by(n - 1, order);
+                best.truncate(n);
                 bar = best[n - 1].0;
             }
         }
-        best.into_iter().map(|(_, i)| i).collect()
+        best.sort_unstable_by(order);
+        best.truncate(n);
+        best.into_iter().map(|(_, i)| i as usize).collect()
     }
 
     /// The send order between two entries: fewest sends first, then by id.
