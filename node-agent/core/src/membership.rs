@@ -745,15 +745,22 @@ impl Membership {
     }
 
     fn merge(&mut self, now: Time, update: Update, from: Option<NodeId>, out: &mut VecDeque<Output>) {
-        if let Some(u) = self.apply(now, update, from, out) {
-            self.enqueue_gossip(u);
+        if let Some((u, info)) = self.apply(now, update, from, out) {
+            self.enqueue_gossip(u, info);
         }
     }
 
     /// Applies one claim; returns it (completed with the member's info if it is an `alive`
-    /// claim) when it changed the view and should be spread. `from` is the peer that told us,
-    /// `None` for this node's own decisions.
-    fn apply(&mut self, now: Time, mut u: Update, from: Option<NodeId>, out: &mut VecDeque<Output>) -> Option<Update> {
+    /// claim) when it changed the view and should be spread, with the member's info (which the
+    /// gossip queue keeps, so it need not look the member up again). `from` is the peer that
+    /// told us, `None` for this node's own decisions.
+    fn apply(
+        &mut self,
+        now: Time,
+        mut u: Update,
+        from: Option<NodeId>,
+        out: &mut VecDeque<Output>,
+    ) -> Option<(Update, Arc<NodeInfo>)> {
         if u.id == self.me.id {
             self.about_me(&u, from, out);
             return None;
@@ -761,10 +768,12 @@ impl Membership {
         if u.info.as_ref().is_some_and(|i| i.id != u.id) {
             return None;
         }
-        match self.members.find(&u.id) {
+        let info = match self.members.find(&u.id) {
             None => {
                 let m = self.admit(now, &u, from, self.members.len(), out)?;
+                let info = m.info.clone();
                 self.members.insert(m);
+                info
             }
             Some(i) => {
                 let timeout = self.suspicion_timeout();
@@ -775,12 +784,13 @@ impl Membership {
                 if !changed {
                     return None;
                 }
+                self.members.get(i).info.clone()
             }
-        }
+        };
         if u.status == Status::Alive && u.info.is_none() {
             return None;
         }
-        Some(u)
+        Some((u, info))
     }
 
     /// Merges a full state: what [`Membership::apply`] does for each entry in turn, without
@@ -926,24 +936,16 @@ impl Membership {
             status: Status::Alive,
             info: Some(self.me.clone()),
         };
-        self.enqueue_gossip(alive.clone());
+        self.enqueue_gossip(alive.clone(), self.me.clone());
         if let Some(peer) = from {
             // Tell the one who said it directly: across a healed partition, nobody else would.
             out.push_back(Output::send(peer, Message::Gossip { updates: vec![alive] }));
         }
     }
 
-    /// Queues a change about the node itself or a member in the table (the queue keeps the
-    /// member's info, which a change without one takes from the table).
-    fn enqueue_gossip(&mut self, update: Update) {
-        let info = match &update.info {
-            Some(info) => info.clone(),
-            None if update.id == self.me.id => self.me.clone(),
-            None => match self.members.find(&update.id) {
-                Some(i) => self.members.get(i).info.clone(),
-                None => return,
-            },
-        };
+    /// Queues a change about the node itself or a member; `info` is that node's info, which
+    /// the queue keeps (a change without info takes it from there when sent).
+    fn enqueue_gossip(&mut self, update: Update, info: Arc<NodeInfo>) {
         if self.gossip.push(&update, info, self.cfg.gossip_queue_max) {
             self.stats.gossip_dropped += 1;
         }
