@@ -473,11 +473,20 @@ impl<'a> Engine<'a> {
         if !self.wake_current(i, life) {
             return;
         }
-        self.nodes[i as usize].wake = NEVER;
         let now = self.now;
-        if let Some(n) = self.nodes[i as usize].node.as_mut()
-            && n.poll_timeout() <= now
-        {
+        let sn = &mut self.nodes[i as usize];
+        sn.wake = NEVER;
+        if let Some(n) = sn.node.as_mut() {
+            let t = n.poll_timeout();
+            if t > now {
+                // A wake-up for a timer that has since moved later (mostly a probe answered
+                // before its deadline: a third of all wake-ups). Nothing is due, and every
+                // output was carried out after the input that moved it: queue the real one.
+                sn.wake = t;
+                let life = sn.life;
+                self.push(t, Ev::Wake { node: i, life });
+                return;
+            }
             n.handle_timeout(now);
         }
         self.drain(i);

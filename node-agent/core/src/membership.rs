@@ -734,7 +734,7 @@ impl Membership {
     }
 
     fn merge_all(&mut self, now: Time, updates: Vec<Update>, from: Option<NodeId>, out: &mut VecDeque<Output>) {
-        self.members.warm(updates.iter().map(|u| &u.id));
+        self.members.warm(updates.iter().map(|u| (&u.id, u.info.as_ref())));
         for u in updates {
             self.merge(now, u, from, out);
         }
@@ -768,7 +768,7 @@ impl Membership {
         if u.info.as_ref().is_some_and(|i| i.id != u.id) {
             return None;
         }
-        let info = match self.members.find(&u.id) {
+        let info = match self.members.find_claimed(&u.id, u.info.as_ref()) {
             None => {
                 let m = self.admit(now, &u, from, self.members.len(), out)?;
                 let info = m.info.clone();
@@ -833,7 +833,7 @@ impl Membership {
                 k += 1;
             }
             let known = n + fresh.len();
-            if k < n && members.nth_is(k, key, &u.id) {
+            if k < n && members.nth_is(k, key, &u.id, u.info.as_ref()) {
                 let slot = members.nth_slot(k);
                 let timeout = self.suspicion_timeout_for(known + 1);
                 self.refresh(now, members.get_mut(slot), &mut u, Some(from), timeout, out);
@@ -955,8 +955,13 @@ impl Membership {
         if self.gossip.is_empty() {
             return Vec::new();
         }
-        let limit = self.cfg.retransmit_mult * log10_ceil(self.members.len() + 2);
+        let limit = self.retransmit_limit();
         self.gossip.take(self.cfg.gossip_per_message, limit)
+    }
+
+    /// How many times a change is sent (or heard from others) before it is forgotten.
+    fn retransmit_limit(&self) -> u32 {
+        self.cfg.retransmit_mult * log10_ceil(self.members.len() + 2)
     }
 
     fn suspicion_timeout(&self) -> Duration {

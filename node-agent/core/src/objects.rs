@@ -742,11 +742,16 @@ impl Objects {
     /// healed): compare digests with it and re-ask it for anything still being fetched.
     pub fn peer_up(&mut self, now: Time, peer: NodeId, members: &Membership, out: &mut VecDeque<Output>) {
         self.now = now;
-        if self.digests_now.0 != now {
-            self.digests_now = (now, BTreeSet::new());
-        }
-        if self.digests_now.1.insert(peer) {
-            self.send_digests(Some(peer), members, out);
+        // With nothing to describe there is nothing to send, and the bookkeeping of who was
+        // sent digests at this instant (an allocation per instant) is most of the cost of a
+        // peer coming up: a mesh-wide refutation makes every node call this for every member.
+        if !self.objects.is_empty() {
+            if self.digests_now.0 != now {
+                self.digests_now = (now, BTreeSet::new());
+            }
+            if self.digests_now.1.insert(peer) {
+                self.send_digests(Some(peer), members, out);
+            }
         }
         let waiting: Vec<ObjectName> = self.fetches.keys().cloned().collect();
         for object in waiting {
