@@ -647,7 +647,7 @@ impl Functions {
                 if let Ok(object) = registry_object(&name)
                     && let Some(doc) = ctx.objects.doc(&object)
                 {
-                    self.granter.restore(&name, promise_of(&doc.value(), &self.me));
+                    self.granter.restore(&name, promise_of(doc, &self.me));
                 }
                 match self.granter.ask(now, &name, from, epoch, base) {
                     Verdict::Grant => self.reply_lease(now, from, Message::LeaseGrant { name, epoch, sent }, ctx),

@@ -139,11 +139,15 @@ pub fn replicas_op(list: &[(ObjectName, NodeId)]) -> Result<Op, String> {
 }
 
 /// A granter's durable promise as stored in the registry document at `leases.<granter>`.
-pub fn promise_of(doc: &Json, granter: &NodeId) -> Promise {
-    doc.get("leases")
-        .and_then(|l| l.get(granter.to_string()))
-        .and_then(|v| serde_json::from_value(v.clone()).ok())
-        .unwrap_or_default()
+/// Reads only the `leases` field: a lease ask comes every few seconds per actor, and the
+/// whole document (placement, serving set, replicas) as JSON would be read for one entry.
+pub fn promise_of(doc: &state_sync::Document, granter: &NodeId) -> Promise {
+    doc.value_at("leases").as_ref().map(|l| promise_in(l, granter)).unwrap_or_default()
+}
+
+/// [`promise_of`], given the document's `leases` field.
+fn promise_in(leases: &Json, granter: &NodeId) -> Promise {
+    leases.get(granter.to_string()).and_then(|v| serde_json::from_value(v.clone()).ok()).unwrap_or_default()
 }
 
 /// The operation that stores a granter's promise.
@@ -172,8 +176,11 @@ mod tests {
         assert_eq!(Placement::from_value(&p.to_value()), Some(p));
         assert_eq!(Placement::from_value(&serde_json::json!({"home": "nope"})), None);
         assert_eq!(Placement::from_value(&serde_json::json!(7)), None);
-        let doc = serde_json::json!({"leases": {NodeId([1; 32]).to_string(): {"promised": 4, "granted": 3}}});
-        assert_eq!(promise_of(&doc, &NodeId([1; 32])), Promise { promised: 4, granted: 3 });
+        let mut doc = state_sync::Document::new(state_sync::automerge::ActorId::from(b"record".as_slice()));
+        assert_eq!(promise_of(&doc, &NodeId([1; 32])), Promise::default());
+        let p = Promise { promised: 4, granted: 3 };
+        doc.apply(&[promise_op(&NodeId([1; 32]), p).unwrap()], 0).unwrap();
+        assert_eq!(promise_of(&doc, &NodeId([1; 32])), p);
         assert_eq!(promise_of(&doc, &NodeId([2; 32])), Promise::default());
     }
 
