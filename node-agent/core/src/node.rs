@@ -298,11 +298,16 @@ impl Node {
     /// Tells the other subsystems about members that came (back) to life among the outputs
     /// membership just produced.
     fn after_membership(&mut self, now: Time, before: usize) {
+        // A node with no objects and nothing to fetch has nothing to do for a peer coming up;
+        // collecting them anyway cost every node a growing list per merged full state.
+        let wants_ups = self.objects.wants_peer_ups();
         let mut ups = Vec::new();
         let mut downs = Vec::new();
         for o in self.out.range(before..) {
             match o {
-                Output::Event(c) if c.to == Status::Alive && c.from != Some(Status::Alive) => ups.push(c.id),
+                Output::Event(c) if wants_ups && c.to == Status::Alive && c.from != Some(Status::Alive) => {
+                    ups.push(c.id)
+                }
                 Output::Event(c) if matches!(c.to, Status::Down | Status::Left) => downs.push(c.id),
                 _ => {}
             }

@@ -738,6 +738,18 @@ impl Objects {
         self.connected.remove(&peer);
     }
 
+    /// Whether [`Objects::peer_up`] has anything to do: with no object held, none being
+    /// fetched and no pending work for [`Objects::pump`] there is nobody to send digests or
+    /// fetch requests to.
+    pub fn wants_peer_ups(&self) -> bool {
+        !self.objects.is_empty()
+            || !self.fetches.is_empty()
+            || !self.quorums.is_empty()
+            || self.sync_at.is_some()
+            || !self.disk_dirty.is_empty()
+            || !self.disk_waiting.is_empty()
+    }
+
     /// `peer` became alive in the membership view (it joined, returned, or a partition
     /// healed): compare digests with it and re-ask it for anything still being fetched.
     pub fn peer_up(&mut self, now: Time, peer: NodeId, members: &Membership, out: &mut VecDeque<Output>) {
