@@ -739,7 +739,7 @@ impl Objects {
     }
 
     /// Whether [`Objects::peer_up`] has anything to do: with no object held, none being
-    /// fetched and no pending work for [`Objects::pump`] there is nobody to send digests or
+    /// fetched and no pending storage, sync or quorum work there is nobody to send digests or
     /// fetch requests to.
     pub fn wants_peer_ups(&self) -> bool {
         !self.objects.is_empty()
