@@ -955,13 +955,8 @@ impl Membership {
         if self.gossip.is_empty() {
             return Vec::new();
         }
-        let limit = self.retransmit_limit();
+        let limit = self.cfg.retransmit_mult * log10_ceil(self.members.len() + 2);
         self.gossip.take(self.cfg.gossip_per_message, limit)
-    }
-
-    /// How many times a change is sent (or heard from others) before it is forgotten.
-    fn retransmit_limit(&self) -> u32 {
-        self.cfg.retransmit_mult * log10_ceil(self.members.len() + 2)
     }
 
     fn suspicion_timeout(&self) -> Duration {
