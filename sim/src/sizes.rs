@@ -94,8 +94,15 @@ impl Sizer {
                 (M::PingReq { seq: *seq, target: *target, gossip: Vec::new() }, gossip)
             }
             Message::Membership(M::Gossip { updates }) => (M::Gossip { updates: Vec::new() }, updates),
-            Message::Membership(M::State { entries, digest, respond }) => {
-                (M::State { entries: Vec::new(), digest: *digest, respond: *respond }, entries)
+            Message::Membership(M::State { entries, digest, respond, part }) => {
+                (M::State { entries: Vec::new(), digest: *digest, respond: *respond, part: part.clone() }, entries)
+            }
+            Message::Membership(M::Digest { digest, buckets }) if !buckets.is_empty() => {
+                // With one zero bucket (two bytes: the list's header and the zero), then each
+                // bucket as the unsigned integer it is.
+                let one = encoded_len(&Message::Membership(M::Digest { digest: *digest, buckets: vec![0] }));
+                let each: usize = buckets.iter().map(|&b| header_len(b)).sum();
+                return one - 2 + header_len(buckets.len() as u64) + each;
             }
             // Objects and anything else: the real encoding, every time.
             _ => return encoded_len(msg),
@@ -132,6 +139,7 @@ mod tests {
     use super::*;
     use crate::engine::node_id;
     use liquid_core::Tier;
+    use liquid_core::membership::Part;
     use liquid_core::objects::Message as O;
 
     fn info(id: NodeId, k: u32) -> Arc<NodeInfo> {
@@ -170,9 +178,22 @@ mod tests {
                 M::Ack { seq: seqs[(n + 1) % 4], gossip: updates.clone() },
                 M::PingReq { seq: 7, target: ids[n % 300], gossip: updates.clone() },
                 M::Gossip { updates: updates.clone() },
-                M::State { entries: updates.clone(), digest: u64::MAX - n as u64, respond: n % 2 == 0 },
+                M::State { entries: updates.clone(), digest: u64::MAX - n as u64, respond: n % 2 == 0, part: None },
+                M::State {
+                    entries: updates.clone(),
+                    digest: 3,
+                    respond: true,
+                    part: Some(Part {
+                        buckets: 256,
+                        digests: (0..n as u16).map(|i| (i, u64::from(i) << 40)).collect(),
+                    }),
+                },
                 M::Join { info: infos[n % 300].clone(), incarnation: 300 },
-                M::Digest { digest: n as u64 },
+                M::Digest { digest: n as u64, buckets: Vec::new() },
+                M::Digest {
+                    digest: n as u64,
+                    buckets: (0..n as u64).map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (i % 64)).collect(),
+                },
             ];
             for m in msgs {
                 let msg = Message::Membership(m);

@@ -18,7 +18,10 @@
 //! 3. **Dissemination.** Changes are piggybacked on pings and acks, each retransmitted
 //!    `retransmit_mult × log10(n + 1)` times.
 //! 4. **Anti-entropy.** Every `sync_interval` a node sends a 64-bit digest of its whole view to
-//!    a random member; only if the digests differ do the two exchange full states (push-pull).
+//!    a random member, with the digests of its buckets (the view cut by the first bits of
+//!    member ids); only if the digests differ do the two exchange states (push-pull), and
+//!    only the buckets that differ. During a boot or after a heal views differ in a few dozen
+//!    members out of thousands: full states were 63 % of all bytes at 1,000 nodes.
 //!    Every `reconnect_interval` a node does the same with a random *down* member, which is how
 //!    the two sides of a healed partition find each other again.
 //! 5. **Joining.** When the driver connects to a peer (bootstrap address, mDNS, a remembered
@@ -173,20 +176,40 @@ pub enum Message {
         /// The sender's current incarnation.
         incarnation: u32,
     },
-    /// "This is the digest of my view": answered with the full state if they differ.
+    /// "This is the digest of my view": answered, if they differ, with the part of the view
+    /// whose buckets differ (or the whole view, if `buckets` is empty).
     Digest {
         /// The sender's view digest.
         digest: u64,
+        /// The digests of the sender's view cut into `buckets.len()` buckets by the first bits
+        /// of member ids (a power of two, at most 256); empty from small views and older
+        /// agents, which get the whole view back.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        buckets: Vec<u64>,
     },
-    /// A full view, for push-pull anti-entropy.
+    /// A view, or the part of it in some buckets, for push-pull anti-entropy.
     State {
-        /// Every member the sender knows, itself included.
+        /// The sender itself, then the members it knows (those in `part`'s buckets, if given),
+        /// in id order.
         entries: Vec<Update>,
         /// The sender's digest, so the receiver can tell if it should push back.
         digest: u64,
         /// Whether the receiver should answer with its own state if the views still differ.
         respond: bool,
+        /// `None`: the whole view. Otherwise the buckets `entries` covers.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        part: Option<Part>,
     },
+}
+
+/// Which buckets of a view a [`Message::State`] carries.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Part {
+    /// How many buckets the id space is cut into (a power of two, at most 256).
+    pub buckets: u16,
+    /// Each bucket carried, in ascending order, with the sender's digest of it: the receiver
+    /// pushes back only the buckets that still differ once it has merged.
+    pub digests: Vec<(u16, u64)>,
 }
 
 impl Message {
@@ -292,6 +315,11 @@ impl Member {
     }
 }
 
+/// A member's entry in a state.
+fn entry_of(m: &Member) -> Update {
+    Update { id: m.info.id, incarnation: m.incarnation, status: m.status(), info: Some(m.info.clone()) }
+}
+
 /// [`Member::stamp`]: times beyond 2⁶² µs (146,000 years) are cut to it.
 fn stamp(status: Status, since: Time) -> u64 {
     (since.0.min(u64::MAX >> 2) << 2) | status as u64
@@ -327,6 +355,8 @@ pub struct Membership {
     counts: [usize; 4],
     /// XOR of the entry hashes of `members` (the node itself is mixed in on demand).
     members_digest: u64,
+    /// The same per bucket of [`BUCKETS`]: partial states send only the buckets that differ.
+    bucket_digests: Box<[u64; BUCKETS]>,
     gossip: GossipQueue,
     probe: Option<Probe>,
     next_probe_at: Time,
@@ -339,6 +369,26 @@ pub struct Membership {
     seq: u64,
     rng: ChaCha8Rng,
     stats: Stats,
+}
+
+/// The finest cut of the id space that digests are kept for: by an id's first byte.
+const BUCKETS: usize = 256;
+
+/// The bucket of `id` when the id space is cut into `buckets` (a power of two ≤ [`BUCKETS`]).
+fn bucket_of(id: &NodeId, buckets: usize) -> usize {
+    usize::from(id.0[0]) / (BUCKETS / buckets)
+}
+
+/// How many buckets a view of `n` members (the node itself included) is compared by: about
+/// four members each, so that a handful of differences costs a handful of buckets, and none
+/// below 64 members, where the whole view is smaller than the 256 bucket digests.
+fn buckets_for(n: usize) -> usize {
+    if n < 64 { 0 } else { (n / 4).next_power_of_two().min(BUCKETS) }
+}
+
+/// Whether a peer's bucket count is one this node can compare against.
+fn valid_buckets(b: usize) -> bool {
+    b.is_power_of_two() && b <= BUCKETS
 }
 
 fn entry_hash(id: &NodeId, incarnation: u32, status: Status) -> u64 {
@@ -390,6 +440,7 @@ impl Membership {
             members: Table::new(secret),
             counts: [0; 4],
             members_digest: 0,
+            bucket_digests: Box::new([0; BUCKETS]),
             gossip: GossipQueue::default(),
             probe: None,
             next_probe_at: now,
@@ -427,6 +478,33 @@ impl Membership {
     pub fn digest(&self) -> u64 {
         let me = if self.leaving { Status::Left } else { Status::Alive };
         self.members_digest ^ entry_hash(&self.me.id, self.incarnation, me)
+    }
+
+    /// The view's digests in `b` buckets (a power of two ≤ [`BUCKETS`]), the node itself
+    /// included.
+    fn bucket_digests(&self, b: usize) -> Vec<u64> {
+        let mut out = vec![0u64; b];
+        let per = BUCKETS / b;
+        for (i, d) in self.bucket_digests.iter().enumerate() {
+            out[i / per] ^= d;
+        }
+        let me = if self.leaving { Status::Left } else { Status::Alive };
+        out[bucket_of(&self.me.id, b)] ^= entry_hash(&self.me.id, self.incarnation, me);
+        out
+    }
+
+    /// Adds or removes a member's entry from the digests.
+    fn toggle_digest(&mut self, id: &NodeId, incarnation: u32, status: Status) {
+        let h = entry_hash(id, incarnation, status);
+        self.members_digest ^= h;
+        self.bucket_digests[usize::from(id.0[0])] ^= h;
+    }
+
+    /// The digest message for anti-entropy.
+    fn digest_message(&self) -> Message {
+        let b = buckets_for(self.members.len() + 1);
+        let buckets = if b == 0 { Vec::new() } else { self.bucket_digests(b) };
+        Message::Digest { digest: self.digest(), buckets }
     }
 
     /// Members known, the node itself excluded, by status: `[alive, suspect, down, left]`.
@@ -580,17 +658,42 @@ impl Membership {
                 // state: no need to ask for one back (that tripled the cost of every join).
                 self.send_state(from, false, out);
             }
-            Message::Digest { digest } => {
-                if digest != self.digest() {
-                    self.send_state(from, true, out);
+            Message::Digest { digest, buckets } => {
+                if digest == self.digest() {
+                    return;
                 }
+                let b = buckets.len();
+                if b == 0 || !valid_buckets(b) {
+                    self.send_state(from, true, out);
+                    return;
+                }
+                let mine = self.bucket_digests(b);
+                let differ = (0..b).filter(|&i| mine[i] != buckets[i]).collect();
+                self.send_part(from, true, &mine, differ, out);
             }
-            Message::State { entries, digest, respond } => {
-                // Full states are not re-gossiped: anti-entropy spreads them by itself, and
+            Message::State { entries, digest, respond, part } => {
+                // States are not re-gossiped: anti-entropy spreads them by itself, and
                 // re-gossiping every entry of every join would cost O(n²) messages.
                 self.merge_state(now, entries, from, out);
-                if respond && digest != self.digest() {
-                    self.send_state(from, false, out);
+                if !respond || digest == self.digest() {
+                    return;
+                }
+                match part.filter(|p| valid_buckets(usize::from(p.buckets))) {
+                    None => self.send_state(from, false, out),
+                    Some(p) => {
+                        let b = usize::from(p.buckets);
+                        let mine = self.bucket_digests(b);
+                        let mut differ: Vec<usize> = p
+                            .digests
+                            .iter()
+                            .map(|&(i, d)| (usize::from(i), d))
+                            .filter(|&(i, d)| i < b && mine[i] != d)
+                            .map(|(i, _)| i)
+                            .collect();
+                        differ.sort_unstable();
+                        differ.dedup();
+                        self.send_part(from, false, &mine, differ, out);
+                    }
                 }
             }
         }
@@ -631,7 +734,7 @@ impl Membership {
         if now >= self.next_sync_at {
             self.next_sync_at = now + self.cfg.sync_interval;
             if let Some(to) = self.random_member(|m| m.status() == Status::Alive, None) {
-                out.push_back(Output::send(to, Message::Digest { digest: self.digest() }));
+                out.push_back(Output::send(to, self.digest_message()));
             }
         }
         if now >= self.next_reconnect_at {
@@ -639,7 +742,7 @@ impl Membership {
             if self.counts[Status::Down.index()] > 0
                 && let Some(to) = self.random_member(|m| m.status() == Status::Down, None)
             {
-                out.push_back(Output::send(to, Message::Digest { digest: self.digest() }));
+                out.push_back(Output::send(to, self.digest_message()));
             }
         }
         if self.persist_dirty && now >= self.next_persist_at {
@@ -716,21 +819,45 @@ impl Membership {
         }
     }
 
-    fn send_state(&mut self, to: NodeId, respond: bool, out: &mut VecDeque<Output>) {
-        let mut entries = Vec::with_capacity(self.members.len() + 1);
-        entries.push(Update {
+    /// The node's own entry, first in every state.
+    fn my_entry(&self) -> Update {
+        Update {
             id: self.me.id,
             incarnation: self.incarnation,
             status: if self.leaving { Status::Left } else { Status::Alive },
             info: Some(self.me.clone()),
-        });
-        entries.extend(self.members.iter_by_id().map(|m| Update {
-            id: m.info.id,
-            incarnation: m.incarnation,
-            status: m.status(),
-            info: Some(m.info.clone()),
-        }));
-        out.push_back(Output::send(to, Message::State { entries, digest: self.digest(), respond }));
+        }
+    }
+
+    fn send_state(&mut self, to: NodeId, respond: bool, out: &mut VecDeque<Output>) {
+        let mut entries = Vec::with_capacity(self.members.len() + 1);
+        entries.push(self.my_entry());
+        entries.extend(self.members.iter_by_id().map(entry_of));
+        out.push_back(Output::send(to, Message::State { entries, digest: self.digest(), respond, part: None }));
+    }
+
+    /// Sends the members in buckets `differ` (ascending, each below `mine.len()`), where
+    /// `mine` are this view's bucket digests. Nothing if no bucket differs: the views then
+    /// differ only in buckets the peer did not ask about, which the next exchange compares.
+    fn send_part(&mut self, to: NodeId, respond: bool, mine: &[u64], differ: Vec<usize>, out: &mut VecDeque<Output>) {
+        if differ.is_empty() {
+            return;
+        }
+        let b = mine.len();
+        // A bucket is a range of first bytes, so a range of ranks in id order.
+        let per = (BUCKETS / b) as u32;
+        let start = |i: usize| self.members.rank_of_key((i as u32 * per) << 24);
+        let ranges: Vec<std::ops::Range<usize>> =
+            differ.iter().map(|&i| start(i)..if i + 1 == b { self.members.len() } else { start(i + 1) }).collect();
+        let mut entries = Vec::with_capacity(1 + ranges.iter().map(|r| r.len()).sum::<usize>());
+        entries.push(self.my_entry());
+        for r in ranges {
+            entries.extend(self.members.range_by_id(r).map(entry_of));
+        }
+        // At most 256 buckets, so indices fit.
+        let digests = differ.iter().map(|&i| (i as u16, mine[i])).collect();
+        let part = Some(Part { buckets: b as u16, digests });
+        out.push_back(Output::send(to, Message::State { entries, digest: self.digest(), respond, part }));
     }
 
     fn merge_all(&mut self, now: Time, updates: Vec<Update>, from: Option<NodeId>, out: &mut VecDeque<Output>) {
@@ -829,9 +956,8 @@ impl Membership {
                 continue;
             }
             let key = member_key(&u.id);
-            while k < n && members.nth_before(k, key, &u.id) {
-                k += 1;
-            }
+            // A partial state skips whole buckets: gallop over them.
+            k = members.seek(k, key, &u.id);
             let known = n + fresh.len();
             if k < n && members.nth_is(k, key, &u.id, u.info.as_ref()) {
                 let slot = members.nth_slot(k);
@@ -864,7 +990,7 @@ impl Membership {
             return None;
         }
         self.counts[u.status.index()] += 1;
-        self.members_digest ^= entry_hash(&u.id, u.incarnation, u.status);
+        self.toggle_digest(&u.id, u.incarnation, u.status);
         if u.status == Status::Suspect {
             // The newcomer counts, and so does the node itself.
             self.suspicions.insert((now + self.suspicion_timeout_for(known + 2), u.id));
@@ -891,8 +1017,8 @@ impl Membership {
             return false;
         }
         let old = m.status();
-        self.members_digest ^= entry_hash(&u.id, m.incarnation, old);
-        self.members_digest ^= entry_hash(&u.id, u.incarnation, u.status);
+        self.toggle_digest(&u.id, m.incarnation, old);
+        self.toggle_digest(&u.id, u.incarnation, u.status);
         m.incarnation = u.incarnation;
         if let Some(info) = &u.info {
             m.info = info.clone();

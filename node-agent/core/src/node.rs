@@ -91,7 +91,7 @@ impl Output {
     }
 
     pub(crate) fn send_fn(to: NodeId, msg: functions::Message) -> Output {
-        Output::Send { to, msg: Message::Functions(msg) }
+        Output::Send { to, msg: Message::Functions(Box::new(msg)) }
     }
 }
 
@@ -194,7 +194,7 @@ impl Node {
             Message::Functions(m) => {
                 let mut ctx =
                     functions::Ctx { objects: &mut self.objects, membership: &self.membership, out: &mut self.out };
-                self.functions.handle_message(now, from, m, &mut ctx);
+                self.functions.handle_message(now, from, *m, &mut ctx);
             }
         }
     }

@@ -25,8 +25,9 @@ pub enum Message {
     Membership(membership::Message),
     /// Object replication.
     Objects(objects::Message),
-    /// Forwarded invocations.
-    Functions(crate::functions::Message),
+    /// Forwarded invocations. Boxed: they are rare next to membership traffic and twice its
+    /// size, and every message and output is moved through queues several times.
+    Functions(Box<crate::functions::Message>),
 }
 
 impl Message {

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use liquid_core::membership::{Message as M, Status, Update};
+use liquid_core::membership::{Message as M, Part, Status, Update};
 use liquid_core::wire::{self, Message};
 use liquid_core::{NodeId, NodeInfo, Tier};
 use proptest::prelude::*;
@@ -49,6 +49,11 @@ fn update() -> impl Strategy<Value = Update> {
         .prop_map(|(id, incarnation, status, info)| Update { id, incarnation, status, info })
 }
 
+fn part() -> impl Strategy<Value = Part> {
+    (any::<u16>(), proptest::collection::vec((any::<u16>(), any::<u64>()), 0..10))
+        .prop_map(|(buckets, digests)| Part { buckets, digests })
+}
+
 fn message() -> impl Strategy<Value = Message> {
     let updates = || proptest::collection::vec(update(), 0..6);
     prop_oneof![
@@ -57,12 +62,10 @@ fn message() -> impl Strategy<Value = Message> {
         (any::<u64>(), node_id(), updates()).prop_map(|(seq, target, gossip)| M::PingReq { seq, target, gossip }),
         updates().prop_map(|updates| M::Gossip { updates }),
         (info(), any::<u32>()).prop_map(|(info, incarnation)| M::Join { info, incarnation }),
-        any::<u64>().prop_map(|digest| M::Digest { digest }),
-        (updates(), any::<u64>(), any::<bool>()).prop_map(|(entries, digest, respond)| M::State {
-            entries,
-            digest,
-            respond
-        }),
+        (any::<u64>(), proptest::collection::vec(any::<u64>(), 0..40))
+            .prop_map(|(digest, buckets)| M::Digest { digest, buckets }),
+        (updates(), any::<u64>(), any::<bool>(), proptest::option::of(part()))
+            .prop_map(|(entries, digest, respond, part)| M::State { entries, digest, respond, part }),
     ]
     .prop_map(Message::Membership)
 }

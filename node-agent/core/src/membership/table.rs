@@ -197,6 +197,40 @@ impl Table {
         lo
     }
 
+    /// How many members have a [`member_key`] below `key`: read from the id order's keys
+    /// alone, without a member.
+    pub(super) fn rank_of_key(&self, key: u32) -> usize {
+        self.by_id.partition_point(|&w| ((w >> 32) as u32) < key)
+    }
+
+    /// The first rank at or after `from` whose member does not come before `id` (whose
+    /// [`member_key`] is `key`), given that none before `from` does. Gallops: a walk along a
+    /// full state moves a rank or two per entry, a walk along a partial one skips buckets.
+    pub(super) fn seek(&self, from: usize, key: u32, id: &NodeId) -> usize {
+        let n = self.by_id.len();
+        if from >= n || !self.nth_before(from, key, id) {
+            return from;
+        }
+        // Every rank below `lo` comes before `id`; `hi` does not, or is the end.
+        let (mut lo, mut step) = (from + 1, 1);
+        let mut hi = lo;
+        while hi < n && self.nth_before(hi, key, id) {
+            lo = hi + 1;
+            step *= 2;
+            hi = from + step;
+        }
+        let mut hi = hi.min(n);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if self.nth_before(mid, key, id) {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        lo
+    }
+
     /// Adds a member whose id is not in the table yet.
     pub(super) fn insert(&mut self, m: Member) {
         let at = self.rank(&m.info.id);
@@ -318,6 +352,21 @@ mod tests {
         for (k, id) in ids.iter().enumerate() {
             assert_eq!(t.rank(id), k);
             assert!(t.nth_is(k, member_key(id), id, None));
+        }
+        // Seeking from any rank at or before an id's finds it; absent ids land where they
+        // would go.
+        for (k, id) in ids.iter().enumerate().step_by(7) {
+            for from in [0, k / 2, k.saturating_sub(1), k] {
+                assert_eq!(t.seek(from, member_key(id), id), k);
+            }
+        }
+        let past = NodeId([0xEE; 32]);
+        assert_eq!(t.seek(0, member_key(&past), &past), 3000);
+        let between = member(3001).info.id;
+        assert_eq!(t.seek(0, member_key(&between), &between), t.rank(&between));
+        for key in [0u32, 1, 700, 1499, 1500, u32::MAX] {
+            let expect = ids.iter().filter(|id| member_key(id) < key).count();
+            assert_eq!(t.rank_of_key(key), expect, "key {key}");
         }
     }
 }

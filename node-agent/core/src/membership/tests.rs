@@ -292,7 +292,122 @@ fn view_is_bounded() {
     let entries = (2..10)
         .map(|k| Update { id: NodeId([k; 32]), incarnation: 0, status: Status::Alive, info: Some(Arc::new(info(k))) })
         .collect();
-    m.handle_message(Time::ZERO, NodeId([2; 32]), Message::State { entries, digest: 0, respond: false }, &mut out);
+    m.handle_message(
+        Time::ZERO,
+        NodeId([2; 32]),
+        Message::State { entries, digest: 0, respond: false, part: None },
+        &mut out,
+    );
     assert_eq!(m.counts()[0], 3);
     assert_eq!(m.stats().members_refused, 5);
+}
+
+/// A view of `n` members with ids spread over every bucket; `entries` for a state.
+fn spread_info(k: u32) -> Arc<NodeInfo> {
+    let mut id = [0u8; 32];
+    // Ids spread over the first byte, so every bucket holds members.
+    id[0] = (k.wrapping_mul(97) % 256) as u8;
+    id[1..5].copy_from_slice(&k.to_be_bytes());
+    Arc::new(NodeInfo { id: NodeId(id), name: format!("s{k}"), ..info(0) })
+}
+
+fn spread_node(me: u32, members: impl Iterator<Item = u32>, incarnation_of: impl Fn(u32) -> u32) -> Membership {
+    let rng = rand_chacha::ChaCha8Rng::seed_from_u64(u64::from(me));
+    let mut m = Membership::new(Config::default(), (*spread_info(me)).clone(), None, rng, Time::ZERO);
+    let mut entries: Vec<Update> = members
+        .map(|k| {
+            let info = spread_info(k);
+            Update { id: info.id, incarnation: incarnation_of(k), status: Status::Alive, info: Some(info) }
+        })
+        .collect();
+    entries.sort_by_key(|u| u.id);
+    let mut out = VecDeque::new();
+    m.handle_message(
+        Time::ZERO,
+        NodeId([0xFF; 32]),
+        Message::State { entries, digest: 0, respond: false, part: None },
+        &mut out,
+    );
+    m
+}
+
+fn only_send(out: &mut VecDeque<Output>) -> Message {
+    let sends: Vec<Message> = out
+        .drain(..)
+        .filter_map(|o| match o {
+            Output::Send { msg: crate::wire::Message::Membership(m), .. } => Some(m),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(sends.len(), 1, "{sends:?}");
+    sends.into_iter().next().unwrap()
+}
+
+#[test]
+fn digests_that_differ_exchange_only_the_buckets_that_differ() {
+    // Two views of 1,000 members that disagree about three of them (a newer incarnation on
+    // either side) and where `b` knows one member `a` does not.
+    let newer_on_a = [10u32, 500];
+    let newer_on_b = [777u32];
+    let a = 1000;
+    let b = 1001;
+    let mut na = spread_node(a, (0..1000).chain([b]), |k| u32::from(newer_on_a.contains(&k)));
+    let mut nb = spread_node(b, (0..1000).chain([a, 1002]), |k| u32::from(newer_on_b.contains(&k)));
+    let (ida, idb) = (spread_info(a).id, spread_info(b).id);
+    assert_ne!(na.digest(), nb.digest());
+    let mut out = VecDeque::new();
+
+    let Message::Digest { digest, buckets } = na.digest_message() else { panic!() };
+    assert_eq!(buckets.len(), 256);
+    assert_eq!(buckets.iter().fold(0, |x, d| x ^ d), digest, "buckets partition the view");
+    nb.handle_message(Time::ZERO, ida, Message::Digest { digest, buckets }, &mut out);
+    let Message::State { entries, respond: true, part: Some(part), .. } = only_send(&mut out) else { panic!() };
+    // At most one bucket per difference, and only their members (plus the sender).
+    assert!(part.digests.len() <= 4, "{part:?}");
+    assert!(entries.len() < 1 + 4 * 10, "{} entries", entries.len());
+    assert_eq!(entries[0].id, idb);
+    na.handle_message(
+        Time::ZERO,
+        idb,
+        Message::State { entries, digest: nb.digest(), respond: true, part: Some(part) },
+        &mut out,
+    );
+    // `a` learned 777's newer incarnation and member 1002; it pushes back its newer two.
+    assert_eq!(na.status_of(&spread_info(1002).id), Some(Status::Alive));
+    let back = only_send(&mut out);
+    let Message::State { entries, respond: false, part: Some(_), .. } = &back else { panic!("{back:?}") };
+    assert!(entries.iter().any(|u| u.id == spread_info(10).id));
+    assert!(entries.iter().any(|u| u.id == spread_info(500).id));
+    nb.handle_message(Time::ZERO, ida, back, &mut out);
+    assert_eq!(na.digest(), nb.digest(), "one exchange converges");
+}
+
+#[test]
+fn malformed_bucket_digests_fall_back_to_the_whole_view_or_nothing() {
+    let mut n = spread_node(1000, 0..100, |_| 0);
+    let mut out = VecDeque::new();
+    let peer = spread_info(5).id;
+    // Not a power of two: the whole view, as to an older agent.
+    n.handle_message(Time::ZERO, peer, Message::Digest { digest: 1, buckets: vec![0; 3] }, &mut out);
+    let Message::State { entries, part: None, .. } = only_send(&mut out) else { panic!() };
+    assert_eq!(entries.len(), 101);
+    // A part naming buckets out of range, or a bucket count that is no power of two: merged,
+    // and answered with no more than what it could name.
+    let part = Part { buckets: 4, digests: vec![(9, 0), (4, 0), (1000, 0)] };
+    n.handle_message(
+        Time::ZERO,
+        peer,
+        Message::State { entries: vec![], digest: 1, respond: true, part: Some(part) },
+        &mut out,
+    );
+    assert!(out.iter().all(|o| !matches!(o, Output::Send { .. })), "nothing to send: {out:?}");
+    let part = Part { buckets: 6, digests: vec![(0, 0)] };
+    n.handle_message(
+        Time::ZERO,
+        peer,
+        Message::State { entries: vec![], digest: 1, respond: true, part: Some(part) },
+        &mut out,
+    );
+    let Message::State { entries, part: None, .. } = only_send(&mut out) else { panic!() };
+    assert_eq!(entries.len(), 101);
 }
