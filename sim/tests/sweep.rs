@@ -11,7 +11,7 @@ use std::path::Path;
 
 fn sweep(scenario: &str, default_seeds: u64) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(scenario);
-    let loaded = sim::Scenario::load(&path).unwrap();
+    let loaded = sim::Scenario::load(&path).unwrap_or_else(|e| panic!("{scenario}: {e}"));
     let seeds: u64 = std::env::var("LIQUID_SIM_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(default_seeds);
     let mut failures = Vec::new();
     for seed in 1..=seeds {
