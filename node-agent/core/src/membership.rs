@@ -476,8 +476,12 @@ impl Membership {
     /// The digest of the whole view (the node itself included): equal digests mean equal
     /// views, with overwhelming probability.
     pub fn digest(&self) -> u64 {
-        let me = if self.leaving { Status::Left } else { Status::Alive };
-        self.members_digest ^ entry_hash(&self.me.id, self.incarnation, me)
+        self.members_digest ^ entry_hash(&self.me.id, self.incarnation, self.my_status())
+    }
+
+    /// The node's own status: `left` once it is leaving.
+    fn my_status(&self) -> Status {
+        if self.leaving { Status::Left } else { Status::Alive }
     }
 
     /// The view's digests in `b` buckets (a power of two ≤ [`BUCKETS`]), the node itself
@@ -488,8 +492,7 @@ impl Membership {
         for (i, d) in self.bucket_digests.iter().enumerate() {
             out[i / per] ^= d;
         }
-        let me = if self.leaving { Status::Left } else { Status::Alive };
-        out[bucket_of(&self.me.id, b)] ^= entry_hash(&self.me.id, self.incarnation, me);
+        out[bucket_of(&self.me.id, b)] ^= entry_hash(&self.me.id, self.incarnation, self.my_status());
         out
     }
 
@@ -497,7 +500,7 @@ impl Membership {
     fn toggle_digest(&mut self, id: &NodeId, incarnation: u32, status: Status) {
         let h = entry_hash(id, incarnation, status);
         self.members_digest ^= h;
-        self.bucket_digests[usize::from(id.0[0])] ^= h;
+        self.bucket_digests[bucket_of(id, BUCKETS)] ^= h;
     }
 
     /// The digest message for anti-entropy.
@@ -522,7 +525,7 @@ impl Membership {
         let me = MemberView {
             info: self.me.clone(),
             incarnation: self.incarnation,
-            status: if self.leaving { Status::Left } else { Status::Alive },
+            status: self.my_status(),
             since: Time::ZERO,
             rtt: Some(Duration::ZERO),
             is_self: true,
@@ -821,12 +824,7 @@ impl Membership {
 
     /// The node's own entry, first in every state.
     fn my_entry(&self) -> Update {
-        Update {
-            id: self.me.id,
-            incarnation: self.incarnation,
-            status: if self.leaving { Status::Left } else { Status::Alive },
-            info: Some(self.me.clone()),
-        }
+        Update { id: self.me.id, incarnation: self.incarnation, status: self.my_status(), info: Some(self.me.clone()) }
     }
 
     fn send_state(&mut self, to: NodeId, respond: bool, out: &mut VecDeque<Output>) {

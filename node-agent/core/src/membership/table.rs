@@ -184,8 +184,13 @@ impl Table {
 
     /// How many members have an id below `id`.
     pub(super) fn rank(&self, id: &NodeId) -> usize {
-        let key = member_key(id);
-        let (mut lo, mut hi) = (0, self.by_id.len());
+        self.first_not_before(0, self.by_id.len(), member_key(id), id)
+    }
+
+    /// Binary search in ranks `lo..hi` for the first whose member does not come before `id`
+    /// (whose [`member_key`] is `key`), given that every rank below `lo` does and `hi` does not
+    /// (or is the end).
+    fn first_not_before(&self, mut lo: usize, mut hi: usize, key: u32, id: &NodeId) -> usize {
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
             if self.nth_before(mid, key, id) {
@@ -219,16 +224,7 @@ impl Table {
             step *= 2;
             hi = from + step;
         }
-        let mut hi = hi.min(n);
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            if self.nth_before(mid, key, id) {
-                lo = mid + 1;
-            } else {
-                hi = mid;
-            }
-        }
-        lo
+        self.first_not_before(lo, hi.min(n), key, id)
     }
 
     /// Adds a member whose id is not in the table yet.

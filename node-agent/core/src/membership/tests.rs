@@ -302,7 +302,7 @@ fn view_is_bounded() {
     assert_eq!(m.stats().members_refused, 5);
 }
 
-/// A view of `n` members with ids spread over every bucket; `entries` for a state.
+/// Member `k`'s info, with ids spread over every bucket.
 fn spread_info(k: u32) -> Arc<NodeInfo> {
     let mut id = [0u8; 32];
     // Ids spread over the first byte, so every bucket holds members.
