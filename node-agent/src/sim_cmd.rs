@@ -43,6 +43,7 @@ pub fn run(cmd: SimCmd) -> Result<()> {
     let SimCmd::Run(args) = cmd;
     let scenario = sim::Scenario::load(&args.scenario)?;
     let seed = args.seed.unwrap_or_else(|| scenario.seed());
+    sim::tune_allocator();
     let end = scenario.duration().as_secs();
     let bar = if args.quiet || args.json { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new(end) };
     bar.set_style(

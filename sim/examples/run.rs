@@ -40,6 +40,7 @@ fn main() -> ExitCode {
         }
     };
     let seed = seed.unwrap_or(scenario.seed());
+    sim::tune_allocator();
     let started = wall_clock();
     let mut next_line = 0;
     let policies: Vec<sim::Policy> = match policy.as_deref() {

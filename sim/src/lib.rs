@@ -49,6 +49,26 @@
 //! assert!(report.final_check.ok, "{}", report.summary());
 //! ```
 
+/// Tunes the C library's allocator for simulations of thousands of nodes. Binaries call it
+/// once, before [`run`]; it does nothing where the C library is not glibc.
+///
+/// Every simulated node grows its member table and gossip queue a little at a time, to
+/// hundreds of KB each at 10,000 nodes. glibc raises its mmap threshold each time such a block
+/// is freed, so these blocks end up on the heap, interleaved, and the holes left as they grow
+/// are never given back. A fixed 128 KiB threshold (which also stops that adjustment) keeps
+/// them in their own mappings, which grow in place: continuum-10000 peaked at 4.8 GiB instead
+/// of 5.7 GiB, and ran 12 % faster. 64 KiB saved another 0.2 GiB but came near Linux's default
+/// limit of 65,530 mappings per process at 10,000 nodes.
+pub fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    #[allow(unsafe_code)]
+    // SAFETY: `mallopt` only sets a tuning parameter of glibc's allocator, which takes its own
+    // lock; it does not touch memory the program holds.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
+    }
+}
+
 pub mod network;
 pub mod policies;
 pub mod report;

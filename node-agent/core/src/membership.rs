@@ -902,11 +902,7 @@ impl Membership {
             }
             Some(i) => {
                 let timeout = self.suspicion_timeout();
-                // Moved out and back (a few words) so `refresh` can borrow the rest of `self`.
-                let mut members = std::mem::replace(&mut self.members, Table::new(0));
-                let changed = self.refresh(now, members.get_mut(i), &mut u, from, timeout, out);
-                self.members = members;
-                if !changed {
+                if !self.refresh(now, i, &mut u, from, timeout, out) {
                     return None;
                 }
                 self.members.get(i).info.clone()
@@ -939,8 +935,7 @@ impl Membership {
         if let Some(first) = entries.next() {
             self.apply(now, first, Some(from), out);
         }
-        let mut members = std::mem::replace(&mut self.members, Table::new(0));
-        let n = members.len();
+        let n = self.members.len();
         // Newcomers, each with the rank among `members` it goes at; added all at once at the
         // end, so ranks stay valid during the walk.
         let mut fresh: Vec<(usize, Member)> = Vec::new();
@@ -955,20 +950,19 @@ impl Membership {
             }
             let key = member_key(&u.id);
             // A partial state skips whole buckets: gallop over them.
-            k = members.seek(k, key, &u.id);
+            k = self.members.seek(k, key, &u.id);
             let known = n + fresh.len();
-            if k < n && members.nth_is(k, key, &u.id, u.info.as_ref()) {
-                let slot = members.nth_slot(k);
+            if k < n && self.members.nth_is(k, key, &u.id, u.info.as_ref()) {
+                let slot = self.members.nth_slot(k);
                 let timeout = self.suspicion_timeout_for(known + 1);
-                self.refresh(now, members.get_mut(slot), &mut u, Some(from), timeout, out);
+                self.refresh(now, slot, &mut u, Some(from), timeout, out);
             } else if let Some(m) = self.admit(now, &u, Some(from), known, out) {
                 fresh.push((k, m));
             }
         }
         if !fresh.is_empty() {
-            members.insert_ranked(fresh);
+            self.members.insert_ranked(fresh);
         }
-        self.members = members;
     }
 
     /// A new member from a claim, with its counters, digest, suspicion timer and event
@@ -998,25 +992,27 @@ impl Membership {
         Some(Member::new(info, u.incarnation, u.status, now))
     }
 
-    /// Applies a claim to a known member `m` if it is newer, with its counters, digest,
-    /// suspicion timer and event; returns whether it was. An `alive` claim without info is
-    /// completed with the member's.
+    /// Applies a claim to the known member in `slot` if it is newer, with its counters,
+    /// digest, suspicion timer and event; returns whether it was. An `alive` claim without
+    /// info is completed with the member's.
     fn refresh(
         &mut self,
         now: Time,
-        m: &mut Member,
+        slot: usize,
         u: &mut Update,
         from: Option<NodeId>,
         suspicion_timeout: Duration,
         out: &mut VecDeque<Output>,
     ) -> bool {
-        let newer = u.incarnation > m.incarnation || (u.incarnation == m.incarnation && u.status > m.status());
+        let m = self.members.get(slot);
+        let (incarnation, old) = (m.incarnation, m.status());
+        let newer = u.incarnation > incarnation || (u.incarnation == incarnation && u.status > old);
         if !newer {
             return false;
         }
-        let old = m.status();
-        self.toggle_digest(&u.id, m.incarnation, old);
+        self.toggle_digest(&u.id, incarnation, old);
         self.toggle_digest(&u.id, u.incarnation, u.status);
+        let m = self.members.get_mut(slot);
         m.incarnation = u.incarnation;
         if let Some(info) = &u.info {
             m.info = info.clone();
