@@ -62,7 +62,7 @@ stale() {
   return 1
 }
 
-sdk=functions/guest/src/lib.rs
+sdk=guest/src/lib.rs
 rlib=$OUT/libliquid_guest.rlib
 if stale "$rlib" "$sdk"; then
   echo "build-guests: liquid_guest (rlib)"
@@ -96,13 +96,13 @@ for dir in examples/functions/*/; do
   elif compgen -G "$dir/*.c" >/dev/null; then
     # C: a WASI command if it defines main, else a reactor exporting liquid_call.
     srcs=("$dir"/*.c)
-    if stale "$wasm" "${srcs[@]}" functions/guest/liquid.h; then
+    if stale "$wasm" "${srcs[@]}" guest/liquid.h; then
       model=()
       if ! grep -qE '\bint[[:space:]]+main[[:space:]]*\(' "${srcs[@]}"; then
         model=(-mexec-model=reactor)
       fi
       echo "build-guests: $name (C${model:+, reactor})"
-      "$CLANG" --target=wasm32-wasi -O2 -Wall -Werror -Ifunctions/guest "${model[@]}" \
+      "$CLANG" --target=wasm32-wasi -O2 -Wall -Werror -Iguest "${model[@]}" \
         -Wl,--strip-debug "${srcs[@]}" -o "$wasm"
     fi
   else

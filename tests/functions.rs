@@ -4,7 +4,7 @@
 //!
 //! The example modules (`examples/functions/*/*.wasm`) are built by `scripts/build-guests.sh`;
 //! a test that needs one fails (never skips) with a message saying so when it is missing. The
-//! hostile and well-behaved WAT modules come from `functions/tests/guests/` (the agent accepts
+//! hostile and well-behaved WAT modules come from `wasm-host/tests/guests/` (the agent accepts
 //! WAT text as a module).
 //!
 //! Every test runs in its own temporary directory with ports chosen by the OS; every wait is a
@@ -44,9 +44,9 @@ fn example(name: &str) -> PathBuf {
     dir
 }
 
-/// `functions/tests/guests/FILE`, after checking that it exists.
+/// `wasm-host/tests/guests/FILE`, after checking that it exists.
 fn guest(file: &str) -> PathBuf {
-    let path = root().join("functions/tests/guests").join(file);
+    let path = root().join("wasm-host/tests/guests").join(file);
     assert!(path.is_file(), "{} is missing", path.display());
     path
 }

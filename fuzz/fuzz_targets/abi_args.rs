@@ -3,8 +3,8 @@
 //! the memory.
 #![no_main]
 
-use functions::abi;
-use functions::manifest::ObjectAccess;
+use wasm_host::abi;
+use wasm_host::manifest::ObjectAccess;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

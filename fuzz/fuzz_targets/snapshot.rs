@@ -6,5 +6,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = functions::snapshot::verify(data, 1 << 20);
+    let _ = wasm_host::snapshot::verify(data, 1 << 20);
 });

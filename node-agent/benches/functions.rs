@@ -4,8 +4,8 @@
 //! Run with `cargo bench -p node-agent --bench functions`. Cargo builds the `liquid` binary
 //! (bench profile) first and hands its path to this binary (`CARGO_BIN_EXE_liquid`).
 //!
-//! 1. **Warm invoke, in process.** `functions::runtime::Runtime::invoke` of
-//!    `functions/tests/guests/echo.wat` (a fresh instance per call; pooling allocator, WASI
+//! 1. **Warm invoke, in process.** `wasm_host::runtime::Runtime::invoke` of
+//!    `wasm-host/tests/guests/echo.wat` (a fresh instance per call; pooling allocator, WASI
 //!    context, fuel, epoch deadline: the agent's `RuntimeConfig::default()`) against raw
 //!    wasmtime: an `Engine` with the same pooling configuration, a `Module`, an `InstancePre`,
 //!    and per call a minimal `Store` (input and output buffers), instantiate, call. Two more
@@ -39,17 +39,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, ensure};
-use functions::Manifest;
-use functions::abi::{self, AbiError, Level, ObjCall};
-use functions::runtime::{Host, Invocation, Runtime, RuntimeConfig};
-use functions::store::{ModuleStore, Source};
+use wasm_host::Manifest;
+use wasm_host::abi::{self, AbiError, Level, ObjCall};
+use wasm_host::runtime::{Host, Invocation, Runtime, RuntimeConfig};
+use wasm_host::store::{ModuleStore, Source};
 use serde_json::Value;
 use support::{Agent, env_usize, liquid_cmd, load_average};
 use wasmtime::{
     Caller, Config, Engine, InstanceAllocationStrategy, InstancePre, Linker, Module, PoolingAllocationConfig, Store,
 };
 
-const ECHO_WAT: &str = include_str!("../../functions/tests/guests/echo.wat");
+const ECHO_WAT: &str = include_str!("../../wasm-host/tests/guests/echo.wat");
 /// The input of every echo call.
 const INPUT: &[u8] = b"hello, liquid!!!";
 
@@ -250,7 +250,7 @@ fn raw_setup(kind: RawKind, wasm: &[u8]) -> Result<RawSetup> {
     Ok(RawSetup { kind, engine, pre, stop })
 }
 
-/// A WASI p1 context built like the runtime's (`wasi_ctx` in functions/src/runtime.rs):
+/// A WASI p1 context built like the runtime's (`wasi_ctx` in wasm-host/src/runtime.rs):
 /// memory pipes, fixed clocks, deterministic randomness from 4 KiB of BLAKE3 output.
 fn raw_wasi(input: &[u8], seed: u64) -> wasmtime_wasi::p1::WasiP1Ctx {
     use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
@@ -369,7 +369,7 @@ fn part2_one(
         .filter_map(|f| f.metadata().ok())
         .map(|m| m.len())
         .sum();
-    let first = |c: &functions::runtime::Compiled, n: u64| -> Result<Duration> {
+    let first = |c: &wasm_host::runtime::Compiled, n: u64| -> Result<Duration> {
         let t = Instant::now();
         let out = rt.invoke(c, manifest, invocation(input, n), Box::new(NullHost));
         let d = t.elapsed();

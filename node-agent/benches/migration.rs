@@ -6,7 +6,7 @@
 //!
 //! For each size N (`LIQUID_BENCH_MIG_SIZES`, default `1,16,64`, MiB):
 //! 1. Two real agents A and B in a QUIC mesh on loopback, `--placement-every 0` (the policy
-//!    never moves an actor by itself). `functions/tests/guests/ballast.wat` is deployed on A
+//!    never moves an actor by itself). `wasm-host/tests/guests/ballast.wat` is deployed on A
 //!    as an actor and called once with N: it fills N MiB of its memory with xorshift output,
 //!    so its checkpoint (zstd) is N MiB on the wire too.
 //! 2. `LIQUID_BENCH_MIG_ROUNDS` (default 4) moves, alternately A → B and B → A, each asked
@@ -65,7 +65,7 @@ use serde_json::Value;
 use support::{Agent, env_usize, liquid_cmd, load_average};
 use tokio::sync::mpsc;
 
-const BALLAST_WAT: &str = include_str!("../../functions/tests/guests/ballast.wat");
+const BALLAST_WAT: &str = include_str!("../../wasm-host/tests/guests/ballast.wat");
 /// How long one move may take before the bench gives up on it.
 const MOVE_TIMEOUT: Duration = Duration::from_secs(120);
 /// How often A is asked where the actor lives during a move.

@@ -26,7 +26,7 @@
 //!    the three nodes hold equal digests for every object.
 //!
 //! Parts 2 and 3 run whole nodes on virtual time with in-memory message passing (as in
-//! `node-agent/core/src/objects/tests.rs`): a fixed 1 ms latency per message, in-order links,
+//! `core/src/objects/tests.rs`): a fixed 1 ms latency per message, in-order links,
 //! `SimStore` disks whose flushes take 1 ms. Every message is CBOR-encoded with
 //! `liquid_core::wire::encode` and decoded on delivery, so byte counts are real envelope
 //! sizes. Wall times are real CPU work of the nodes (encoding included, the convergence checks

@@ -1,21 +1,15 @@
 //! `liquid`: the Liquid agent and its command-line tool.
 
-mod agent;
-mod api;
-mod checkpoint;
-mod client;
-mod config;
-mod demo;
-mod driver;
-mod executor;
-mod fn_cmd;
-mod obj_cmd;
-mod sim_cmd;
+mod cli;
+mod daemon;
 
 use std::path::PathBuf;
 
 use anyhow::{Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
+
+use cli::{client, demo, fn_cmd, obj_cmd, sim_cmd};
+use daemon::{agent, config};
 
 /// Liquid: an edge-cloud continuum runtime. Agents on edge boards and cloud VMs form one mesh
 /// over QUIC; `liquid` starts an agent and talks to it.

@@ -681,7 +681,7 @@ impl<'a> Engine<'a> {
 
     /// An invocation's outcome at node `i`: a scenario call's, or a nested call's answer to
     /// a parked guest.
-    fn invoked(&mut self, i: u32, id: u64, result: Result<Vec<u8>, functions::InvokeError>) {
+    fn invoked(&mut self, i: u32, id: u64, result: Result<Vec<u8>, wasm_host::InvokeError>) {
         if let Some((sent, _)) = self.calls.remove(&(i, id)) {
             let kind = match &result {
                 Ok(_) => "ok",
@@ -752,7 +752,7 @@ impl<'a> Engine<'a> {
                 self.push(self.now + d, Ev::ExecReady(key));
             }
             None => {
-                let err = functions::InvokeError::Unavailable(format!(
+                let err = wasm_host::InvokeError::Unavailable(format!(
                     "module {} is not here and no reachable node holds it",
                     hash.short()
                 ));
@@ -781,7 +781,7 @@ impl<'a> Engine<'a> {
     }
 
     /// A guest finished or made a host call.
-    fn guest_event(&mut self, key: u64, ev: Result<GuestEvent, functions::InvokeError>) {
+    fn guest_event(&mut self, key: u64, ev: Result<GuestEvent, wasm_host::InvokeError>) {
         let Some(i) = self.fx.execs.get(&key).map(|e| e.node) else { return };
         let now = self.now;
         match ev {
@@ -827,7 +827,7 @@ impl<'a> Engine<'a> {
         self.finish_exec(key, out.result, out.fuel);
     }
 
-    fn finish_exec(&mut self, key: u64, result: Result<Vec<u8>, functions::InvokeError>, fuel: u64) {
+    fn finish_exec(&mut self, key: u64, result: Result<Vec<u8>, wasm_host::InvokeError>, fuel: u64) {
         if let Some(k) = self.fnm.actor_running.remove(&key) {
             self.fnm.actor_runs[k].end = Some(self.now);
         }

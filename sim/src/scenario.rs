@@ -150,7 +150,7 @@ pub(crate) struct PlacementCfg {
     pub every: Duration,
     /// Actor leases (the core's defaults unless `lease_duration` / `lease_renew_every`).
     pub lease: liquid_core::functions::lease::LeaseConfig,
-    pub params: ::functions::placement::Params,
+    pub params: wasm_host::placement::Params,
 }
 
 impl Default for PlacementCfg {
@@ -159,7 +159,7 @@ impl Default for PlacementCfg {
             policy: crate::Policy::Liquid,
             every: Duration::from_secs(10),
             lease: Default::default(),
-            params: ::functions::placement::Params::default(),
+            params: wasm_host::placement::Params::default(),
         }
     }
 }
@@ -167,9 +167,9 @@ impl Default for PlacementCfg {
 /// A `[[function]]` entry: a package, deployed once.
 #[derive(Clone, Debug)]
 pub(crate) struct SimFunction {
-    pub manifest: ::functions::Manifest,
+    pub manifest: wasm_host::Manifest,
     pub module: std::sync::Arc<Vec<u8>>,
-    pub hash: ::functions::ModuleHash,
+    pub hash: wasm_host::ModuleHash,
     pub deployer: u32,
     pub deploy_at: Duration,
     /// An actor's snapshot size, bytes (what a hand-off streams).

@@ -18,9 +18,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::mpsc;
 
-use functions::abi::{self, AbiError, Level, ObjCall};
-use functions::runtime::{Compiled, Host, Invocation, Outcome, Runtime, RuntimeConfig};
-use functions::{InvokeError, ModuleHash};
+use wasm_host::abi::{self, AbiError, Level, ObjCall};
+use wasm_host::runtime::{Compiled, Host, Invocation, Outcome, Runtime, RuntimeConfig};
+use wasm_host::{InvokeError, ModuleHash};
 use liquid_core::functions::Execution;
 use serde_json::Value as Json;
 

@@ -556,7 +556,7 @@ fn build_functions(
         let r = entry.get_ref();
         let field = |f: &str| format!("function[{i}].{f}");
         let path = base.join(r.package.get_ref());
-        let (mut manifest, module) = ::functions::package::load(&path, r.name.as_deref())
+        let (mut manifest, module) = wasm_host::package::load(&path, r.name.as_deref())
             .map_err(|e| cx.invalid(Some(r.package.span()), field("package"), e.to_string()))?;
         if let Some(kind) = r.kind {
             manifest.kind = kind;
@@ -588,7 +588,7 @@ fn build_functions(
             let span = r.deploy_at.as_ref().map(|d| d.span());
             return Err(cx.invalid(span, field("deploy_at"), "after the end of the run (`duration`)"));
         }
-        let hash = ::functions::ModuleHash::of(&module);
+        let hash = wasm_host::ModuleHash::of(&module);
         out.push(SimFunction {
             manifest,
             module: std::sync::Arc::new(module),

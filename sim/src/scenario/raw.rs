@@ -59,7 +59,7 @@ pub(crate) struct RawPlacement {
     pub every: Option<Spanned<Dur>>,
     pub lease_duration: Option<Spanned<Dur>>,
     pub lease_renew_every: Option<Spanned<Dur>>,
-    pub params: Option<::functions::placement::Params>,
+    pub params: Option<wasm_host::placement::Params>,
 }
 
 /// One `[[function]]`: a package deployed at a time from a node.
@@ -71,7 +71,7 @@ pub(crate) struct RawFunction {
     pub name: Option<String>,
     pub deploy_at: Option<Spanned<Dur>>,
     pub deployer: Option<Spanned<String>>,
-    pub kind: Option<::functions::Kind>,
+    pub kind: Option<wasm_host::Kind>,
     pub state_kib: Option<Spanned<u64>>,
 }
 

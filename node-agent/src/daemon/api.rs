@@ -1,0 +1,891 @@
+//! The HTTP API: JSON under `/v1/`, Prometheus text at `/metrics`. Every route needs the
+//! bearer token from the data dir's `api.token`; without it the answer is 401 and nothing
+//! happens.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::handler::Handler;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use liquid_core::Time;
+use liquid_core::membership::MemberView;
+use liquid_core::objects::{Change, Durability, ObjectError, Reply, Request as ObjRequest};
+use prometheus_client::registry::Registry;
+use serde::{Deserialize, Serialize};
+use state_sync::ops::Op;
+use state_sync::{Heads, ObjectName};
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use crate::daemon::driver::ApiRequest;
+
+/// `GET /v1/status`.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct StatusJson {
+    /// Peer id.
+    pub id: String,
+    /// Node name.
+    pub name: String,
+    /// Tier.
+    pub tier: String,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// CPU architecture.
+    pub arch: String,
+    /// Agent version.
+    pub version: String,
+    /// Membership incarnation.
+    pub incarnation: u32,
+    /// Multiaddrs listened on, each ending in `/p2p/<id>`.
+    pub listen_addrs: Vec<String>,
+    /// Seconds since the agent started.
+    pub uptime_s: f64,
+    /// Other members by status.
+    pub peers: PeerCounts,
+}
+
+/// Members other than this node, by status.
+#[derive(Serialize, Deserialize, Debug, Clone, Default)]
+pub struct PeerCounts {
+    /// Alive.
+    pub alive: usize,
+    /// Suspect.
+    pub suspect: usize,
+    /// Down or left.
+    pub down: usize,
+    /// All of them.
+    pub total: usize,
+}
+
+/// One entry of `GET /v1/nodes`.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct MemberJson {
+    /// Peer id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Tier.
+    pub tier: String,
+    /// CPU architecture.
+    pub arch: String,
+    /// `alive`, `suspect` or `down`.
+    pub status: String,
+    /// Whether it left on purpose (then `status` is `down`).
+    pub left: bool,
+    /// Smoothed round-trip time, if measured.
+    pub rtt_ms: Option<f64>,
+    /// Its multiaddrs.
+    pub addrs: Vec<String>,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// Logical CPUs.
+    pub cpus: u32,
+    /// Memory in MiB.
+    pub memory_mib: u64,
+    /// Agent version.
+    pub version: String,
+    /// Incarnation.
+    pub incarnation: u32,
+    /// Whether this is the node answering.
+    pub is_self: bool,
+    /// Seconds since its status last changed (as seen here).
+    pub status_age_s: f64,
+}
+
+impl MemberJson {
+    /// From the core's view.
+    pub fn from_view(m: &MemberView, now: Time) -> Self {
+        MemberJson {
+            id: m.info.id.to_string(),
+            name: m.info.name.clone(),
+            tier: m.info.tier.as_str().into(),
+            arch: m.info.arch.clone(),
+            status: m.status.as_str().into(),
+            left: m.status == liquid_core::Status::Left,
+            rtt_ms: m.rtt.map(|d| d.as_secs_f64() * 1000.0),
+            addrs: m.info.addrs.clone(),
+            labels: m.info.labels.clone(),
+            cpus: m.info.cpus,
+            memory_mib: m.info.memory_mib,
+            version: m.info.version.clone(),
+            incarnation: m.incarnation,
+            is_self: m.is_self,
+            status_age_s: if m.is_self { 0.0 } else { now.since(m.since).as_secs_f64() },
+        }
+    }
+}
+
+/// An object's value, as `GET`/`POST /v1/objects/{ns}/{key}` and `liquid obj get --json` show it.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct ObjectJson {
+    /// `namespace/key`.
+    pub object: String,
+    /// The document as JSON.
+    pub value: serde_json::Value,
+    /// The heads it was read at (hex change hashes); pass them as `?after=` to read your
+    /// own write elsewhere.
+    pub heads: Vec<String>,
+    /// For a write: how many replica-set members hold it durably.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub durable_on: Option<usize>,
+}
+
+/// One entry of `GET /v1/objects`.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct ListedJson {
+    /// `namespace/key`.
+    pub object: String,
+    /// Its heads on this node.
+    pub heads: Vec<String>,
+    /// Its replica set in this node's view (peer ids, best first).
+    pub replicas: Vec<String>,
+}
+
+/// A function as `GET /v1/functions` shows it.
+#[derive(Serialize, Deserialize, Debug, Clone, Default)]
+pub struct FunctionJson {
+    /// Its name.
+    pub name: String,
+    /// Manifest version.
+    pub version: String,
+    /// `stateless` or `actor`.
+    pub kind: String,
+    /// The module's BLAKE3 hash (hex).
+    pub hash: String,
+    /// Module size, bytes.
+    pub size: u64,
+    /// The node it was deployed on.
+    pub deployed_by: String,
+    /// When, Unix ms.
+    pub deployed_at_ms: u64,
+    /// Removed with `fn rm`.
+    pub deleted: bool,
+    /// Nodes holding the module bytes.
+    pub holders: Vec<String>,
+    /// The placement constraints, in words.
+    pub placement: String,
+    /// Alive nodes that may run it, in this node's view.
+    pub eligible: Vec<String>,
+    /// The node an actor (or a call from a node that is not eligible) goes to: the
+    /// registry's placement record, else the rendezvous choice.
+    pub home: Option<String>,
+    /// An actor's activation epoch (raised by every move).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<u64>,
+    /// Whether the placement policy may move it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto: Option<bool>,
+    /// Why it is where it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The cost figures behind the last move.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub figures: Option<serde_json::Value>,
+    /// An actor's lease granters.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub granters: Vec<String>,
+    /// A stateless function's serving set: nodes that may not run it pass calls to the nearest
+    /// of these (empty: to the node in `home`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub serving: Vec<String>,
+    /// The actor's activation on this node, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub activation_here: Option<liquid_core::functions::ActivationView>,
+    /// The placement policy's latest decision on this node (its home), with its figures.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision_here: Option<serde_json::Value>,
+    /// The whole manifest.
+    pub manifest: Option<wasm_host::Manifest>,
+    /// Set if this node's registry entry is damaged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// What this node measured of the calls it ran (decaying: recent calls weigh most).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub facts_here: Option<FactsJson>,
+}
+
+/// A function's measured facts on one node (the placement policy's input).
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct FactsJson {
+    /// Calls per second run here.
+    pub calls_per_s: f64,
+    /// Mean fuel per call.
+    pub fuel_per_call: f64,
+    /// Mean latency from the call's arrival here to its outcome, ms.
+    pub latency_ms: f64,
+    /// Where the calls entered the mesh: node, site, calls per second.
+    pub origins: Vec<OriginJson>,
+    /// Objects the calls touched, with their replica sets.
+    pub objects: Vec<TouchedJson>,
+}
+
+/// An object a function's calls touched.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct TouchedJson {
+    /// `namespace/key`.
+    pub object: String,
+    /// Reads per second.
+    pub reads_per_s: f64,
+    /// Writes per second.
+    pub writes_per_s: f64,
+    /// Its replica set, as last seen here.
+    pub replicas: Vec<String>,
+}
+
+/// One origin of a function's calls.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct OriginJson {
+    /// The node the calls entered at.
+    pub node: String,
+    /// Its `site` label.
+    pub site: Option<String>,
+    /// Calls per second.
+    pub calls_per_s: f64,
+}
+
+impl FactsJson {
+    /// From the core's facts, read at `now_s`.
+    pub fn new(f: &wasm_host::placement::Facts<liquid_core::NodeId>, now_s: f64) -> FactsJson {
+        let h = liquid_core::functions::FACTS_HALF_LIFE_S;
+        let mut origins: Vec<OriginJson> = f
+            .origins
+            .iter()
+            .map(|o| OriginJson { node: o.node.to_string(), site: o.site.clone(), calls_per_s: o.calls.rate(now_s, h) })
+            .collect();
+        origins.sort_by(|a, b| b.calls_per_s.total_cmp(&a.calls_per_s));
+        let objects = f
+            .objects
+            .iter()
+            .map(|o| TouchedJson {
+                object: o.object.clone(),
+                reads_per_s: o.reads.rate(now_s, h),
+                writes_per_s: o.writes.rate(now_s, h),
+                replicas: o.replicas.iter().map(ToString::to_string).collect(),
+            })
+            .collect();
+        FactsJson {
+            calls_per_s: f.rate(now_s),
+            fuel_per_call: f.fuel_per_call(now_s),
+            latency_ms: f.latency_per_call(now_s),
+            origins,
+            objects,
+        }
+    }
+}
+
+impl FunctionJson {
+    /// From the core's registry and view.
+    pub fn new(
+        name: &str,
+        reg: Result<liquid_core::functions::Registered, String>,
+        m: &liquid_core::membership::Membership,
+        now: Time,
+    ) -> FunctionJson {
+        match reg {
+            Ok(r) => {
+                let (eligible, home) = liquid_core::functions::placement_of(name, &r.entry.manifest, m, now);
+                FunctionJson {
+                    name: name.into(),
+                    version: r.entry.manifest.version.clone(),
+                    kind: r.entry.manifest.kind.as_str().into(),
+                    hash: r.entry.hash.to_hex(),
+                    size: r.entry.size,
+                    deployed_by: r.entry.deployed_by.clone(),
+                    deployed_at_ms: r.entry.deployed_at_ms,
+                    deleted: r.entry.deleted,
+                    holders: r.holders.iter().map(ToString::to_string).collect(),
+                    placement: liquid_core::functions::describe_placement(&r.entry.manifest),
+                    eligible: eligible.iter().map(ToString::to_string).collect(),
+                    home: r.placement.as_ref().map(|p| p.home).or(home).map(|h| h.to_string()),
+                    epoch: r.placement.as_ref().map(|p| p.epoch),
+                    auto: r.placement.as_ref().map(|p| p.auto),
+                    reason: r.placement.as_ref().map(|p| p.reason.clone()),
+                    figures: r.placement.as_ref().and_then(|p| p.figures.clone()),
+                    granters: r.placement.iter().flat_map(|p| p.granters.iter().map(ToString::to_string)).collect(),
+                    serving: r.placement.iter().flat_map(|p| p.serving.iter().map(ToString::to_string)).collect(),
+                    activation_here: None,
+                    decision_here: None,
+                    manifest: Some(r.entry.manifest),
+                    error: None,
+                    facts_here: None,
+                }
+            }
+            Err(e) => FunctionJson { name: name.into(), error: Some(e), ..Default::default() },
+        }
+    }
+}
+
+/// The largest request body: an object import or an operation batch.
+pub const BODY_BYTES_MAX: usize = 16 * 1024 * 1024;
+
+/// The largest module a deploy accepts (the runtime's own limit).
+pub const MODULE_BYTES_MAX: usize = 64 * 1024 * 1024;
+
+#[derive(Clone)]
+struct AppState {
+    modules: Arc<wasm_host::store::ModuleStore>,
+    token: Arc<str>,
+    driver: mpsc::Sender<ApiRequest>,
+    registry: Arc<Registry>,
+    changes: broadcast::Sender<ObjectName>,
+}
+
+fn error(code: StatusCode, msg: &str) -> Response {
+    (code, Json(serde_json::json!({ "error": msg }))).into_response()
+}
+
+async fn require_token(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    let given =
+        req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    let ok = given.is_some_and(|t| blake3::hash(t.as_bytes()) == blake3::hash(st.token.as_bytes()));
+    if !ok {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong bearer token: send `Authorization: Bearer <token>` with the token from the agent's data dir (api.token)",
+        );
+    }
+    next.run(req).await
+}
+
+async fn ask<T>(st: &AppState, make: impl FnOnce(oneshot::Sender<T>) -> ApiRequest) -> Result<T, Response> {
+    let (tx, rx) = oneshot::channel();
+    st.driver.send(make(tx)).await.map_err(|_| error(StatusCode::SERVICE_UNAVAILABLE, "the agent is shutting down"))?;
+    rx.await.map_err(|_| error(StatusCode::SERVICE_UNAVAILABLE, "the agent is shutting down"))
+}
+
+async fn status(State(st): State<AppState>) -> Response {
+    match ask(&st, ApiRequest::Status).await {
+        Ok(s) => Json(s).into_response(),
+        Err(r) => r,
+    }
+}
+
+async fn nodes(State(st): State<AppState>) -> Response {
+    match ask(&st, ApiRequest::Nodes).await {
+        Ok(s) => Json(s).into_response(),
+        Err(r) => r,
+    }
+}
+
+async fn metrics(State(st): State<AppState>) -> Response {
+    let mut text = String::new();
+    if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &st.registry) {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string());
+    }
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text).into_response()
+}
+
+/// A refused request, before it reaches the core.
+struct BadRequest(String);
+
+impl IntoResponse for BadRequest {
+    fn into_response(self) -> Response {
+        error(StatusCode::BAD_REQUEST, &self.0)
+    }
+}
+
+fn object_name(ns: &str, key: &str) -> Result<ObjectName, BadRequest> {
+    ObjectName::new(ns, key).map_err(|e| BadRequest(e.to_string()))
+}
+
+/// An object the API may write: not in a reserved namespace.
+fn writable_object(ns: &str, key: &str) -> Result<ObjectName, BadRequest> {
+    if ns.starts_with(liquid_core::functions::RESERVED_PREFIX) {
+        return Err(BadRequest(format!(
+            "namespace {ns:?} is reserved for the system (liquid-fn is the function registry: use `liquid fn deploy`/`rm`)"
+        )));
+    }
+    object_name(ns, key)
+}
+
+fn object_error(e: &ObjectError) -> Response {
+    let code = match e {
+        ObjectError::NotFound { .. } => StatusCode::NOT_FOUND,
+        ObjectError::Invalid { .. } => StatusCode::BAD_REQUEST,
+        ObjectError::Unavailable { .. } | ObjectError::Full { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        ObjectError::HeadsTimeout { .. } | ObjectError::Quorum { .. } => StatusCode::GATEWAY_TIMEOUT,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    error(code, &e.to_string())
+}
+
+fn value_json(reply: Reply) -> Response {
+    match reply {
+        Reply::Value { object, snapshot, durable_on } => Json(ObjectJson {
+            object: object.to_string(),
+            value: snapshot.value,
+            heads: snapshot.heads.to_hex(),
+            durable_on: Some(durable_on).filter(|n| *n > 0),
+        })
+        .into_response(),
+        Reply::Error(e) => object_error(&e),
+        _ => error(StatusCode::INTERNAL_SERVER_ERROR, "unexpected reply from the core"),
+    }
+}
+
+async fn object_call(st: &AppState, req: ObjRequest) -> Result<Reply, Response> {
+    ask(st, |tx| ApiRequest::Object(req, tx)).await
+}
+
+#[derive(Deserialize)]
+struct GetQuery {
+    /// Comma-separated heads the answer must include.
+    after: Option<String>,
+}
+
+async fn object_get(
+    State(st): State<AppState>,
+    Path((ns, key)): Path<(String, String)>,
+    Query(q): Query<GetQuery>,
+) -> Response {
+    let object = match object_name(&ns, &key) {
+        Ok(o) => o,
+        Err(r) => return r.into_response(),
+    };
+    let after = match q.after.as_deref().filter(|s| !s.is_empty()) {
+        None => None,
+        Some(list) => match Heads::parse_hex(&list.split(',').collect::<Vec<_>>()) {
+            Ok(h) => Some(h),
+            Err(e) => return error(StatusCode::BAD_REQUEST, &e.to_string()),
+        },
+    };
+    match object_call(&st, ObjRequest::Get { object, after }).await {
+        Ok(reply) => value_json(reply),
+        Err(r) => r,
+    }
+}
+
+#[derive(Deserialize)]
+struct WriteQuery {
+    /// `local` (default) or `quorum`.
+    durability: Option<String>,
+}
+
+fn durability(q: &WriteQuery) -> Result<Durability, BadRequest> {
+    match q.durability.as_deref() {
+        None | Some("local") => Ok(Durability::Local),
+        Some("quorum") => Ok(Durability::Quorum),
+        Some(other) => Err(BadRequest(format!("durability {other:?}: use local or quorum"))),
+    }
+}
+
+async fn object_post(
+    State(st): State<AppState>,
+    Path((ns, key)): Path<(String, String)>,
+    Query(q): Query<WriteQuery>,
+    body: Bytes,
+) -> Response {
+    let (object, durability) = match (writable_object(&ns, &key), durability(&q)) {
+        (Ok(o), Ok(d)) => (o, d),
+        (Err(r), _) | (_, Err(r)) => return r.into_response(),
+    };
+    let Ok(text) = std::str::from_utf8(&body) else {
+        return error(StatusCode::BAD_REQUEST, "the body is not UTF-8 JSON");
+    };
+    let ops = match Op::parse_batch(text) {
+        Ok(ops) if ops.is_empty() => return error(StatusCode::BAD_REQUEST, "an empty list of operations"),
+        Ok(ops) => ops,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &format!(
+                    "the body must be a JSON list of operations, e.g. [{{\"op\":\"set\",\"path\":\"a.b\",\"value\":1}}]: {e}"
+                ),
+            );
+        }
+    };
+    match object_call(&st, ObjRequest::Write { object, change: Change::Ops(ops), durability }).await {
+        Ok(reply) => value_json(reply),
+        Err(r) => r,
+    }
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    prefix: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn object_list(State(st): State<AppState>, Query(q): Query<ListQuery>) -> Response {
+    let req = ObjRequest::List { prefix: q.prefix.unwrap_or_default(), limit: q.limit.unwrap_or(1000).min(100_000) };
+    match object_call(&st, req).await {
+        Ok(Reply::List(list)) => Json(
+            list.into_iter()
+                .map(|l| ListedJson {
+                    object: l.object.to_string(),
+                    heads: l.heads.to_hex(),
+                    replicas: l.replicas.iter().map(ToString::to_string).collect(),
+                })
+                .collect::<Vec<_>>(),
+        )
+        .into_response(),
+        Ok(Reply::Error(e)) => object_error(&e),
+        Ok(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "unexpected reply from the core"),
+        Err(r) => r,
+    }
+}
+
+async fn object_raw_get(State(st): State<AppState>, Path((ns, key)): Path<(String, String)>) -> Response {
+    let object = match object_name(&ns, &key) {
+        Ok(o) => o,
+        Err(r) => return r.into_response(),
+    };
+    match object_call(&st, ObjRequest::Export { object }).await {
+        Ok(Reply::Export { bytes, heads, .. }) => {
+            let mut h = HeaderMap::new();
+            h.insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/octet-stream"));
+            if let Ok(v) = header::HeaderValue::from_str(&heads.to_hex().join(",")) {
+                h.insert("x-liquid-heads", v);
+            }
+            (h, bytes).into_response()
+        }
+        Ok(Reply::Error(e)) => object_error(&e),
+        Ok(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "unexpected reply from the core"),
+        Err(r) => r,
+    }
+}
+
+async fn object_raw_put(
+    State(st): State<AppState>,
+    Path((ns, key)): Path<(String, String)>,
+    Query(q): Query<WriteQuery>,
+    body: Bytes,
+) -> Response {
+    let (object, durability) = match (writable_object(&ns, &key), durability(&q)) {
+        (Ok(o), Ok(d)) => (o, d),
+        (Err(r), _) | (_, Err(r)) => return r.into_response(),
+    };
+    match object_call(&st, ObjRequest::Write { object, change: Change::Import(body.to_vec()), durability }).await {
+        Ok(reply) => value_json(reply),
+        Err(r) => r,
+    }
+}
+
+/// Server-sent events: the current value, then every new one (`event: value`, data an
+/// [`ObjectJson`]); an `event: error` if the object cannot be read.
+async fn object_watch(State(st): State<AppState>, Path((ns, key)): Path<(String, String)>) -> Response {
+    let object = match object_name(&ns, &key) {
+        Ok(o) => o,
+        Err(r) => return r.into_response(),
+    };
+    // Subscribe before the first read so no change between the two is missed.
+    let rx = st.changes.subscribe();
+    let stream = futures::stream::unfold(
+        (st, rx, object, None::<Vec<String>>, true),
+        |(st, mut rx, object, last, first)| async move {
+            loop {
+                if !first {
+                    match rx.recv().await {
+                        Ok(name) if name != object => continue,
+                        Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                        Err(broadcast::error::RecvError::Closed) => return None,
+                    }
+                }
+                let reply = object_call(&st, ObjRequest::Get { object: object.clone(), after: None }).await.ok()?;
+                let event = match reply {
+                    Reply::Value { snapshot, .. } => {
+                        let heads = snapshot.heads.to_hex();
+                        if last.as_ref() == Some(&heads) {
+                            if first {
+                                return None;
+                            }
+                            continue;
+                        }
+                        let json = ObjectJson {
+                            object: object.to_string(),
+                            value: snapshot.value,
+                            heads: heads.clone(),
+                            durable_on: None,
+                        };
+                        let ev = Event::default().event("value").json_data(&json).ok()?;
+                        return Some((Ok::<_, std::convert::Infallible>(ev), (st, rx, object, Some(heads), false)));
+                    }
+                    Reply::Error(ObjectError::NotFound { .. }) if !first => continue,
+                    Reply::Error(e) => Event::default().event("error").data(e.to_string()),
+                    _ => return None,
+                };
+                return Some((Ok(event), (st, rx, object, last, false)));
+            }
+        },
+    );
+    Sse::new(stream).keep_alive(KeepAlive::default()).into_response()
+}
+
+/// `PUT /v1/debug/blocked` body.
+#[derive(Serialize, Deserialize, Debug, Clone, Default)]
+pub struct BlockedJson {
+    /// Peer ids whose messages this agent drops, both ways; empty heals.
+    pub peers: Vec<String>,
+}
+
+/// Fault injection, only on agents started with `--dev`: cut this agent off from some peers.
+async fn debug_block(State(st): State<AppState>, Json(body): Json<BlockedJson>) -> Response {
+    let mut ids = Vec::new();
+    for p in &body.peers {
+        match p.parse::<libp2p::PeerId>().ok().and_then(|p| mesh::node_id(&p)) {
+            Some(id) => ids.push(id),
+            None => return error(StatusCode::BAD_REQUEST, &format!("{p:?} is not a peer id (12D3KooW…)")),
+        }
+    }
+    match ask(&st, |tx| ApiRequest::Block(ids, tx)).await {
+        Ok(list) => Json(BlockedJson { peers: list.iter().map(ToString::to_string).collect() }).into_response(),
+        Err(r) => r,
+    }
+}
+
+/// The header that carries a deploy's manifest: `liquid.toml`, base64 (standard alphabet).
+pub const MANIFEST_HEADER: &str = "liquid-manifest";
+
+async fn function_deploy(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    use base64::Engine as _;
+    let manifest = match headers.get(MANIFEST_HEADER) {
+        None => wasm_host::Manifest::for_module(&name),
+        Some(v) => {
+            let text = v
+                .to_str()
+                .ok()
+                .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+                .and_then(|b| String::from_utf8(b).ok());
+            let Some(text) = text else {
+                return error(StatusCode::BAD_REQUEST, "the liquid-manifest header must be base64 of UTF-8 TOML");
+            };
+            match wasm_host::Manifest::from_toml(&text) {
+                Ok(m) => m,
+                Err(e) => return error(StatusCode::BAD_REQUEST, &e.to_string()),
+            }
+        }
+    };
+    if let Err(e) = manifest.validate() {
+        return error(StatusCode::BAD_REQUEST, &e.to_string());
+    }
+    if manifest.name != name {
+        return error(
+            StatusCode::BAD_REQUEST,
+            &format!("the URL names {name:?} but the manifest names {:?}", manifest.name),
+        );
+    }
+    let size = body.len() as u64;
+    let modules = st.modules.clone();
+    let m2 = manifest.clone();
+    let installed = tokio::task::spawn_blocking(move || modules.install(&body, &m2)).await;
+    let hash = match installed {
+        Ok(Ok(h)) => h,
+        Ok(Err(e)) => return error(StatusCode::BAD_REQUEST, &format!("module refused: {e}")),
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    };
+    let deployed_at_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or_default();
+    let entry = liquid_core::functions::Entry {
+        hash,
+        size,
+        manifest,
+        deployed_by: String::new(),
+        deployed_at_ms,
+        deleted: false,
+    };
+    match ask(&st, |tx| ApiRequest::Deploy(Box::new(entry), tx)).await {
+        Ok(Reply::Value { .. }) => {
+            (StatusCode::CREATED, Json(serde_json::json!({"name": name, "hash": hash.to_hex(), "size": size})))
+                .into_response()
+        }
+        Ok(Reply::Error(e)) => object_error(&e),
+        Ok(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "unexpected reply from the core"),
+        Err(r) => r,
+    }
+}
+
+async fn function_list(State(st): State<AppState>) -> Response {
+    match ask(&st, ApiRequest::Functions).await {
+        Ok(list) => Json(list.into_iter().filter(|f| !f.deleted).collect::<Vec<_>>()).into_response(),
+        Err(r) => r,
+    }
+}
+
+async fn function_get(State(st): State<AppState>, Path(name): Path<String>) -> Response {
+    match ask(&st, ApiRequest::Functions).await {
+        Ok(list) => match list.into_iter().find(|f| f.name == name && !f.deleted) {
+            Some(f) => Json(f).into_response(),
+            None => {
+                error(StatusCode::NOT_FOUND, &format!("no function named {name:?} is deployed (as this node knows)"))
+            }
+        },
+        Err(r) => r,
+    }
+}
+
+async fn function_delete(State(st): State<AppState>, Path(name): Path<String>) -> Response {
+    let object = match liquid_core::functions::registry_object(&name) {
+        Ok(o) => o,
+        Err(e) => return error(StatusCode::BAD_REQUEST, &e),
+    };
+    match object_call(&st, ObjRequest::Get { object: object.clone(), after: None }).await {
+        Ok(Reply::Value { .. }) => {}
+        Ok(Reply::Error(e)) => return object_error(&e),
+        Ok(_) => return error(StatusCode::INTERNAL_SERVER_ERROR, "unexpected reply from the core"),
+        Err(r) => return r,
+    }
+    let ops = match Op::parse_batch(r#"[{"op":"set","path":"current.deleted","value":true}]"#) {
+        Ok(ops) => ops,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    };
+    let write = ObjRequest::Write { object, change: Change::Ops(ops), durability: Durability::Local };
+    match object_call(&st, write).await {
+        Ok(Reply::Value { .. }) => Json(serde_json::json!({"name": name, "deleted": true})).into_response(),
+        Ok(Reply::Error(e)) => object_error(&e),
+        Ok(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "unexpected reply from the core"),
+        Err(r) => r,
+    }
+}
+
+/// The HTTP status of an invocation error.
+pub fn invoke_status(e: &wasm_host::InvokeError) -> StatusCode {
+    use wasm_host::InvokeError as E;
+    match e {
+        E::NotFound(_) => StatusCode::NOT_FOUND,
+        E::Overloaded(_) => StatusCode::TOO_MANY_REQUESTS,
+        E::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        E::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+        E::Invalid(_) => StatusCode::BAD_REQUEST,
+        _ => StatusCode::UNPROCESSABLE_ENTITY,
+    }
+}
+
+async fn function_invoke(State(st): State<AppState>, Path(name): Path<String>, body: Bytes) -> Response {
+    let input = body.to_vec();
+    match ask(&st, |tx| ApiRequest::Invoke { name, input, depth: 0, reply: tx }).await {
+        Ok(Ok(out)) => ([(header::CONTENT_TYPE, "application/octet-stream")], out).into_response(),
+        Ok(Err(e)) => {
+            (invoke_status(&e), Json(serde_json::json!({"error": e.to_string(), "kind": e.kind()}))).into_response()
+        }
+        Err(r) => r,
+    }
+}
+
+async fn function_logs(State(st): State<AppState>, Path(name): Path<String>) -> Response {
+    match ask(&st, |tx| ApiRequest::Logs(name, tx)).await {
+        Ok(lines) => Json(lines).into_response(),
+        Err(r) => r,
+    }
+}
+
+#[derive(Deserialize)]
+struct MigrateBody {
+    to: String,
+}
+
+/// Resolves a node given by peer id or by name.
+async fn resolve_node(st: &AppState, given: &str) -> Result<liquid_core::NodeId, Response> {
+    if let Some(id) = liquid_core::NodeId::parse(given) {
+        return Ok(id);
+    }
+    let nodes = ask(st, ApiRequest::Nodes).await?;
+    let found: Vec<&MemberJson> = nodes.iter().filter(|n| n.name == given).collect();
+    match found.as_slice() {
+        [one] => liquid_core::NodeId::parse(&one.id)
+            .ok_or_else(|| error(StatusCode::INTERNAL_SERVER_ERROR, "a member has a malformed id")),
+        [] => Err(error(
+            StatusCode::NOT_FOUND,
+            &format!("no member is named or has the id {given:?}: see `liquid nodes`"),
+        )),
+        _ => Err(error(StatusCode::CONFLICT, &format!("several members are named {given:?}: give the peer id"))),
+    }
+}
+
+async fn function_migrate(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+    body: Result<Json<MigrateBody>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Json(body) = match body {
+        Ok(b) => b,
+        Err(e) => return error(StatusCode::BAD_REQUEST, &format!("expected {{\"to\": NODE}}: {e}")),
+    };
+    let to = match resolve_node(&st, &body.to).await {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    match ask(&st, |reply| ApiRequest::Migrate { name, to, reply }).await {
+        Ok(Ok(home)) => {
+            Json(serde_json::json!({ "home": home.to_string(), "to": to.to_string(), "started": true })).into_response()
+        }
+        Ok(Err(e)) => error(StatusCode::CONFLICT, &e),
+        Err(r) => r,
+    }
+}
+
+async fn function_placement(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+    body: Result<Json<crate::daemon::driver::PlacementChange>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Json(mut change) = match body {
+        Ok(b) => b,
+        Err(e) => return error(StatusCode::BAD_REQUEST, &format!("expected {{\"node\", \"tier\", \"auto\"}}: {e}")),
+    };
+    if let Some(n) = change.node.as_deref().filter(|n| !n.is_empty()) {
+        match resolve_node(&st, n).await {
+            Ok(id) => change.node = Some(id.to_string()),
+            Err(r) => return r,
+        }
+    }
+    match ask(&st, |reply| ApiRequest::SetPlacement { name, change, reply }).await {
+        Ok(Ok(())) => Json(serde_json::json!({ "ok": true })).into_response(),
+        Ok(Err(e)) => error(StatusCode::CONFLICT, &e),
+        Err(r) => r,
+    }
+}
+
+async fn not_found() -> Response {
+    error(StatusCode::NOT_FOUND, "no such route: see docs/api.md")
+}
+
+/// The API's routes.
+pub fn router(
+    modules: Arc<wasm_host::store::ModuleStore>,
+    token: String,
+    driver: mpsc::Sender<ApiRequest>,
+    registry: Registry,
+    changes: broadcast::Sender<ObjectName>,
+    dev: bool,
+) -> Router {
+    let st = AppState { modules, token: token.into(), driver, registry: Arc::new(registry), changes };
+    let mut r = Router::new();
+    if dev {
+        r = r.route("/v1/debug/blocked", axum::routing::put(debug_block));
+    }
+    r.route("/v1/status", get(status))
+        .route("/v1/nodes", get(nodes))
+        .route("/v1/objects", get(object_list))
+        .route("/v1/objects/{ns}/{key}", get(object_get).post(object_post))
+        .route("/v1/objects/{ns}/{key}/raw", get(object_raw_get).put(object_raw_put))
+        .route("/v1/objects/{ns}/{key}/watch", get(object_watch))
+        .route("/v1/functions", get(function_list))
+        .route(
+            "/v1/functions/{name}",
+            get(function_get)
+                .delete(function_delete)
+                .put(function_deploy.layer(DefaultBodyLimit::max(MODULE_BYTES_MAX))),
+        )
+        .route("/v1/functions/{name}/invoke", axum::routing::post(function_invoke))
+        .route("/v1/functions/{name}/logs", get(function_logs))
+        .route("/v1/functions/{name}/migrate", axum::routing::post(function_migrate))
+        .route("/v1/functions/{name}/placement", axum::routing::post(function_placement))
+        .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(st.clone(), require_token))
+        .with_state(st)
+}
