@@ -22,6 +22,11 @@ pub enum Tier {
 }
 
 impl Tier {
+    /// 0, 1 and 2 from the edge to the cloud: an index into per-tier tables.
+    pub(crate) fn index(self) -> usize {
+        self as usize
+    }
+
     /// The lowercase name used in configs, the API and tables.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -1,20 +1,25 @@
 //! The pure core of a Liquid node.
 //!
-//! This crate holds every decision a node makes — today membership, liveness and round-trip
-//! times; later object sync, routing, placement and migration — as a deterministic state
-//! machine ([`Node`]). It takes inputs (`handle_*`) stamped with a [`Time`] and returns outputs
-//! ([`Output`]: send a message, persist bytes, report an event) and the time it wants to be
-//! woken at.
+//! This crate holds every decision a node makes — membership and liveness, object replica
+//! sets and sync, where function calls run, actor leases and migrations, and the placement
+//! policy — as a deterministic state machine ([`Node`]). It takes inputs (`handle_*`) stamped
+//! with a [`Time`] and returns outputs ([`Output`]: send a message, persist bytes, run a
+//! function, report an event) and the time it wants to be woken at.
 //!
 //! It does **not** read clocks, spawn tasks, open sockets or touch files, and it depends on
-//! neither tokio nor libp2p: the real driver (`node-agent`, over `mesh`) and the simulator
-//! (`sim`) run this very code. A seed and the same inputs reproduce a run exactly.
+//! neither tokio nor libp2p nor a Wasm engine: the real driver (`node-agent`, over `mesh`) and
+//! the simulator (`sim`) run this very code. A seed and the same inputs reproduce a run
+//! exactly.
 //!
 //! Modules:
+//! - [`node`]: the node that composes the subsystems and maps their outputs into one queue.
 //! - [`membership`]: SWIM-style failure detection, gossip, anti-entropy, RTTs.
-//! - [`wire`]: the versioned CBOR envelope every message travels in.
 //! - [`objects`]: replica sets, object sync, anti-entropy, durability before acknowledgement.
-//! - [`node`]: the node that composes the subsystems.
+//! - [`functions`]: the registry, invocations, actors and serving sets.
+//! - [`placement`]: the placement policy — facts, candidates and the move rule.
+//! - [`rendezvous`]: rendezvous hashing, shared by replica sets and function homes.
+//! - [`shared`]: what the subsystems hand the node, owned by none of them.
+//! - [`wire`]: the versioned CBOR envelope every message travels in.
 //!
 //! ```
 //! use liquid_core::{Node, NodeId, NodeInfo, Output, Time, Tier, node::Config};
@@ -49,6 +54,9 @@ pub mod info;
 pub mod membership;
 pub mod node;
 pub mod objects;
+pub mod placement;
+pub mod rendezvous;
+pub mod shared;
 pub mod time;
 pub mod wire;
 

@@ -43,7 +43,8 @@ use serde::{Deserialize, Serialize};
 
 use self::queue::GossipQueue;
 use self::table::Table;
-use crate::{NodeId, NodeInfo, Output, Time};
+use crate::shared::Sink;
+use crate::{NodeId, NodeInfo, Time};
 
 /// Membership tuning. The defaults suit a LAN or WAN mesh of up to tens of thousands of nodes.
 #[derive(Clone, Debug)]
@@ -224,6 +225,29 @@ impl Message {
             Message::Digest { .. } => "digest",
             Message::State { .. } => "state",
         }
+    }
+}
+
+/// What membership asks of the node: the node maps it into its own
+/// [`Output`](crate::Output).
+#[derive(Clone, Debug)]
+pub enum Output {
+    /// Send `msg` to `to`.
+    Send {
+        /// The recipient.
+        to: NodeId,
+        /// The message.
+        msg: Message,
+    },
+    /// Durably store the membership memory, replacing the previous one.
+    Persist(Persisted),
+    /// A member's status changed in this node's view.
+    Event(StatusChange),
+}
+
+impl Output {
+    fn send(to: NodeId, msg: Message) -> Output {
+        Output::Send { to, msg }
     }
 }
 
@@ -603,31 +627,31 @@ impl Membership {
     }
 
     /// A transport session to `peer` was established and authenticated: introduce ourselves.
-    pub fn handle_connected(&mut self, _now: Time, peer: NodeId, out: &mut VecDeque<Output>) {
+    pub fn handle_connected(&mut self, _now: Time, peer: NodeId, out: &mut (impl Sink<Output> + ?Sized)) {
         if peer == self.me.id {
             return;
         }
         let msg = Message::Join { info: self.me.clone(), incarnation: self.incarnation };
-        out.push_back(Output::send(peer, msg));
+        out.push(Output::send(peer, msg));
     }
 
     /// The node is shutting down: tell a few members, so they need not wait for suspicion.
-    pub fn handle_leave(&mut self, _now: Time, out: &mut VecDeque<Output>) {
+    pub fn handle_leave(&mut self, _now: Time, out: &mut (impl Sink<Output> + ?Sized)) {
         self.leaving = true;
         let update = Update { id: self.me.id, incarnation: self.incarnation, status: Status::Left, info: None };
         let targets = self.random_members(self.cfg.leave_fanout, |m| m.status() == Status::Alive, None);
         for to in targets {
-            out.push_back(Output::send(to, Message::Gossip { updates: vec![update.clone()] }));
+            out.push(Output::send(to, Message::Gossip { updates: vec![update.clone()] }));
         }
     }
 
     /// A message from an authenticated peer.
-    pub fn handle_message(&mut self, now: Time, from: NodeId, msg: Message, out: &mut VecDeque<Output>) {
+    pub fn handle_message(&mut self, now: Time, from: NodeId, msg: Message, out: &mut (impl Sink<Output> + ?Sized)) {
         match msg {
             Message::Ping { seq, gossip } => {
                 self.merge_all(now, gossip, Some(from), out);
                 let gossip = self.take_gossip();
-                out.push_back(Output::send(from, Message::Ack { seq, gossip }));
+                out.push(Output::send(from, Message::Ack { seq, gossip }));
             }
             Message::Ack { seq, gossip } => {
                 self.merge_all(now, gossip, Some(from), out);
@@ -647,7 +671,7 @@ impl Membership {
                     expires: now + self.cfg.probe_interval,
                 });
                 let gossip = self.take_gossip();
-                out.push_back(Output::send(target, Message::Ping { seq: my_seq, gossip }));
+                out.push(Output::send(target, Message::Ping { seq: my_seq, gossip }));
             }
             Message::Gossip { updates } => self.merge_all(now, updates, Some(from), out),
             Message::Join { info, incarnation } => {
@@ -703,7 +727,7 @@ impl Membership {
     }
 
     /// Time passed: run whatever is due.
-    pub fn handle_timeout(&mut self, now: Time, out: &mut VecDeque<Output>) {
+    pub fn handle_timeout(&mut self, now: Time, out: &mut (impl Sink<Output> + ?Sized)) {
         // A pending probe's deadline comes before the next probe at the same instant.
         if let Some(p) = &self.probe
             && now >= p.deadline
@@ -737,7 +761,7 @@ impl Membership {
         if now >= self.next_sync_at {
             self.next_sync_at = now + self.cfg.sync_interval;
             if let Some(to) = self.random_member(|m| m.status() == Status::Alive, None) {
-                out.push_back(Output::send(to, self.digest_message()));
+                out.push(Output::send(to, self.digest_message()));
             }
         }
         if now >= self.next_reconnect_at {
@@ -745,18 +769,18 @@ impl Membership {
             if self.counts[Status::Down.index()] > 0
                 && let Some(to) = self.random_member(|m| m.status() == Status::Down, None)
             {
-                out.push_back(Output::send(to, self.digest_message()));
+                out.push(Output::send(to, self.digest_message()));
             }
         }
         if self.persist_dirty && now >= self.next_persist_at {
             self.persist_dirty = false;
             // Persisting member addresses at most this often keeps a large join cheap.
             self.next_persist_at = now + Duration::from_secs(30);
-            out.push_back(Output::Persist(self.persisted()));
+            out.push(Output::Persist(self.persisted()));
         }
     }
 
-    fn start_probe(&mut self, now: Time, out: &mut VecDeque<Output>) {
+    fn start_probe(&mut self, now: Time, out: &mut (impl Sink<Output> + ?Sized)) {
         let Some(target) = self.random_member(|m| matches!(m.status(), Status::Alive | Status::Suspect), None) else {
             return;
         };
@@ -764,10 +788,10 @@ impl Membership {
         self.probe =
             Some(Probe { seq, target, sent_at: now, deadline: now + self.cfg.probe_timeout, indirect_sent: false });
         let gossip = self.take_gossip();
-        out.push_back(Output::send(target, Message::Ping { seq, gossip }));
+        out.push(Output::send(target, Message::Ping { seq, gossip }));
     }
 
-    fn probe_deadline(&mut self, now: Time, out: &mut VecDeque<Output>) {
+    fn probe_deadline(&mut self, now: Time, out: &mut (impl Sink<Output> + ?Sized)) {
         let Some(p) = &mut self.probe else { return };
         if p.indirect_sent {
             self.probe_failed(now, out);
@@ -779,11 +803,11 @@ impl Membership {
         let helpers = self.random_members(self.cfg.indirect_probes, |m| m.status() == Status::Alive, Some(target));
         for helper in helpers {
             let gossip = self.take_gossip();
-            out.push_back(Output::send(helper, Message::PingReq { seq, target, gossip }));
+            out.push(Output::send(helper, Message::PingReq { seq, target, gossip }));
         }
     }
 
-    fn probe_failed(&mut self, now: Time, out: &mut VecDeque<Output>) {
+    fn probe_failed(&mut self, now: Time, out: &mut (impl Sink<Output> + ?Sized)) {
         let Some(p) = self.probe.take() else { return };
         if let Some(i) = self.members.find(&p.target) {
             let m = self.members.get(i);
@@ -794,7 +818,7 @@ impl Membership {
         }
     }
 
-    fn handle_ack(&mut self, now: Time, from: NodeId, seq: u64, out: &mut VecDeque<Output>) {
+    fn handle_ack(&mut self, now: Time, from: NodeId, seq: u64, out: &mut (impl Sink<Output> + ?Sized)) {
         if let Some(p) = &self.probe
             && p.seq == seq
         {
@@ -818,7 +842,7 @@ impl Membership {
             && r.expires > now
         {
             let gossip = self.take_gossip();
-            out.push_back(Output::send(r.requester, Message::Ack { seq: r.their_seq, gossip }));
+            out.push(Output::send(r.requester, Message::Ack { seq: r.their_seq, gossip }));
         }
     }
 
@@ -827,17 +851,24 @@ impl Membership {
         Update { id: self.me.id, incarnation: self.incarnation, status: self.my_status(), info: Some(self.me.clone()) }
     }
 
-    fn send_state(&mut self, to: NodeId, respond: bool, out: &mut VecDeque<Output>) {
+    fn send_state(&mut self, to: NodeId, respond: bool, out: &mut (impl Sink<Output> + ?Sized)) {
         let mut entries = Vec::with_capacity(self.members.len() + 1);
         entries.push(self.my_entry());
         entries.extend(self.members.iter_by_id().map(entry_of));
-        out.push_back(Output::send(to, Message::State { entries, digest: self.digest(), respond, part: None }));
+        out.push(Output::send(to, Message::State { entries, digest: self.digest(), respond, part: None }));
     }
 
     /// Sends the members in buckets `differ` (ascending, each below `mine.len()`), where
     /// `mine` are this view's bucket digests. Nothing if no bucket differs: the views then
     /// differ only in buckets the peer did not ask about, which the next exchange compares.
-    fn send_part(&mut self, to: NodeId, respond: bool, mine: &[u64], differ: Vec<usize>, out: &mut VecDeque<Output>) {
+    fn send_part(
+        &mut self,
+        to: NodeId,
+        respond: bool,
+        mine: &[u64],
+        differ: Vec<usize>,
+        out: &mut (impl Sink<Output> + ?Sized),
+    ) {
         if differ.is_empty() {
             return;
         }
@@ -855,21 +886,27 @@ impl Membership {
         // At most 256 buckets, so indices fit.
         let digests = differ.iter().map(|&i| (i as u16, mine[i])).collect();
         let part = Some(Part { buckets: b as u16, digests });
-        out.push_back(Output::send(to, Message::State { entries, digest: self.digest(), respond, part }));
+        out.push(Output::send(to, Message::State { entries, digest: self.digest(), respond, part }));
     }
 
-    fn merge_all(&mut self, now: Time, updates: Vec<Update>, from: Option<NodeId>, out: &mut VecDeque<Output>) {
+    fn merge_all(
+        &mut self,
+        now: Time,
+        updates: Vec<Update>,
+        from: Option<NodeId>,
+        out: &mut (impl Sink<Output> + ?Sized),
+    ) {
         self.members.warm(updates.iter().map(|u| (&u.id, u.info.as_ref())));
         for u in updates {
             self.merge(now, u, from, out);
         }
     }
 
-    fn merge_local(&mut self, now: Time, update: Update, out: &mut VecDeque<Output>) {
+    fn merge_local(&mut self, now: Time, update: Update, out: &mut (impl Sink<Output> + ?Sized)) {
         self.merge(now, update, None, out);
     }
 
-    fn merge(&mut self, now: Time, update: Update, from: Option<NodeId>, out: &mut VecDeque<Output>) {
+    fn merge(&mut self, now: Time, update: Update, from: Option<NodeId>, out: &mut (impl Sink<Output> + ?Sized)) {
         if let Some((u, info)) = self.apply(now, update, from, out) {
             self.enqueue_gossip(u, info);
         }
@@ -884,7 +921,7 @@ impl Membership {
         now: Time,
         mut u: Update,
         from: Option<NodeId>,
-        out: &mut VecDeque<Output>,
+        out: &mut (impl Sink<Output> + ?Sized),
     ) -> Option<(Update, Arc<NodeInfo>)> {
         if u.id == self.me.id {
             self.about_me(&u, from, out);
@@ -920,7 +957,7 @@ impl Membership {
     /// A binary search and a `Vec::insert` per entry made every state cost
     /// O(n log n) cache misses plus O(n) moves per newcomer; states are about a fifth of all
     /// bytes at a thousand nodes.
-    fn merge_state(&mut self, now: Time, entries: Vec<Update>, from: NodeId, out: &mut VecDeque<Output>) {
+    fn merge_state(&mut self, now: Time, entries: Vec<Update>, from: NodeId, out: &mut (impl Sink<Output> + ?Sized)) {
         // Senders list themselves first, then their members in id order. Anything else (an
         // older or foreign sender, a duplicate id) is merged entry by entry.
         let sorted = entries.len() < 2
@@ -974,7 +1011,7 @@ impl Membership {
         u: &Update,
         from: Option<NodeId>,
         known: usize,
-        out: &mut VecDeque<Output>,
+        out: &mut (impl Sink<Output> + ?Sized),
     ) -> Option<Member> {
         let info = u.info.clone()?;
         if known >= self.cfg.members_max {
@@ -988,7 +1025,7 @@ impl Membership {
             self.suspicions.insert((now + self.suspicion_timeout_for(known + 2), u.id));
         }
         self.persist_dirty |= u.status == Status::Alive;
-        out.push_back(Output::Event(StatusChange { id: u.id, from: None, to: u.status, local: from.is_none() }));
+        out.push(Output::Event(StatusChange { id: u.id, from: None, to: u.status, local: from.is_none() }));
         Some(Member::new(info, u.incarnation, u.status, now))
     }
 
@@ -1002,7 +1039,7 @@ impl Membership {
         u: &mut Update,
         from: Option<NodeId>,
         suspicion_timeout: Duration,
-        out: &mut VecDeque<Output>,
+        out: &mut (impl Sink<Output> + ?Sized),
     ) -> bool {
         let m = self.members.get(slot);
         let (incarnation, old) = (m.incarnation, m.status());
@@ -1026,17 +1063,12 @@ impl Membership {
             if u.status == Status::Suspect {
                 self.suspicions.insert((now + suspicion_timeout, u.id));
             }
-            out.push_back(Output::Event(StatusChange {
-                id: u.id,
-                from: Some(old),
-                to: u.status,
-                local: from.is_none(),
-            }));
+            out.push(Output::Event(StatusChange { id: u.id, from: Some(old), to: u.status, local: from.is_none() }));
         }
         true
     }
 
-    fn about_me(&mut self, u: &Update, from: Option<NodeId>, out: &mut VecDeque<Output>) {
+    fn about_me(&mut self, u: &Update, from: Option<NodeId>, out: &mut (impl Sink<Output> + ?Sized)) {
         if self.leaving || u.incarnation < self.incarnation {
             return;
         }
@@ -1059,7 +1091,7 @@ impl Membership {
         self.enqueue_gossip(alive.clone(), self.me.clone());
         if let Some(peer) = from {
             // Tell the one who said it directly: across a healed partition, nobody else would.
-            out.push_back(Output::send(peer, Message::Gossip { updates: vec![alive] }));
+            out.push(Output::send(peer, Message::Gossip { updates: vec![alive] }));
         }
     }
 

@@ -8,9 +8,10 @@ use rand_core::SeedableRng;
 use state_sync::store::LogStats;
 use state_sync::{Document, ObjectName};
 
-use crate::functions::{self, ExecId, Executed, Execution, Functions, Handoff, InvokeId, Prefetch};
+use crate::functions::{self, ExecId, Executed, Execution, Functions, Handoff, InvokeId, MigrationEvent, Prefetch};
 use crate::membership::{self, Membership, Persisted, Status, StatusChange};
-use crate::objects::{self, DiskOp, Objects, Reply, Request, RequestId};
+use crate::objects::{self, DiskOp, Objects, Reply, ReplyTo, Request, RequestId};
+use crate::shared::Sink;
 use crate::wire::Message;
 use crate::{NodeId, NodeInfo, Time};
 
@@ -79,19 +80,71 @@ pub enum Output {
         /// The epoch that ended.
         epoch: u64,
     },
+    /// An actor's activation or migration took a step here (for logs and metrics).
+    Migration(MigrationEvent),
 }
 
-impl Output {
-    pub(crate) fn send(to: NodeId, msg: membership::Message) -> Output {
-        Output::Send { to, msg: Message::Membership(msg) }
+impl From<membership::Output> for Output {
+    fn from(o: membership::Output) -> Output {
+        match o {
+            membership::Output::Send { to, msg } => Output::Send { to, msg: Message::Membership(msg) },
+            membership::Output::Persist(p) => Output::Persist(p),
+            membership::Output::Event(e) => Output::Event(e),
+        }
     }
+}
 
-    pub(crate) fn send_obj(to: NodeId, msg: objects::Message) -> Output {
-        Output::Send { to, msg: Message::Objects(msg) }
+impl From<functions::Output> for Output {
+    fn from(o: functions::Output) -> Output {
+        match o {
+            functions::Output::Send { to, msg } => Output::Send { to, msg: Message::Functions(Box::new(msg)) },
+            functions::Output::Execute(e) => Output::Execute(e),
+            functions::Output::Invoked { id, result } => Output::Invoked { id, result },
+            functions::Output::Prefetch(p) => Output::Prefetch(p),
+            functions::Output::Handoff(h) => Output::Handoff(h),
+            functions::Output::Deactivate { name, epoch } => Output::Deactivate { name, epoch },
+            functions::Output::Migration(e) => Output::Migration(e),
+        }
     }
+}
 
-    pub(crate) fn send_fn(to: NodeId, msg: functions::Message) -> Output {
-        Output::Send { to, msg: Message::Functions(Box::new(msg)) }
+/// An entry of the node's queue: an output for the driver, or the answer to a request the
+/// node made of its own object layer, which the node handles itself when it comes up — in
+/// queue order, as the driver would have seen it.
+#[derive(Debug)]
+enum Queued {
+    Out(Output),
+    Internal { token: u64, reply: Reply },
+}
+
+impl Sink<membership::Output> for VecDeque<Queued> {
+    fn push(&mut self, o: membership::Output) {
+        self.push_back(Queued::Out(o.into()));
+    }
+}
+
+impl Sink<objects::Output> for VecDeque<Queued> {
+    fn push(&mut self, o: objects::Output) {
+        self.push_back(match o {
+            objects::Output::Reply { id: ReplyTo::Internal(token), reply } => Queued::Internal { token, reply },
+            objects::Output::Reply { id: ReplyTo::Driver(id), reply } => Queued::Out(Output::Reply { id, reply }),
+            objects::Output::Send { to, msg } => Queued::Out(Output::Send { to, msg: Message::Objects(msg) }),
+            objects::Output::Disk(op) => Queued::Out(Output::Disk(op)),
+            objects::Output::Changed(object) => Queued::Out(Output::ObjectChanged(object)),
+        });
+    }
+}
+
+impl Sink<functions::Output> for VecDeque<Queued> {
+    fn push(&mut self, o: functions::Output) {
+        self.push_back(Queued::Out(o.into()));
+    }
+}
+
+/// Membership alone, driven by a test, answers into a plain queue of outputs.
+impl Sink<membership::Output> for VecDeque<Output> {
+    fn push(&mut self, o: membership::Output) {
+        self.push_back(o.into());
     }
 }
 
@@ -107,7 +160,7 @@ pub struct Node {
     membership: Membership,
     objects: Objects,
     functions: Functions,
-    out: VecDeque<Output>,
+    out: VecDeque<Queued>,
     /// The time of the latest input: internal replies are handled when they are polled.
     now: Time,
     /// Reads made by running functions, not answered yet: what they return counts in the
@@ -126,7 +179,9 @@ impl Node {
     /// previous life persisted.
     pub fn new(cfg: Config, info: NodeInfo, restored: Option<&Persisted>, seed: u64, now: Time) -> Self {
         let rng = ChaCha8Rng::seed_from_u64(seed);
-        let objects = Objects::new(cfg.objects, info.id, cfg.boot, now);
+        let mut objects_cfg = cfg.objects;
+        objects_cfg.everywhere.insert(functions::REGISTRY_NS.to_string());
+        let objects = Objects::new(objects_cfg, info.id, cfg.boot, now);
         let functions = Functions::new(cfg.functions, info.id, seed ^ cfg.boot.rotate_left(32), now);
         Node {
             membership: Membership::new(cfg.membership, info, restored, rng, now),
@@ -305,10 +360,12 @@ impl Node {
         let mut downs = Vec::new();
         for o in self.out.range(before..) {
             match o {
-                Output::Event(c) if wants_ups && c.to == Status::Alive && c.from != Some(Status::Alive) => {
+                Queued::Out(Output::Event(c))
+                    if wants_ups && c.to == Status::Alive && c.from != Some(Status::Alive) =>
+                {
                     ups.push(c.id)
                 }
-                Output::Event(c) if matches!(c.to, Status::Down | Status::Left) => downs.push(c.id),
+                Queued::Out(Output::Event(c)) if matches!(c.to, Status::Down | Status::Left) => downs.push(c.id),
                 _ => {}
             }
         }
@@ -341,13 +398,13 @@ impl Node {
                 return None;
             };
             match next {
-                Output::Reply { id, reply } if id.0 >= functions::INTERNAL_REQUEST => {
+                Queued::Internal { token, reply } => {
                     let now = self.now;
                     let mut ctx =
                         functions::Ctx { objects: &mut self.objects, membership: &self.membership, out: &mut self.out };
-                    self.functions.handle_object_reply(now, id, reply, &mut ctx);
+                    self.functions.handle_object_reply(now, token, reply, &mut ctx);
                 }
-                Output::Reply { id, reply } if !self.host_reads.is_empty() => {
+                Queued::Out(Output::Reply { id, reply }) if !self.host_reads.is_empty() => {
                     if let Some(exec) = self.host_reads.remove(&id)
                         && let Reply::Value { object, snapshot, .. } = &reply
                     {
@@ -355,11 +412,11 @@ impl Node {
                     }
                     return Some(Output::Reply { id, reply });
                 }
-                Output::ObjectChanged(object) => {
+                Queued::Out(Output::ObjectChanged(object)) => {
                     self.note_registry(&object);
                     return Some(Output::ObjectChanged(object));
                 }
-                other => return Some(other),
+                Queued::Out(other) => return Some(other),
             }
         }
     }
@@ -370,7 +427,7 @@ impl Node {
         if object.namespace() != functions::REGISTRY_NS {
             return;
         }
-        let list = self.objects.doc(object).map(functions::record::added_replicas_of).unwrap_or_default();
+        let list = self.objects.doc(object).map(functions::registry::record::added_replicas_of).unwrap_or_default();
         self.objects.set_added_replicas(object.as_str(), list);
     }
 

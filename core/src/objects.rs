@@ -29,7 +29,6 @@
 //!   never remembered as missing. A write to an unknown object tries the same first, for at
 //!   most [`Config::write_fetch_timeout`], then creates the object locally.
 
-pub(crate) mod placement;
 #[cfg(test)]
 mod tests;
 
@@ -43,10 +42,10 @@ use state_sync::ops::Op;
 use state_sync::store::{Compaction, LogStats};
 use state_sync::{Digest, Document, Heads, ObjectName, Replica, Snapshot, replica};
 
-pub use placement::{Candidate, hash64, replica_set};
+pub use crate::rendezvous::{ReplicaNode, hash64, replica_set};
 
 use crate::membership::{Membership, Status};
-use crate::node::Output;
+use crate::shared::Sink;
 use crate::{NodeId, Time};
 
 /// Per-record overhead of the on-disk log (length, kind, checksum), for compaction estimates.
@@ -59,6 +58,9 @@ pub struct Config {
     pub replication_default: usize,
     /// Replicas per object, by namespace.
     pub replication: BTreeMap<String, usize>,
+    /// Namespaces replicated to every node unless `replication` names them. The node adds
+    /// the function registry's: any node must resolve a function, offline included.
+    pub everywhere: BTreeSet<String>,
     /// How long a read of an object this node does not hold waits for a replica.
     pub fetch_timeout: Duration,
     /// How long a write to an object this node does not hold waits for a replica before
@@ -96,6 +98,7 @@ impl Default for Config {
         Config {
             replication_default: 3,
             replication: BTreeMap::new(),
+            everywhere: BTreeSet::new(),
             fetch_timeout: Duration::from_secs(5),
             write_fetch_timeout: Duration::from_secs(2),
             quorum_timeout: Duration::from_secs(10),
@@ -115,10 +118,10 @@ impl Default for Config {
 }
 
 impl Config {
-    /// The replication factor of `namespace`. The function registry goes to every node
-    /// unless configured otherwise: any node must resolve a function, offline included.
+    /// The replication factor of `namespace`: `replication`'s, else every node for the
+    /// namespaces in `everywhere`, else `replication_default`.
     pub fn replication_of(&self, namespace: &str) -> usize {
-        let default = if namespace == crate::functions::REGISTRY_NS { usize::MAX } else { self.replication_default };
+        let default = if self.everywhere.contains(namespace) { usize::MAX } else { self.replication_default };
         self.replication.get(namespace).copied().unwrap_or(default).max(1)
     }
 }
@@ -147,6 +150,47 @@ pub enum Durability {
 /// Identifies a request so its reply can be matched; chosen by the driver.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct RequestId(pub u64);
+
+/// Who a request's reply goes to: the driver (by the id it chose), or the node itself — a
+/// request one of its own subsystems made (the functions registry), answered through the
+/// node and never seen by the driver.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ReplyTo {
+    /// [`Objects::handle_request`]'s caller.
+    Driver(RequestId),
+    /// [`Objects::handle_internal_request`]'s caller, by its token.
+    Internal(u64),
+}
+
+/// What the object layer asks of the node: the node maps it into its own
+/// [`Output`](crate::Output), or answers its own requests itself.
+#[derive(Clone, Debug)]
+pub enum Output {
+    /// Send `msg` to `to`.
+    Send {
+        /// The recipient.
+        to: NodeId,
+        /// The message.
+        msg: Message,
+    },
+    /// Storage work, in order.
+    Disk(DiskOp),
+    /// The answer to a request.
+    Reply {
+        /// Who asked.
+        id: ReplyTo,
+        /// The answer.
+        reply: Reply,
+    },
+    /// An object's document changed here (a local write or changes from a peer).
+    Changed(ObjectName),
+}
+
+impl Output {
+    fn send(to: NodeId, msg: Message) -> Output {
+        Output::Send { to, msg }
+    }
+}
 
 /// A change to an object.
 #[derive(Clone, Debug)]
@@ -416,7 +460,7 @@ enum Pending {
 
 #[derive(Debug)]
 struct Waiter {
-    id: RequestId,
+    id: ReplyTo,
     pending: Pending,
     since: Time,
     deadline: Time,
@@ -431,7 +475,7 @@ struct Fetch {
 
 #[derive(Debug)]
 struct HeadWait {
-    id: RequestId,
+    id: ReplyTo,
     object: ObjectName,
     heads: Heads,
     since: Time,
@@ -440,7 +484,7 @@ struct HeadWait {
 
 #[derive(Debug)]
 struct Acked {
-    id: RequestId,
+    id: ReplyTo,
     object: ObjectName,
     heads: Heads,
     durability: Durability,
@@ -449,7 +493,7 @@ struct Acked {
 
 #[derive(Debug)]
 struct Quorum {
-    id: RequestId,
+    id: ReplyTo,
     object: ObjectName,
     heads: Heads,
     needed: usize,
@@ -477,7 +521,7 @@ pub struct Objects {
     objects: BTreeMap<ObjectName, Object>,
     /// Candidates for replica sets with their id hashes, sorted by id; rebuilt when the
     /// membership view changes.
-    view: Vec<(Candidate, u64)>,
+    view: Vec<(ReplicaNode, u64)>,
     view_digest: u64,
     view_gen: u64,
     view_built: Time,
@@ -645,7 +689,31 @@ impl Objects {
         id: RequestId,
         req: Request,
         members: &Membership,
-        out: &mut VecDeque<Output>,
+        out: &mut (impl Sink<Output> + ?Sized),
+    ) {
+        self.request(now, ReplyTo::Driver(id), req, members, out);
+    }
+
+    /// A request the node makes for itself (the functions registry): answered like
+    /// [`Objects::handle_request`], with an [`Output::Reply`] to [`ReplyTo::Internal`]`(token)`.
+    pub fn handle_internal_request(
+        &mut self,
+        now: Time,
+        token: u64,
+        req: Request,
+        members: &Membership,
+        out: &mut (impl Sink<Output> + ?Sized),
+    ) {
+        self.request(now, ReplyTo::Internal(token), req, members, out);
+    }
+
+    fn request(
+        &mut self,
+        now: Time,
+        id: ReplyTo,
+        req: Request,
+        members: &Membership,
+        out: &mut (impl Sink<Output> + ?Sized),
     ) {
         self.now = now;
         match req {
@@ -664,7 +732,7 @@ impl Objects {
                         list.push(Listed { heads: o.replica.doc().heads(), object: name, replicas });
                     }
                 }
-                out.push_back(Output::Reply { id, reply: Reply::List(list) });
+                out.push(Output::Reply { id, reply: Reply::List(list) });
             }
             Request::Get { object, after } => self.start(now, id, object, Pending::Get { after }, members, out),
             Request::Export { object } => self.start(now, id, object, Pending::Export, members, out),
@@ -682,7 +750,7 @@ impl Objects {
         from: NodeId,
         msg: Message,
         members: &Membership,
-        out: &mut VecDeque<Output>,
+        out: &mut (impl Sink<Output> + ?Sized),
     ) {
         self.now = now;
         match msg {
@@ -700,7 +768,7 @@ impl Objects {
             }
             Message::AckWanted { object, heads } => {
                 if self.durably_has(&object, &heads) {
-                    out.push_back(Output::send_obj(from, Message::Ack { object, heads }));
+                    out.push(Output::send(from, Message::Ack { object, heads }));
                 } else {
                     if self.ack_waits.len() >= self.cfg.ack_waits_max {
                         self.ack_waits.pop_front();
@@ -722,7 +790,13 @@ impl Objects {
 
     /// A transport session to `peer` came up: sessions may have lost messages, so restart
     /// them, and compare digests.
-    pub fn handle_connected(&mut self, now: Time, peer: NodeId, members: &Membership, out: &mut VecDeque<Output>) {
+    pub fn handle_connected(
+        &mut self,
+        now: Time,
+        peer: NodeId,
+        members: &Membership,
+        out: &mut (impl Sink<Output> + ?Sized),
+    ) {
         self.now = now;
         for o in self.objects.values_mut() {
             o.replica.reset(&peer);
@@ -752,7 +826,7 @@ impl Objects {
 
     /// `peer` became alive in the membership view (it joined, returned, or a partition
     /// healed): compare digests with it and re-ask it for anything still being fetched.
-    pub fn peer_up(&mut self, now: Time, peer: NodeId, members: &Membership, out: &mut VecDeque<Output>) {
+    pub fn peer_up(&mut self, now: Time, peer: NodeId, members: &Membership, out: &mut (impl Sink<Output> + ?Sized)) {
         self.now = now;
         // With nothing to describe there is nothing to send, and the bookkeeping of who was
         // sent digests at this instant (an allocation per instant) is most of the cost of a
@@ -785,7 +859,7 @@ impl Objects {
         ticket: u64,
         result: Result<(), String>,
         members: &Membership,
-        out: &mut VecDeque<Output>,
+        out: &mut (impl Sink<Output> + ?Sized),
     ) {
         let Some(f) = self.flushing.take_if(|f| f.ticket == ticket) else { return };
         match result {
@@ -804,7 +878,7 @@ impl Objects {
                             }
                             if let Some(reply) = read.get(&w.object) {
                                 self.stats.writes_acked += 1;
-                                out.push_back(Output::Reply { id: w.id, reply: reply.clone() });
+                                out.push(Output::Reply { id: w.id, reply: reply.clone() });
                             }
                         }
                         Durability::Quorum => {
@@ -838,7 +912,7 @@ impl Objects {
                 for w in f.writes {
                     self.stats.writes_failed += 1;
                     let err = ObjectError::Disk { object: w.object, message: message.clone() };
-                    out.push_back(Output::Reply { id: w.id, reply: Reply::Error(err) });
+                    out.push(Output::Reply { id: w.id, reply: Reply::Error(err) });
                 }
             }
         }
@@ -847,7 +921,7 @@ impl Objects {
     }
 
     /// Timers: batched sync, deadlines, quorum retries, anti-entropy.
-    pub fn handle_timeout(&mut self, now: Time, members: &Membership, out: &mut VecDeque<Output>) {
+    pub fn handle_timeout(&mut self, now: Time, members: &Membership, out: &mut (impl Sink<Output> + ?Sized)) {
         self.now = now;
         if self.digests_now.0 != now {
             // A past instant's peers: free them (after a join, thousands) before the next one.
@@ -868,11 +942,11 @@ impl Objects {
     fn start(
         &mut self,
         now: Time,
-        id: RequestId,
+        id: ReplyTo,
         object: ObjectName,
         pending: Pending,
         members: &Membership,
-        out: &mut VecDeque<Output>,
+        out: &mut (impl Sink<Output> + ?Sized),
     ) {
         if self.objects.get(&object).is_some_and(|o| !o.replica.doc().heads().is_empty()) {
             self.serve(now, id, &object, pending, out);
@@ -881,7 +955,7 @@ impl Objects {
         let waiting: usize = self.fetches.values().map(|f| f.waiters.len()).sum::<usize>() + self.head_waits.len();
         if waiting >= self.cfg.waiters_max {
             let err = ObjectError::Full { what: "waiting requests", max: self.cfg.waiters_max };
-            out.push_back(Output::Reply { id, reply: Reply::Error(err) });
+            out.push(Output::Reply { id, reply: Reply::Error(err) });
             return;
         }
         let timeout = match pending {
@@ -912,7 +986,13 @@ impl Objects {
 
     /// Asks every reachable replica-set member not yet asked for `object`; returns how many
     /// members have been asked in total.
-    fn ask(&mut self, now: Time, object: &ObjectName, members: &Membership, out: &mut VecDeque<Output>) -> usize {
+    fn ask(
+        &mut self,
+        now: Time,
+        object: &ObjectName,
+        members: &Membership,
+        out: &mut (impl Sink<Output> + ?Sized),
+    ) -> usize {
         if !self.fetches.contains_key(object) {
             return 0;
         }
@@ -934,10 +1014,7 @@ impl Objects {
                 if let Some(data) = o.replica.generate(&p) {
                     self.stats.sync_sent += 1;
                     self.stats.sync_bytes_sent += data.len() as u64;
-                    out.push_back(Output::send_obj(
-                        p,
-                        Message::Sync { object: object.clone(), data: ByteBuf::from(data) },
-                    ));
+                    out.push(Output::send(p, Message::Sync { object: object.clone(), data: ByteBuf::from(data) }));
                 }
             }
         }
@@ -966,7 +1043,14 @@ impl Objects {
     }
 
     /// Serves a request for an object that is (now) here, or creates it for a write.
-    fn serve(&mut self, now: Time, id: RequestId, object: &ObjectName, pending: Pending, out: &mut VecDeque<Output>) {
+    fn serve(
+        &mut self,
+        now: Time,
+        id: ReplyTo,
+        object: &ObjectName,
+        pending: Pending,
+        out: &mut (impl Sink<Output> + ?Sized),
+    ) {
         match pending {
             Pending::Get { after: Some(heads) }
                 if !self.objects.get(object).is_some_and(|o| o.replica.doc().has_heads(&heads)) =>
@@ -984,7 +1068,7 @@ impl Objects {
                     Some(o) => Reply::Value { object: object.clone(), snapshot: o.replica.doc().read(), durable_on: 0 },
                     None => Reply::Error(ObjectError::NotFound { object: object.clone() }),
                 };
-                out.push_back(Output::Reply { id, reply });
+                out.push(Output::Reply { id, reply });
             }
             Pending::Export => {
                 let reply = match self.objects.get(object) {
@@ -995,7 +1079,7 @@ impl Objects {
                     },
                     None => Reply::Error(ObjectError::NotFound { object: object.clone() }),
                 };
-                out.push_back(Output::Reply { id, reply });
+                out.push(Output::Reply { id, reply });
             }
             Pending::Write { change, durability } => self.write(now, id, object, change, durability, out),
         }
@@ -1004,18 +1088,18 @@ impl Objects {
     fn write(
         &mut self,
         now: Time,
-        id: RequestId,
+        id: ReplyTo,
         object: &ObjectName,
         change: Change,
         durability: Durability,
-        out: &mut VecDeque<Output>,
+        out: &mut (impl Sink<Output> + ?Sized),
     ) {
         let timestamp = i64::try_from((self.cfg.unix_epoch_offset_us.saturating_add(now.as_micros())) / 1_000_000)
             .unwrap_or(i64::MAX);
         let max = self.cfg.objects_max;
         let ok = self.ensure(object);
         let Some(o) = self.objects.get_mut(object).filter(|_| ok) else {
-            out.push_back(Output::Reply { id, reply: Reply::Error(ObjectError::Full { what: "objects", max }) });
+            out.push(Output::Reply { id, reply: Reply::Error(ObjectError::Full { what: "objects", max }) });
             return;
         };
         let result = match &change {
@@ -1029,7 +1113,7 @@ impl Objects {
                 if empty {
                     self.objects.remove(object);
                 }
-                out.push_back(Output::Reply { id, reply: Reply::Error(ObjectError::Invalid { message }) });
+                out.push(Output::Reply { id, reply: Reply::Error(ObjectError::Invalid { message }) });
             }
             Ok(changed) => {
                 let heads = o.replica.doc().heads();
@@ -1039,7 +1123,7 @@ impl Objects {
                 if empty {
                     // An import of nothing into nothing: there is still no object.
                     self.objects.remove(object);
-                    out.push_back(Output::Reply {
+                    out.push(Output::Reply {
                         id,
                         reply: Reply::Error(ObjectError::Invalid {
                             message: "the imported document is empty: nothing to create".into(),
@@ -1053,13 +1137,13 @@ impl Objects {
     }
 
     /// The document changed: persist it, push it to peers, tell watchers.
-    fn changed(&mut self, now: Time, object: &ObjectName, out: &mut VecDeque<Output>) {
+    fn changed(&mut self, now: Time, object: &ObjectName, out: &mut (impl Sink<Output> + ?Sized)) {
         self.disk_dirty.insert(object.clone());
         self.sync_dirty.insert(object.clone());
         if self.sync_at.is_none() {
             self.sync_at = Some(now + self.cfg.batch_delay);
         }
-        out.push_back(Output::ObjectChanged(object.clone()));
+        out.push(Output::Changed(object.clone()));
         if let Some(o) = self.objects.get(object) {
             let doc = o.replica.doc();
             let mut i = 0;
@@ -1068,7 +1152,7 @@ impl Objects {
                 if w.object == *object && doc.has_heads(&w.heads) {
                     let w = self.head_waits.swap_remove(i);
                     let reply = Reply::Value { object: w.object, snapshot: doc.read(), durable_on: 0 };
-                    out.push_back(Output::Reply { id: w.id, reply });
+                    out.push(Output::Reply { id: w.id, reply });
                 } else {
                     i += 1;
                 }
@@ -1083,13 +1167,13 @@ impl Objects {
         object: ObjectName,
         data: &[u8],
         members: &Membership,
-        out: &mut VecDeque<Output>,
+        out: &mut (impl Sink<Output> + ?Sized),
     ) {
         self.stats.sync_received += 1;
         self.stats.sync_bytes_received += data.len() as u64;
         let held = self.objects.contains_key(&object);
         if !held && !self.fetches.contains_key(&object) && !self.set_of(members, &object).contains(&self.me) {
-            out.push_back(Output::send_obj(from, Message::NotHeld { object }));
+            out.push(Output::send(from, Message::NotHeld { object }));
             return;
         }
         if !self.ensure(&object) {
@@ -1104,10 +1188,7 @@ impl Objects {
                 if let Some(data) = reply {
                     self.stats.sync_sent += 1;
                     self.stats.sync_bytes_sent += data.len() as u64;
-                    out.push_back(Output::send_obj(
-                        from,
-                        Message::Sync { object: object.clone(), data: ByteBuf::from(data) },
-                    ));
+                    out.push(Output::send(from, Message::Sync { object: object.clone(), data: ByteBuf::from(data) }));
                 }
                 if changed {
                     self.changed(now, &object, out);
@@ -1133,7 +1214,7 @@ impl Objects {
         object: ObjectName,
         digest: Digest,
         members: &Membership,
-        out: &mut VecDeque<Output>,
+        out: &mut (impl Sink<Output> + ?Sized),
     ) {
         let _ = now;
         let Some(o) = self.objects.get_mut(&object) else {
@@ -1146,7 +1227,7 @@ impl Objects {
                 if let Some(data) = o.replica.generate(&from) {
                     self.stats.sync_sent += 1;
                     self.stats.sync_bytes_sent += data.len() as u64;
-                    out.push_back(Output::send_obj(from, Message::Sync { object, data: ByteBuf::from(data) }));
+                    out.push(Output::send(from, Message::Sync { object, data: ByteBuf::from(data) }));
                 }
             }
             return;
@@ -1165,13 +1246,19 @@ impl Objects {
         if let Some(data) = data {
             self.stats.sync_sent += 1;
             self.stats.sync_bytes_sent += data.len() as u64;
-            out.push_back(Output::send_obj(from, Message::Sync { object, data: ByteBuf::from(data) }));
+            out.push(Output::send(from, Message::Sync { object, data: ByteBuf::from(data) }));
         }
     }
 
     /// Resolves the waiters of a fetch whose object arrived or that every asked member
     /// answered.
-    fn settle_fetch(&mut self, now: Time, object: &ObjectName, members: &Membership, out: &mut VecDeque<Output>) {
+    fn settle_fetch(
+        &mut self,
+        now: Time,
+        object: &ObjectName,
+        members: &Membership,
+        out: &mut (impl Sink<Output> + ?Sized),
+    ) {
         let _ = members;
         let Some(f) = self.fetches.get(object) else { return };
         let arrived = self.objects.get(object).is_some_and(|o| !o.replica.doc().heads().is_empty());
@@ -1187,14 +1274,14 @@ impl Objects {
     }
 
     /// No replica holds `object`: reads are told so, writes create it.
-    fn settle_fetch_as_missing(&mut self, now: Time, object: &ObjectName, out: &mut VecDeque<Output>) {
+    fn settle_fetch_as_missing(&mut self, now: Time, object: &ObjectName, out: &mut (impl Sink<Output> + ?Sized)) {
         let Some(f) = self.fetches.remove(object) else { return };
         for w in f.waiters {
             match w.pending {
                 Pending::Write { change, durability } => self.write(now, w.id, object, change, durability, out),
                 Pending::Get { .. } | Pending::Export => {
                     let err = ObjectError::NotFound { object: object.clone() };
-                    out.push_back(Output::Reply { id: w.id, reply: Reply::Error(err) });
+                    out.push(Output::Reply { id: w.id, reply: Reply::Error(err) });
                 }
             }
         }
@@ -1203,7 +1290,7 @@ impl Objects {
         }
     }
 
-    fn expire(&mut self, now: Time, members: &Membership, out: &mut VecDeque<Output>) {
+    fn expire(&mut self, now: Time, members: &Membership, out: &mut (impl Sink<Output> + ?Sized)) {
         if self.fetches.is_empty() && self.head_waits.is_empty() {
             return;
         }
@@ -1233,7 +1320,7 @@ impl Objects {
                         } else {
                             ObjectError::Unavailable { object: object.clone(), waited_ms }
                         };
-                        out.push_back(Output::Reply { id: w.id, reply: Reply::Error(err) });
+                        out.push(Output::Reply { id: w.id, reply: Reply::Error(err) });
                     }
                 }
             }
@@ -1250,17 +1337,23 @@ impl Objects {
                 let w = self.head_waits.swap_remove(i);
                 let waited_ms = now.since(w.since).as_millis() as u64;
                 let err = ObjectError::HeadsTimeout { object: w.object, waited_ms };
-                out.push_back(Output::Reply { id: w.id, reply: Reply::Error(err) });
+                out.push(Output::Reply { id: w.id, reply: Reply::Error(err) });
             } else {
                 i += 1;
             }
         }
     }
 
-    fn ack_write(&mut self, id: RequestId, object: &ObjectName, durable_on: usize, out: &mut VecDeque<Output>) {
+    fn ack_write(
+        &mut self,
+        id: ReplyTo,
+        object: &ObjectName,
+        durable_on: usize,
+        out: &mut (impl Sink<Output> + ?Sized),
+    ) {
         self.stats.writes_acked += 1;
         let reply = self.value_reply(object, durable_on);
-        out.push_back(Output::Reply { id, reply });
+        out.push(Output::Reply { id, reply });
     }
 
     /// The answer to an acknowledged write: the object's value and heads now.
@@ -1271,7 +1364,7 @@ impl Objects {
         }
     }
 
-    fn settle_quorums(&mut self, now: Time, out: &mut VecDeque<Output>) {
+    fn settle_quorums(&mut self, now: Time, out: &mut (impl Sink<Output> + ?Sized)) {
         let mut i = 0;
         while i < self.quorums.len() {
             let q = &self.quorums[i];
@@ -1283,7 +1376,7 @@ impl Objects {
                 self.stats.writes_failed += 1;
                 let waited_ms = now.since(q.since).as_millis() as u64;
                 let err = ObjectError::Quorum { object: q.object, acks: q.acks.len(), needed: q.needed, waited_ms };
-                out.push_back(Output::Reply { id: q.id, reply: Reply::Error(err) });
+                out.push(Output::Reply { id: q.id, reply: Reply::Error(err) });
             } else {
                 i += 1;
             }
@@ -1297,14 +1390,14 @@ impl Objects {
         !in_flight && self.objects.get(object).is_some_and(|o| o.replica.doc().has_heads(heads))
     }
 
-    fn answer_ack_waits(&mut self, out: &mut VecDeque<Output>) {
+    fn answer_ack_waits(&mut self, out: &mut (impl Sink<Output> + ?Sized)) {
         if self.ack_waits.is_empty() {
             return;
         }
         let waits = std::mem::take(&mut self.ack_waits);
         for (peer, object, heads) in waits {
             if self.durably_has(&object, &heads) {
-                out.push_back(Output::send_obj(peer, Message::Ack { object, heads }));
+                out.push(Output::send(peer, Message::Ack { object, heads }));
             } else {
                 self.ack_waits.push_back((peer, object, heads));
             }
@@ -1312,7 +1405,7 @@ impl Objects {
     }
 
     /// Pushes pending changes to disk and to peers, and asks for quorum acks.
-    fn pump(&mut self, now: Time, members: &Membership, out: &mut VecDeque<Output>) {
+    fn pump(&mut self, now: Time, members: &Membership, out: &mut (impl Sink<Output> + ?Sized)) {
         // Disk: one group commit at a time; writes applied meanwhile wait for the next.
         if self.flushing.is_none() && (!self.disk_dirty.is_empty() || !self.disk_waiting.is_empty()) {
             let dirty = std::mem::take(&mut self.disk_dirty);
@@ -1330,16 +1423,16 @@ impl Objects {
                     if after.records > 0 {
                         self.stats.compactions += 1;
                     }
-                    out.push_back(Output::Disk(DiskOp::Compact { object: object.clone(), snapshot }));
+                    out.push(Output::Disk(DiskOp::Compact { object: object.clone(), snapshot }));
                 } else {
                     o.log = LogStats { records: after.records + 1, ..after };
-                    out.push_back(Output::Disk(DiskOp::Append { object: object.clone(), bytes: unsaved.bytes }));
+                    out.push(Output::Disk(DiskOp::Append { object: object.clone(), bytes: unsaved.bytes }));
                 }
                 o.replica.doc_mut().mark_saved(&unsaved.heads);
             }
             let ticket = self.next_ticket;
             self.next_ticket += 1;
-            out.push_back(Output::Disk(DiskOp::Flush { ticket }));
+            out.push(Output::Disk(DiskOp::Flush { ticket }));
             self.flushing = Some(Flushing { ticket, objects: dirty, writes: std::mem::take(&mut self.disk_waiting) });
         }
         // Network: batched pushes to every sync peer.
@@ -1353,10 +1446,7 @@ impl Objects {
                     if let Some(data) = o.replica.generate(&p) {
                         self.stats.sync_sent += 1;
                         self.stats.sync_bytes_sent += data.len() as u64;
-                        out.push_back(Output::send_obj(
-                            p,
-                            Message::Sync { object: object.clone(), data: ByteBuf::from(data) },
-                        ));
+                        out.push(Output::send(p, Message::Sync { object: object.clone(), data: ByteBuf::from(data) }));
                     }
                 }
             }
@@ -1372,10 +1462,7 @@ impl Objects {
             q.next_ask = now + self.cfg.quorum_retry;
             for p in set {
                 if p != self.me && !q.acks.contains(&p) && reachable(members, &p) {
-                    out.push_back(Output::send_obj(
-                        p,
-                        Message::AckWanted { object: object.clone(), heads: q.heads.clone() },
-                    ));
+                    out.push(Output::send(p, Message::AckWanted { object: object.clone(), heads: q.heads.clone() }));
                 }
             }
         }
@@ -1395,7 +1482,7 @@ impl Objects {
     }
 
     /// Sends digests of shared objects to `only` (or to every peer).
-    fn send_digests(&mut self, only: Option<NodeId>, members: &Membership, out: &mut VecDeque<Output>) {
+    fn send_digests(&mut self, only: Option<NodeId>, members: &Membership, out: &mut (impl Sink<Output> + ?Sized)) {
         let mut by_peer: BTreeMap<NodeId, Vec<(ObjectName, Digest)>> = BTreeMap::new();
         let names: Vec<ObjectName> = self.objects.keys().cloned().collect();
         for name in names {
@@ -1417,7 +1504,7 @@ impl Objects {
         }
         for (peer, entries) in by_peer {
             for chunk in entries.chunks(self.cfg.digests_per_message.max(1)) {
-                out.push_back(Output::send_obj(peer, Message::Digests { entries: chunk.to_vec() }));
+                out.push(Output::send(peer, Message::Digests { entries: chunk.to_vec() }));
             }
         }
     }
@@ -1463,14 +1550,14 @@ impl Objects {
             return;
         }
         let replace_after = self.cfg.replace_after;
-        let view: Vec<(Candidate, u64)> = members
+        let view: Vec<(ReplicaNode, u64)> = members
             .members(now)
             .filter(|m| match m.status {
                 Status::Alive | Status::Suspect => true,
                 Status::Down => now.since(m.since) < replace_after,
                 Status::Left => false,
             })
-            .map(|m| (Candidate { id: m.info.id, tier: m.info.tier }, hash64(&m.info.id.0)))
+            .map(|m| (ReplicaNode { id: m.info.id, tier: m.info.tier }, hash64(&m.info.id.0)))
             .collect();
         self.view_digest = digest;
         self.view_built = now;

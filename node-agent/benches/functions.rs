@@ -39,12 +39,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, ensure};
+use serde_json::Value;
+use support::{Agent, env_usize, liquid_cmd, load_average};
 use wasm_host::Manifest;
 use wasm_host::abi::{self, AbiError, Level, ObjCall};
 use wasm_host::runtime::{Host, Invocation, Runtime, RuntimeConfig};
 use wasm_host::store::{ModuleStore, Source};
-use serde_json::Value;
-use support::{Agent, env_usize, liquid_cmd, load_average};
 use wasmtime::{
     Caller, Config, Engine, InstanceAllocationStrategy, InstancePre, Linker, Module, PoolingAllocationConfig, Store,
 };

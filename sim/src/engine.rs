@@ -510,10 +510,12 @@ impl<'a> Engine<'a> {
                 Output::Prefetch(p) => self.prefetch(i, *p),
                 Output::Handoff(h) => self.handoff(i, *h),
                 Output::Deactivate { .. } => self.fnm.deactivations += 1,
+                Output::Migration(event) => {
+                    self.fnm.migration_events.push(MigrationRecord { at: self.now, node: i, event })
+                }
                 _ => {}
             }
         }
-        self.collect_migration_events(i);
         let sn = &mut self.nodes[i as usize];
         let Some(n) = &sn.node else { return };
         // A timer due now was just handled; never schedule a wake-up in the past.

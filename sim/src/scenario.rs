@@ -149,8 +149,8 @@ pub(crate) struct PlacementCfg {
     pub policy: crate::Policy,
     pub every: Duration,
     /// Actor leases (the core's defaults unless `lease_duration` / `lease_renew_every`).
-    pub lease: liquid_core::functions::lease::LeaseConfig,
-    pub params: wasm_host::placement::Params,
+    pub lease: liquid_core::functions::actors::lease::LeaseConfig,
+    pub params: liquid_core::placement::Params,
 }
 
 impl Default for PlacementCfg {
@@ -159,7 +159,7 @@ impl Default for PlacementCfg {
             policy: crate::Policy::Liquid,
             every: Duration::from_secs(10),
             lease: Default::default(),
-            params: wasm_host::placement::Params::default(),
+            params: liquid_core::placement::Params::default(),
         }
     }
 }

@@ -5,12 +5,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use proptest::prelude::*;
+use serde_json::Value as Json;
 use wasm_host::abi::{AbiError, Level, ObjCall};
 use wasm_host::runtime::{Actor, Compiled, Host, Invocation, Runtime, RuntimeConfig};
 use wasm_host::snapshot::{MAGIC, SnapshotError, VERSION, verify};
 use wasm_host::{Kind, Manifest};
-use proptest::prelude::*;
-use serde_json::Value as Json;
 
 /// Counts its calls three ways: an i32 in memory at 0, the exported mutable global `calls`
 /// and the exported f64 global `half` (+0.5 a call). On its first call it grows memory to two

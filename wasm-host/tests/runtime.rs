@@ -8,10 +8,10 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
+use serde_json::{Value as Json, json};
 use wasm_host::abi::{AbiError, Level, ObjCall};
 use wasm_host::runtime::{Compiled, Host, Invocation, ModuleError, Runtime, RuntimeConfig};
 use wasm_host::{InvokeError, Manifest};
-use serde_json::{Value as Json, json};
 
 fn guest(name: &str) -> Vec<u8> {
     let path = format!("{}/tests/guests/{name}", env!("CARGO_MANIFEST_DIR"));

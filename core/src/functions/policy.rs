@@ -2,16 +2,20 @@
 //! (docs/placement.md), from the facts it measured itself — every call of an actor runs at
 //! its home, so the home sees all of them.
 
-use wasm_host::Kind;
-use wasm_host::placement::{Candidate, Constraints, Decision, Nodes, Policy, Subject, Tier};
+use crate::placement::{Candidate, Constraints, Decision, Nodes, Policy, Subject};
 use rand_chacha::ChaCha8Rng;
 use rand_core::SeedableRng;
 use serde_json::Value as Json;
+use wasm_host::Kind;
 
-use super::actor::Phase;
-use super::{Ctx, Functions, record, secs};
+use std::collections::BTreeMap;
+
+use super::actors::Phase;
+use super::registry::{self, Registered, record};
+use super::{Ctx, Functions, event, secs};
 use crate::membership::{Membership, Status};
-use crate::objects::placement::hash64;
+use crate::rendezvous::hash64;
+use crate::placement::Facts;
 use crate::{NodeId, Time};
 use state_sync::ObjectName;
 
@@ -48,7 +52,7 @@ pub(super) fn decision_rng(seed: u64, name: &str, now: Time) -> ChaCha8Rng {
 pub fn candidates(membership: &Membership, now: Time) -> Nodes<NodeId> {
     Nodes::new(membership.members(now).map(|m| Candidate {
         id: m.info.id,
-        tier: Tier::parse(m.info.tier.as_str()).unwrap_or(Tier::Edge),
+        tier: m.info.tier,
         site: m.info.labels.get("site").cloned(),
         labels: m.info.labels.clone(),
         fuel_per_ms: fuel_per_ms(m.info.tier),
@@ -58,12 +62,30 @@ pub fn candidates(membership: &Membership, now: Time) -> Nodes<NodeId> {
     }))
 }
 
+/// The policy part's state: what this node measured of the functions it runs (the
+/// policy's input) and what the policy decided about those homed here.
+pub(super) struct Decider {
+    /// Facts per function this node ran.
+    pub(super) facts: BTreeMap<String, Facts<NodeId>>,
+    /// When the placement policy runs next.
+    pub(super) next_run: Time,
+    /// The latest policy decision per actor homed here (for `fn where`).
+    pub(super) decisions: BTreeMap<String, Json>,
+}
+
+impl Decider {
+    pub(super) fn new(next_run: Time) -> Decider {
+        Decider { facts: BTreeMap::new(), next_run, decisions: BTreeMap::new() }
+    }
+}
+
 impl Functions {
     /// Runs the policy for every actor whose activation is here, serving, leased and on
     /// automatic placement; starts the migrations it decides.
     pub(super) fn run_policy(&mut self, now: Time, ctx: &mut Ctx<'_>) {
         let names: Vec<String> = self
             .actors
+            .active
             .iter()
             .filter(|(_, a)| a.phase == Phase::Serving && a.holder.valid_for(now, std::time::Duration::ZERO))
             .map(|(n, _)| n.clone())
@@ -74,15 +96,15 @@ impl Functions {
         let nodes = candidates(ctx.membership, now);
         let policy = Policy::new(self.cfg.policy.clone());
         for name in names {
-            let Some(Ok(reg)) = super::local_entry(ctx.objects, &name) else {
+            let Some(Ok(reg)) = registry::local_entry(ctx.objects, &name) else {
                 continue;
             };
             if reg.placement.as_ref().is_some_and(|p| !p.auto) {
-                self.decisions.insert(name, Json::String("automatic placement is off".into()));
+                self.decider.decisions.insert(name, Json::String("automatic placement is off".into()));
                 continue;
             }
-            let Some(facts) = self.facts.get(&name) else { continue };
-            let Some(act) = self.actors.get(&name) else { continue };
+            let Some(facts) = self.decider.facts.get(&name) else { continue };
+            let Some(act) = self.actors.active.get(&name) else { continue };
             let manifest = &reg.entry.manifest;
             let subject = Subject {
                 kind: Kind::Actor,
@@ -95,17 +117,19 @@ impl Functions {
                 constraints: Constraints::from_manifest(manifest, NodeId::parse),
             };
             let rtt = measured_rtt(self.me, ctx.membership);
-            let mut rng = decision_rng(self.seed, &name, now);
+            let mut rng = decision_rng(self.calls.seed, &name, now);
             let decision = policy.decide(secs(now), &subject, facts, &nodes, &rtt, &mut rng);
             let described = ids_as_text(serde_json::to_value(&decision).unwrap_or(Json::Null));
-            self.decisions.insert(name.clone(), described.clone());
+            self.decider.decisions.insert(name.clone(), described.clone());
             if let Decision::AddReplica { object, near, replica, .. } = &decision {
                 let why = format!(
                     "policy: {:.1} ms per call of data at {near}; gain {:.0} ms over the window vs a copy cost of {:.0} ms",
                     replica.object_ms, replica.gain_ms, replica.copy_cost_ms
                 );
                 if let Err(e) = self.add_replica(now, &name, &reg, object, *near, why, ctx) {
-                    self.decisions.insert(name, Json::String(format!("a replica was decided but not added: {e}")));
+                    self.decider
+                        .decisions
+                        .insert(name, Json::String(format!("a replica was decided but not added: {e}")));
                 }
                 continue;
             }
@@ -119,7 +143,9 @@ impl Functions {
                 );
                 let figures = serde_json::to_value(&figures).ok().map(ids_as_text);
                 if let Err(e) = self.migrate(now, &name, to, why, figures, ctx) {
-                    self.decisions.insert(name, Json::String(format!("a move was decided but could not start: {e}")));
+                    self.decider
+                        .decisions
+                        .insert(name, Json::String(format!("a move was decided but could not start: {e}")));
                 }
             }
         }
@@ -133,7 +159,7 @@ impl Functions {
         &mut self,
         now: Time,
         name: &str,
-        reg: &super::Registered,
+        reg: &Registered,
         object: &str,
         node: NodeId,
         why: String,
@@ -149,15 +175,15 @@ impl Functions {
         }
         list.push((object.clone(), node));
         let op = record::replicas_op(&list)?;
-        self.write_registry(now, name, op, ctx)?;
-        self.migrations.replicas_added += 1;
-        self.event(name, "replica_added", Some(node), 0, format!("{object}: {why}"));
+        self.write_registry(now, name, op, None, ctx)?;
+        self.actors.migrations.replicas_added += 1;
+        event(ctx.out, name, "replica_added", Some(node), 0, format!("{object}: {why}"));
         Ok(())
     }
 
     /// The latest policy decision for `name` made here (JSON), if any.
     pub fn decision(&self, name: &str) -> Option<&Json> {
-        self.decisions.get(name)
+        self.decider.decisions.get(name)
     }
 }
 

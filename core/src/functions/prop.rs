@@ -23,11 +23,11 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use wasm_host::{Kind, Manifest};
 use proptest::prelude::*;
 use proptest::test_runner::RngSeed;
+use wasm_host::{Kind, Manifest};
 
-use super::lease::LeaseConfig;
+use super::actors::lease::LeaseConfig;
 use crate::Time;
 use crate::harness::{Faults, H, id};
 

@@ -18,16 +18,16 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use wasm_host::placement::{Constraints, Facts, Policy, Subject};
-use wasm_host::{Kind, Manifest, ModuleHash};
+use crate::placement::{Constraints, Facts, Policy, Subject};
 use serde_json::Value as Json;
+use wasm_host::{Kind, Manifest, ModuleHash};
 
-use super::actor::Prefetch;
+use super::actors::Prefetch;
 use super::policy::{decision_rng, measured_rtt};
-use super::record::Placement;
-use super::{Ctx, FACTS_HALF_LIFE_S, Functions, Message, Registered, registry_object, secs};
+use super::registry::record::PlacementRecord;
+use super::registry::{Registered, registry_object};
+use super::{Ctx, FACTS_HALF_LIFE_S, Functions, Message, Outbox, Output, secs};
 use crate::membership::Status;
-use crate::node::Output;
 use crate::{NodeId, Time};
 
 /// How long a new serving node may take to fetch and compile the module before the set
@@ -54,6 +54,19 @@ pub fn constrained(m: &Manifest) -> bool {
     m.placement.tier.is_some() || !m.placement.labels.is_empty() || m.placement.node.is_some()
 }
 
+/// The serving sets part's state.
+#[derive(Default)]
+pub(super) struct Serving {
+    /// Facts peers sent about stateless functions homed here.
+    pub(super) remote_facts: RemoteFacts,
+    /// Serving sets being warmed before they are written.
+    pub(super) spreading: BTreeMap<String, Spreading>,
+    /// Warm-ups asked of this node: function → the home that asked.
+    pub(super) warming: BTreeMap<String, NodeId>,
+    /// When each serving set homed here last changed (its cool-down).
+    pub(super) spread_at: BTreeMap<String, Time>,
+}
+
 impl Functions {
     /// The nearest alive node of `reg`'s serving set other than this one, if any: one of this
     /// node's site first, then by measured round trip.
@@ -75,16 +88,17 @@ impl Functions {
     /// and decides the serving sets of those homed here.
     pub(super) fn stateless_policy(&mut self, now: Time, ctx: &mut Ctx<'_>) {
         let now_s = secs(now);
-        self.remote_facts.retain(|_, by| {
+        self.serving.remote_facts.retain(|_, by| {
             by.retain(|_, (t, _)| now.since(*t) < FACTS_STALE);
             !by.is_empty()
         });
-        let names: BTreeSet<String> = self.facts.keys().chain(self.remote_facts.keys()).cloned().collect();
+        let names: BTreeSet<String> =
+            self.decider.facts.keys().chain(self.serving.remote_facts.keys()).cloned().collect();
         // Indexing every member is the costly part: only when some function is decided here.
         let mut nodes = None;
         let policy = Policy::new(self.cfg.policy.clone());
         for name in names {
-            let Some(Ok(reg)) = super::local_entry(ctx.objects, &name) else {
+            let Some(Ok(reg)) = super::registry::local_entry(ctx.objects, &name) else {
                 continue;
             };
             let manifest = &reg.entry.manifest;
@@ -93,19 +107,19 @@ impl Functions {
             }
             let Some(pl) = reg.placement.clone() else { continue };
             if pl.home != self.me {
-                if let Some(f) = self.facts.get(&name)
+                if let Some(f) = self.decider.facts.get(&name)
                     && f.rate(now_s) > 0.0
                 {
                     let facts = Box::new(f.rebased(now_s, 0.0));
-                    ctx.out.push_back(Output::send_fn(pl.home, Message::Facts { name, facts }));
+                    ctx.out.push(Output::send(pl.home, Message::Facts { name, facts }));
                 }
                 continue;
             }
-            if !pl.auto || self.spreading.contains_key(&name) {
+            if !pl.auto || self.serving.spreading.contains_key(&name) {
                 continue;
             }
-            let mut merged = self.facts.get(&name).cloned().unwrap_or_else(|| Facts::new(FACTS_HALF_LIFE_S));
-            for (_, f) in self.remote_facts.get(&name).into_iter().flat_map(|by| by.values()) {
+            let mut merged = self.decider.facts.get(&name).cloned().unwrap_or_else(|| Facts::new(FACTS_HALF_LIFE_S));
+            for (_, f) in self.serving.remote_facts.get(&name).into_iter().flat_map(|by| by.values()) {
                 merged.merge(now_s, f);
             }
             if merged.rate(now_s) <= 0.0 {
@@ -114,14 +128,14 @@ impl Functions {
             let subject = Subject {
                 kind: Kind::Stateless,
                 home: self.me,
-                last_move_s: self.spread_at.get(&name).map(|t| secs(*t)),
+                last_move_s: self.serving.spread_at.get(&name).map(|t| secs(*t)),
                 module_bytes: reg.entry.size,
                 module_holders: reg.holders.clone(),
                 state_bytes: 0,
                 constraints: Constraints::from_manifest(manifest, NodeId::parse),
             };
             let rtt = measured_rtt(self.me, ctx.membership);
-            let mut rng = decision_rng(self.seed, &name, now);
+            let mut rng = decision_rng(self.calls.seed, &name, now);
             let nodes = nodes.get_or_insert_with(|| super::policy::candidates(ctx.membership, now));
             let set = policy.spread(now_s, &subject, &merged, nodes, &rtt, &pl.serving, &mut rng);
             let mut want: Vec<NodeId> = Vec::new();
@@ -137,7 +151,7 @@ impl Functions {
                 format!("serving set: a node for each busy site ({}) and the home", sites.join(", "))
             };
             let described = Json::String(format!("{reason}: {}", ids(&want)));
-            self.decisions.insert(name.clone(), described);
+            self.decider.decisions.insert(name.clone(), described);
             let (mut a, mut b) = (want.clone(), pl.serving.clone());
             a.sort();
             b.sort();
@@ -147,26 +161,26 @@ impl Functions {
             let waiting: BTreeSet<NodeId> =
                 want.iter().filter(|n| **n != self.me && !pl.serving.contains(n)).copied().collect();
             for n in &waiting {
-                ctx.out.push_back(Output::send_fn(*n, Message::Warm { name: name.clone(), hash: reg.entry.hash }));
+                ctx.out.push(Output::send(*n, Message::Warm { name: name.clone(), hash: reg.entry.hash }));
             }
             let spreading = Spreading { want, waiting, deadline: now + WARM_MAX, reason };
-            self.spreading.insert(name.clone(), spreading);
+            self.serving.spreading.insert(name.clone(), spreading);
             self.settle_spreading(now, &name, ctx);
         }
     }
 
     /// Writes a serving set once nothing is left to warm.
     fn settle_spreading(&mut self, now: Time, name: &str, ctx: &mut Ctx<'_>) {
-        let Some(sp) = self.spreading.get(name) else { return };
+        let Some(sp) = self.serving.spreading.get(name) else { return };
         if !sp.waiting.is_empty() && now < sp.deadline {
             return;
         }
-        let Some(sp) = self.spreading.remove(name) else { return };
+        let Some(sp) = self.serving.spreading.remove(name) else { return };
         // Whoever did not answer in time is left out.
         let want: Vec<NodeId> = sp.want.into_iter().filter(|n| !sp.waiting.contains(n)).collect();
         let Ok(object) = registry_object(name) else { return };
         let Some(mut pl) =
-            ctx.objects.doc(&object).and_then(|d| d.value().get("placement").and_then(Placement::from_value))
+            ctx.objects.doc(&object).and_then(|d| d.value().get("placement").and_then(PlacementRecord::from_value))
         else {
             return;
         };
@@ -176,8 +190,8 @@ impl Functions {
         pl.serving = want;
         pl.reason = sp.reason;
         let Ok(op) = pl.op() else { return };
-        self.spread_at.insert(name.to_string(), now);
-        let _ = self.write_registry(now, name, op, ctx);
+        self.serving.spread_at.insert(name.to_string(), now);
+        let _ = self.write_registry(now, name, op, None, ctx);
     }
 
     /// Serving-set messages.
@@ -187,7 +201,7 @@ impl Functions {
                 if !facts.is_sane() {
                     return;
                 }
-                let by = self.remote_facts.entry(name).or_default();
+                let by = self.serving.remote_facts.entry(name).or_default();
                 if !by.contains_key(&from)
                     && by.len() >= SENDERS_MAX
                     && let Some(oldest) = by.iter().min_by_key(|(_, (t, _))| *t).map(|(k, _)| *k)
@@ -198,7 +212,7 @@ impl Functions {
             }
             Message::Warm { name, hash } => self.warm(now, from, name, hash, ctx),
             Message::Warmed { name, result } => {
-                if let Some(sp) = self.spreading.get_mut(&name)
+                if let Some(sp) = self.serving.spreading.get_mut(&name)
                     && sp.waiting.remove(&from)
                 {
                     if result.is_err() {
@@ -213,9 +227,9 @@ impl Functions {
 
     /// The home asks this node to get ready to serve `name`.
     fn warm(&mut self, _now: Time, from: NodeId, name: String, hash: ModuleHash, ctx: &mut Ctx<'_>) {
-        let reg = super::local_entry(ctx.objects, &name);
-        let refuse = |why: &str, out: &mut std::collections::VecDeque<Output>| {
-            out.push_back(Output::send_fn(from, Message::Warmed { name: name.clone(), result: Err(why.to_string()) }));
+        let reg = super::registry::local_entry(ctx.objects, &name);
+        let refuse = |why: &str, out: &mut dyn Outbox| {
+            out.push(Output::send(from, Message::Warmed { name: name.clone(), result: Err(why.to_string()) }));
         };
         let reg = match reg {
             Some(Ok(r)) if r.entry.hash == hash && !r.entry.deleted => r,
@@ -224,12 +238,12 @@ impl Functions {
         if !super::allows(&reg.entry.manifest, ctx.membership.me()) {
             return refuse("the manifest's placement does not allow this node", ctx.out);
         }
-        if self.incoming.contains_key(&name) {
+        if self.actors.incoming.contains_key(&name) {
             return refuse("busy with another preparation of this function", ctx.out);
         }
         let sources = self.sources(&reg, ctx);
-        self.warming.insert(name.clone(), from);
-        ctx.out.push_back(Output::Prefetch(Box::new(Prefetch {
+        self.serving.warming.insert(name.clone(), from);
+        ctx.out.push(Output::Prefetch(Box::new(Prefetch {
             name,
             hash,
             size: reg.entry.size,
@@ -241,15 +255,15 @@ impl Functions {
     /// The driver prefetched a module the home asked this node to warm. Returns `false` if
     /// no warm-up was waiting for it.
     pub(super) fn warmed(&mut self, name: &str, result: &Result<(), String>, ctx: &mut Ctx<'_>) -> bool {
-        let Some(home) = self.warming.remove(name) else { return false };
-        ctx.out.push_back(Output::send_fn(home, Message::Warmed { name: name.to_string(), result: result.clone() }));
+        let Some(home) = self.serving.warming.remove(name) else { return false };
+        ctx.out.push(Output::send(home, Message::Warmed { name: name.to_string(), result: result.clone() }));
         true
     }
 
     /// Serving sets whose warm-up ran out of time are written without the laggards.
     pub(super) fn serving_timeouts(&mut self, now: Time, ctx: &mut Ctx<'_>) {
         let due: Vec<String> =
-            self.spreading.iter().filter(|(_, s)| s.deadline <= now).map(|(n, _)| n.clone()).collect();
+            self.serving.spreading.iter().filter(|(_, s)| s.deadline <= now).map(|(n, _)| n.clone()).collect();
         for name in due {
             self.settle_spreading(now, &name, ctx);
         }
@@ -257,7 +271,7 @@ impl Functions {
 
     /// The next warm-up deadline.
     pub(super) fn serving_poll_timeout(&self) -> Time {
-        self.spreading.values().map(|s| s.deadline).min().unwrap_or(Time(u64::MAX))
+        self.serving.spreading.values().map(|s| s.deadline).min().unwrap_or(Time(u64::MAX))
     }
 }
 

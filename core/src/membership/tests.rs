@@ -8,6 +8,7 @@ use rand_core::SeedableRng;
 
 use super::*;
 use crate::Tier;
+use crate::node::Output;
 
 const LATENCY: Duration = Duration::from_millis(5);
 
@@ -241,7 +242,7 @@ fn a_healed_partition_converges() {
 #[test]
 fn a_leaving_node_is_down_at_once_and_not_probed() {
     let mut h = mesh_of(4);
-    let mut out = VecDeque::new();
+    let mut out: VecDeque<Output> = VecDeque::new();
     let now = h.now;
     h.nodes[2].as_mut().unwrap().handle_leave(now, &mut out);
     h.drain(2, out);
@@ -268,7 +269,7 @@ fn indirect_probes_prevent_false_suspicion_over_one_broken_link() {
 #[test]
 fn claims_with_a_foreign_id_or_without_info_are_ignored() {
     let mut h = Harness::new(2);
-    let mut out = VecDeque::new();
+    let mut out: VecDeque<Output> = VecDeque::new();
     let now = h.now;
     let n = h.nodes[0].as_mut().unwrap();
     // A join whose info names someone else than the sender.
@@ -288,7 +289,7 @@ fn view_is_bounded() {
         rand_chacha::ChaCha8Rng::seed_from_u64(0),
         Time::ZERO,
     );
-    let mut out = VecDeque::new();
+    let mut out: VecDeque<Output> = VecDeque::new();
     let entries = (2..10)
         .map(|k| Update { id: NodeId([k; 32]), incarnation: 0, status: Status::Alive, info: Some(Arc::new(info(k))) })
         .collect();
@@ -321,7 +322,7 @@ fn spread_node(me: u32, members: impl Iterator<Item = u32>, incarnation_of: impl
         })
         .collect();
     entries.sort_by_key(|u| u.id);
-    let mut out = VecDeque::new();
+    let mut out: VecDeque<Output> = VecDeque::new();
     m.handle_message(
         Time::ZERO,
         NodeId([0xFF; 32]),
@@ -355,7 +356,7 @@ fn digests_that_differ_exchange_only_the_buckets_that_differ() {
     let mut nb = spread_node(b, (0..1000).chain([a, 1002]), |k| u32::from(newer_on_b.contains(&k)));
     let (ida, idb) = (spread_info(a).id, spread_info(b).id);
     assert_ne!(na.digest(), nb.digest());
-    let mut out = VecDeque::new();
+    let mut out: VecDeque<Output> = VecDeque::new();
 
     let Message::Digest { digest, buckets } = na.digest_message() else { panic!() };
     assert_eq!(buckets.len(), 256);
@@ -385,7 +386,7 @@ fn digests_that_differ_exchange_only_the_buckets_that_differ() {
 #[test]
 fn malformed_bucket_digests_fall_back_to_the_whole_view_or_nothing() {
     let mut n = spread_node(1000, 0..100, |_| 0);
-    let mut out = VecDeque::new();
+    let mut out: VecDeque<Output> = VecDeque::new();
     let peer = spread_info(5).id;
     // Not a power of two: the whole view, as to an older agent.
     n.handle_message(Time::ZERO, peer, Message::Digest { digest: 1, buckets: vec![0; 3] }, &mut out);

@@ -7,8 +7,8 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use wasm_host::Manifest;
 
-use crate::daemon::api::FunctionJson;
 use crate::cli::client::Target;
+use crate::daemon::api::FunctionJson;
 use crate::daemon::executor::LogLine;
 
 /// Function commands. A function is a WebAssembly module plus a manifest (`liquid.toml`,
@@ -285,7 +285,7 @@ pub async fn run(cmd: FnCmd) -> Result<()> {
     }
 }
 
-/// One line for a policy decision (the JSON of `wasm_host::placement::Decision`).
+/// One line for a policy decision (the JSON of `liquid_core::placement::Decision`).
 fn describe_decision(d: &serde_json::Value) -> String {
     let fig = |v: &serde_json::Value| {
         let f = &v["figures"];

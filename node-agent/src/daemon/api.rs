@@ -251,7 +251,7 @@ pub struct OriginJson {
 
 impl FactsJson {
     /// From the core's facts, read at `now_s`.
-    pub fn new(f: &wasm_host::placement::Facts<liquid_core::NodeId>, now_s: f64) -> FactsJson {
+    pub fn new(f: &liquid_core::placement::Facts<liquid_core::NodeId>, now_s: f64) -> FactsJson {
         let h = liquid_core::functions::FACTS_HALF_LIFE_S;
         let mut origins: Vec<OriginJson> = f
             .origins
@@ -737,11 +737,10 @@ async fn function_delete(State(st): State<AppState>, Path(name): Path<String>) -
         Ok(_) => return error(StatusCode::INTERNAL_SERVER_ERROR, "unexpected reply from the core"),
         Err(r) => return r,
     }
-    let ops = match Op::parse_batch(r#"[{"op":"set","path":"current.deleted","value":true}]"#) {
-        Ok(ops) => ops,
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    let write = match liquid_core::functions::registry::removal(&name) {
+        Ok(w) => w,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, &e),
     };
-    let write = ObjRequest::Write { object, change: Change::Ops(ops), durability: Durability::Local };
     match object_call(&st, write).await {
         Ok(Reply::Value { .. }) => Json(serde_json::json!({"name": name, "deleted": true})).into_response(),
         Ok(Reply::Error(e)) => object_error(&e),
@@ -829,7 +828,7 @@ async fn function_migrate(
 async fn function_placement(
     State(st): State<AppState>,
     Path(name): Path<String>,
-    body: Result<Json<crate::daemon::driver::PlacementChange>, axum::extract::rejection::JsonRejection>,
+    body: Result<Json<liquid_core::functions::PlacementChange>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
     let Json(mut change) = match body {
         Ok(b) => b,

@@ -80,7 +80,7 @@ struct FileConfig {
     dev: Option<bool>,
     replication: Option<BTreeMap<String, usize>>,
     placement_every: Option<f64>,
-    placement: Option<wasm_host::placement::Params>,
+    placement: Option<liquid_core::placement::Params>,
 }
 
 /// Resolved settings.
@@ -111,7 +111,7 @@ pub struct Settings {
     /// How often the placement policy runs; `None`: never.
     pub placement_every: Option<std::time::Duration>,
     /// The placement policy's knobs.
-    pub placement: wasm_host::placement::Params,
+    pub placement: liquid_core::placement::Params,
 }
 
 /// The default data dir: `$LIQUID_HOME`, else `$XDG_DATA_HOME/liquid`, else `~/.local/share/liquid`.

@@ -94,21 +94,10 @@ pub enum ApiRequest {
         /// The function.
         name: String,
         /// The change.
-        change: PlacementChange,
+        change: liquid_core::functions::PlacementChange,
         /// Answered when the registry write is durable here.
         reply: oneshot::Sender<Result<(), String>>,
     },
-}
-
-/// A change to a function's placement from `liquid fn pin` / `fn auto`.
-#[derive(Clone, Debug, Default, serde::Deserialize, serde::Serialize)]
-pub struct PlacementChange {
-    /// Pin to this node (peer id); `Some("")` unpins from a node.
-    pub node: Option<String>,
-    /// Pin to this tier; `Some("")` unpins from a tier.
-    pub tier: Option<String>,
-    /// Automatic placement on or off.
-    pub auto: Option<bool>,
 }
 
 /// Where an invocation's outcome goes.
@@ -371,6 +360,11 @@ impl Driver {
                 Output::Prefetch(p) => self.executor.prefetch(*p),
                 Output::Handoff(h) => self.executor.handoff(*h),
                 Output::Deactivate { name, epoch } => self.executor.deactivate(&name, epoch),
+                Output::Migration(e) => {
+                    let peer = e.peer.map(|p| self.name_of(&p)).unwrap_or_default();
+                    info!(actor = %e.name, event = e.what, peer = %peer, epoch = e.epoch, reason = %e.reason, "migration");
+                    self.fn_metrics.migrations.get_or_create(&vec![("event".into(), e.what.into())]).inc();
+                }
                 Output::Invoked { id, result } => {
                     if let Some((tx, started)) = self.invokes.remove(&id.0) {
                         let outcome = match &result {
@@ -472,7 +466,8 @@ impl Driver {
                     .into_iter()
                     .map(|(name, reg)| {
                         let mut f = crate::daemon::api::FunctionJson::new(&name, reg, m, now);
-                        f.facts_here = self.node.functions().facts(&name).map(|x| crate::daemon::api::FactsJson::new(x, now_s));
+                        f.facts_here =
+                            self.node.functions().facts(&name).map(|x| crate::daemon::api::FactsJson::new(x, now_s));
                         f.activation_here = self.node.functions().activation(now, &name);
                         f.decision_here = self.node.functions().decision(&name).cloned();
                         f
@@ -492,7 +487,7 @@ impl Driver {
                 let _ =
                     reply.send(self.node.handle_migrate(now, &name, to, "moved by hand (liquid fn migrate)".into()));
             }
-            ApiRequest::SetPlacement { name, change, reply } => match self.placement_write(&name, &change) {
+            ApiRequest::SetPlacement { name, change, reply } => match liquid_core::functions::registry::placement_change(self.node.objects(), &name, &change) {
                 Ok(write) => {
                     self.next_request += 1;
                     let id = self.next_request;
@@ -514,48 +509,6 @@ impl Driver {
                 }
             },
         }
-        for e in self.node.functions_mut().take_events() {
-            let peer = e.peer.map(|p| self.name_of(&p)).unwrap_or_default();
-            info!(actor = %e.name, event = e.what, peer = %peer, epoch = e.epoch, reason = %e.reason, "migration");
-            self.fn_metrics.migrations.get_or_create(&vec![("event".into(), e.what.into())]).inc();
-        }
-    }
-
-    /// The registry write for a placement change: the manifest's pin in `current`, and
-    /// `placement.auto`.
-    fn placement_write(&self, name: &str, change: &PlacementChange) -> Result<objects::Request, String> {
-        use liquid_core::functions::{Registered, registry_object};
-        let object = registry_object(name)?;
-        let doc = self.node.objects().doc(&object).ok_or_else(|| format!("no function {name:?}"))?;
-        let reg = Registered::from_value(&doc.value())?;
-        if reg.entry.deleted {
-            return Err(format!("function {name:?} was removed"));
-        }
-        let mut entry = reg.entry;
-        if let Some(n) = &change.node {
-            entry.manifest.placement.node = (!n.is_empty()).then(|| n.clone());
-        }
-        if let Some(t) = &change.tier {
-            entry.manifest.placement.tier = (!t.is_empty()).then(|| t.clone());
-        }
-        entry.manifest.validate().map_err(|e| e.to_string())?;
-        let parse = |p: &str| state_sync::Path::parse(p).map_err(|e| e.to_string());
-        let mut ops = vec![state_sync::ops::Op::Set {
-            path: parse("current")?,
-            value: serde_json::to_value(&entry).map_err(|e| e.to_string())?,
-            text: false,
-        }];
-        if let Some(auto) = change.auto {
-            if reg.placement.is_none() {
-                return Err(format!("{name:?} has no placement record yet (deployed by an older agent)"));
-            }
-            ops.push(state_sync::ops::Op::Set { path: parse("placement.auto")?, value: auto.into(), text: false });
-        }
-        Ok(objects::Request::Write {
-            object,
-            change: objects::Change::Ops(ops),
-            durability: objects::Durability::Local,
-        })
     }
 }
 

@@ -13,14 +13,14 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures::{AsyncReadExt, AsyncWriteExt};
+use liquid_core::NodeId;
+use liquid_core::functions::{ActorRun, ExecId, Executed, Execution, Handoff, Prefetch};
 use wasm_host::Manifest;
 use wasm_host::abi::{self, AbiError, Level, ObjCall};
 use wasm_host::runtime::{Actor, Host, Invocation};
 use wasm_host::store::{ModuleStore, Source};
 use wasm_host::{InvokeError, Kind, ModuleHash};
-use futures::{AsyncReadExt, AsyncWriteExt};
-use liquid_core::NodeId;
-use liquid_core::functions::{ActorRun, ExecId, Executed, Execution, Handoff, Prefetch};
 
 use crate::daemon::checkpoint::Checkpoints;
 use mesh::Mesh;

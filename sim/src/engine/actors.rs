@@ -215,14 +215,6 @@ impl Engine<'_> {
             self.fnm.wan_fn_bytes += bytes;
         }
     }
-
-    /// Moves node `i`'s migration events into the record.
-    pub(super) fn collect_migration_events(&mut self, i: u32) {
-        let Some(n) = self.nodes[i as usize].node.as_mut() else { return };
-        for event in n.functions_mut().take_events() {
-            self.fnm.migration_events.push(MigrationRecord { at: self.now, node: i, event });
-        }
-    }
 }
 
 #[cfg(test)]

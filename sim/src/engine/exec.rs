@@ -18,11 +18,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::mpsc;
 
+use liquid_core::functions::Execution;
+use serde_json::Value as Json;
 use wasm_host::abi::{self, AbiError, Level, ObjCall};
 use wasm_host::runtime::{Compiled, Host, Invocation, Outcome, Runtime, RuntimeConfig};
 use wasm_host::{InvokeError, ModuleHash};
-use liquid_core::functions::Execution;
-use serde_json::Value as Json;
 
 /// What a parked guest asks, or how it ended.
 pub(crate) enum GuestEvent {

@@ -59,7 +59,7 @@ pub(crate) struct RawPlacement {
     pub every: Option<Spanned<Dur>>,
     pub lease_duration: Option<Spanned<Dur>>,
     pub lease_renew_every: Option<Spanned<Dur>>,
-    pub params: Option<wasm_host::placement::Params>,
+    pub params: Option<liquid_core::placement::Params>,
 }
 
 /// One `[[function]]`: a package deployed at a time from a node.

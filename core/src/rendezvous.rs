@@ -1,5 +1,5 @@
-//! Which nodes replicate an object: rendezvous hashing over the membership view, with a tier
-//! preference.
+//! Rendezvous hashing: which nodes replicate an object (over the membership view, with a tier
+//! preference), and the ranking the functions subsystem uses for homes and lease granters.
 //!
 //! Every node computes the same replica set from the same view, with no coordination: each
 //! candidate gets the score `mix(hash(object) ^ hash(node))` and the highest scores win. When
@@ -16,7 +16,7 @@ use crate::{NodeId, Tier};
 
 /// One node that may hold replicas.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Candidate {
+pub struct ReplicaNode {
     /// The node.
     pub id: NodeId,
     /// Its tier.
@@ -48,9 +48,9 @@ pub fn score(object: u64, node: u64) -> u64 {
 /// The replica set of the object whose name hashes to `object`: `n` candidates (fewer if
 /// there are fewer), best first. `candidates` carry their precomputed node hashes; ties
 /// (astronomically rare) break by id so the result never depends on input order.
-pub fn replica_set(object: u64, candidates: &[(Candidate, u64)], n: usize) -> Vec<NodeId> {
-    let mut ranked: Vec<(u64, &Candidate)> = candidates.iter().map(|(c, h)| (score(object, *h), c)).collect();
-    let by_rank = |a: &(u64, &Candidate), b: &(u64, &Candidate)| b.0.cmp(&a.0).then(a.1.id.cmp(&b.1.id));
+pub fn replica_set(object: u64, candidates: &[(ReplicaNode, u64)], n: usize) -> Vec<NodeId> {
+    let mut ranked: Vec<(u64, &ReplicaNode)> = candidates.iter().map(|(c, h)| (score(object, *h), c)).collect();
+    let by_rank = |a: &(u64, &ReplicaNode), b: &(u64, &ReplicaNode)| b.0.cmp(&a.0).then(a.1.id.cmp(&b.1.id));
     let n = n.min(ranked.len());
     if n == 0 {
         return Vec::new();
@@ -78,7 +78,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn candidates(tiers: &[Tier]) -> Vec<(Candidate, u64)> {
+    fn candidates(tiers: &[Tier]) -> Vec<(ReplicaNode, u64)> {
         tiers
             .iter()
             .enumerate()
@@ -86,7 +86,7 @@ mod tests {
                 let mut id = [0u8; 32];
                 id[..8].copy_from_slice(&(i as u64).to_le_bytes());
                 let id = NodeId(id);
-                (Candidate { id, tier }, hash64(&id.0))
+                (ReplicaNode { id, tier }, hash64(&id.0))
             })
             .collect()
     }

@@ -1,6 +1,6 @@
 //! Time of one placement decision with 1,000 and 10,000 candidate nodes.
 //!
-//! `cargo bench -p functions --bench placement` (add `--no-default-features` to skip wasmtime).
+//! `cargo bench -p liquid-core --bench placement`.
 //! Prints a table: median and p99 of many runs of `Policy::decide` and `Policy::spread`, and the
 //! one-off cost of indexing the candidates (`Nodes::new`).
 
@@ -10,10 +10,11 @@ use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use wasm_host::Kind;
-use wasm_host::placement::{Access, Call, Candidate, Constraints, Facts, Nodes, Policy, Subject, Tier};
+use liquid_core::Tier;
+use liquid_core::placement::{Access, Call, Candidate, Constraints, Facts, Nodes, Policy, Subject};
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
+use wasm_host::Kind;
 
 const PER_SITE: u32 = 20;
 

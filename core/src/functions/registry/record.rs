@@ -7,15 +7,15 @@ use serde_json::Value as Json;
 use state_sync::ObjectName;
 use state_sync::ops::Op;
 
-use super::lease::Promise;
 use crate::NodeId;
+use crate::functions::actors::lease::Promise;
 
 /// Granters per actor (a majority of them must lease an activation).
 pub const GRANTERS: usize = 3;
 
 /// Where a function runs, as its registry says.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Placement {
+pub struct PlacementRecord {
     /// An actor's activation; a stateless function's deciding node (also a serving node).
     pub home: NodeId,
     /// An actor's activation epoch (raised by every move).
@@ -61,11 +61,11 @@ fn ids(list: &[String]) -> Vec<NodeId> {
     list.iter().filter_map(|s| NodeId::parse(s)).collect()
 }
 
-impl Placement {
+impl PlacementRecord {
     /// Reads the `placement` value of a registry document (`None` if absent or damaged).
-    pub fn from_value(v: &Json) -> Option<Placement> {
+    pub fn from_value(v: &Json) -> Option<PlacementRecord> {
         let raw: Raw = serde_json::from_value(v.clone()).ok()?;
-        Some(Placement {
+        Some(PlacementRecord {
             home: NodeId::parse(&raw.home)?,
             epoch: raw.epoch,
             base: raw.base,
@@ -163,7 +163,7 @@ mod tests {
 
     #[test]
     fn records_round_trip_and_damage_reads_as_none() {
-        let p = Placement {
+        let p = PlacementRecord {
             home: NodeId([1; 32]),
             epoch: 3,
             base: 2,
@@ -173,9 +173,9 @@ mod tests {
             reason: "moved by hand".into(),
             figures: None,
         };
-        assert_eq!(Placement::from_value(&p.to_value()), Some(p));
-        assert_eq!(Placement::from_value(&serde_json::json!({"home": "nope"})), None);
-        assert_eq!(Placement::from_value(&serde_json::json!(7)), None);
+        assert_eq!(PlacementRecord::from_value(&p.to_value()), Some(p));
+        assert_eq!(PlacementRecord::from_value(&serde_json::json!({"home": "nope"})), None);
+        assert_eq!(PlacementRecord::from_value(&serde_json::json!(7)), None);
         let mut doc = state_sync::Document::new(state_sync::automerge::ActorId::from(b"record".as_slice()));
         assert_eq!(promise_of(&doc, &NodeId([1; 32])), Promise::default());
         let p = Promise { promised: 4, granted: 3 };

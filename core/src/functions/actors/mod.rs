@@ -19,17 +19,20 @@
 //! at `e`: it takes a lease at `e + 2` (from its own state `e`), which fences the target's
 //! `e + 1` at the granters, so a late snapshot can never activate beside it.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
-use wasm_host::{InvokeError, Kind, Manifest, ModuleHash};
 use serde::{Deserialize, Serialize};
+use wasm_host::{InvokeError, Kind, Manifest, ModuleHash};
 
-use super::lease::{Denial, Holder, Verdict};
-use super::record::{Placement, promise_of, promise_op};
-use super::{Ctx, Functions, Message, Origin, Registered, Stage, registry_object};
+pub mod lease;
+
+use self::lease::{Denial, Holder, Verdict};
+use super::invocations::{Origin, Stage};
+use super::registry::record::{PlacementRecord, promise_of, promise_op};
+use super::registry::{Awaiting, Registered, registry_object};
+use super::{Ctx, Functions, Message, Output, event};
 use crate::membership::Status;
-use crate::node::Output;
 use crate::{NodeId, Time};
 
 /// How long a call may wait for its actor's activation to be able to serve.
@@ -208,27 +211,69 @@ pub struct MigrationEvent {
     pub reason: String,
 }
 
+/// The actors part's state: this node's activations, its role as a lease granter, and
+/// migrations in and out.
+pub(super) struct Actors {
+    pub(super) lease_cfg: lease::LeaseConfig,
+    /// This node as a lease granter.
+    pub(super) granter: lease::Granter,
+    /// Actor activations on this node.
+    pub(super) active: BTreeMap<String, Activation>,
+    /// Migrations into this node waiting for their snapshot.
+    pub(super) incoming: BTreeMap<String, Incoming>,
+    /// Calls held by an activation: their registry entry, to run them later.
+    pub(super) held_entries: HashMap<u64, Registered>,
+    /// Calls waiting for an incoming snapshot.
+    pub(super) waiting_for_snapshot: BTreeMap<String, Vec<u64>>,
+    /// Per actor, the highest epoch this node knows it may no longer serve at (it was fenced
+    /// there): a registry record naming this node at or below it is stale. Kept with the
+    /// deployment it applies to (`deployed_at_ms`): a redeploy starts afresh.
+    pub(super) fenced: BTreeMap<String, (u64, u64)>,
+    /// Calls whose registry record is stale (see `fenced`): when to read it again.
+    pub(super) parked: BTreeMap<u64, Time>,
+    /// When this subsystem started (a restart forgets migrations in progress).
+    pub(super) booted: Time,
+    pub(super) migrations: MigrationStats,
+}
+
+impl Actors {
+    pub(super) fn new(lease_cfg: lease::LeaseConfig, now: Time) -> Actors {
+        Actors {
+            lease_cfg,
+            granter: lease::Granter::new(lease_cfg, now),
+            active: BTreeMap::new(),
+            incoming: BTreeMap::new(),
+            held_entries: HashMap::new(),
+            waiting_for_snapshot: BTreeMap::new(),
+            fenced: BTreeMap::new(),
+            parked: BTreeMap::new(),
+            booted: now,
+            migrations: MigrationStats::default(),
+        }
+    }
+}
+
 impl Functions {
     /// Routes an actor call that resolved to `reg` (the registry entry); `key` is pending.
     pub(super) fn route_actor(&mut self, now: Time, key: u64, reg: Registered, ctx: &mut Ctx<'_>) {
-        let Some(p) = self.pending.get(&key) else { return };
+        let Some(p) = self.calls.pending.get(&key) else { return };
         let name = p.name.clone();
         let origin = p.origin;
         let placement = reg.placement.clone();
         // A newer epoch in the registry fences an older activation here.
-        if let (Some(act), Some(pl)) = (self.actors.get(&name), &placement)
+        if let (Some(act), Some(pl)) = (self.actors.active.get(&name), &placement)
             && pl.epoch > act.holder.epoch
             && !matches!(act.phase, Phase::Gone { .. })
         {
             self.fence(now, &name, format!("the registry names epoch {} on {}", pl.epoch, pl.home.short()), ctx);
         }
-        if let Some(act) = self.actors.get(&name) {
+        if let Some(act) = self.actors.active.get(&name) {
             if let Phase::Gone { to } = act.phase {
                 return self.pass_on(now, key, to, ctx);
             }
             return self.admit(now, key, reg, ctx);
         }
-        if let Some(inc) = self.incoming.get(&name)
+        if let Some(inc) = self.actors.incoming.get(&name)
             && matches!(origin, Origin::Peer(from, _) if from == inc.from)
             && placement.as_ref().is_none_or(|pl| pl.epoch < inc.epoch)
         {
@@ -265,7 +310,7 @@ impl Functions {
         // Never again at an epoch this node was fenced at or handed over: the record is stale
         // and the new home will announce itself (the call waits, reading the record again).
         let deployed = reg.entry.deployed_at_ms;
-        let fenced = self.fenced.get(&name).filter(|(d, _)| *d == deployed).map_or(0, |(_, f)| *f);
+        let fenced = self.actors.fenced.get(&name).filter(|(d, _)| *d == deployed).map_or(0, |(_, f)| *f);
         let handed = reg.handoffs.get(&self.me).copied().unwrap_or(0);
         if epoch <= fenced {
             return self.park(now, key, format!("this node was fenced at epoch {fenced}"), ctx);
@@ -274,19 +319,19 @@ impl Functions {
             // Handed over and then restarted (or forgotten): the target activates and
             // announces itself, unless the hand-off died with it; only long after any target
             // gave up does this node serve again, at a new epoch that fences a late one.
-            if now.since(self.booted) < RESUME_AFTER {
+            if now.since(self.actors.booted) < RESUME_AFTER {
                 return self.park(now, key, format!("this node handed epoch {handed} over"), ctx);
             }
             (epoch, base) = (handed + 2, handed);
             reason = format!("resumed here: the hand-off of epoch {handed} never completed");
         }
-        if self.incoming.contains_key(&name) && placement.as_ref().is_some_and(|pl| pl.home == self.me) {
+        if self.actors.incoming.contains_key(&name) && placement.as_ref().is_some_and(|pl| pl.home == self.me) {
             // Being handed over to this node: the snapshot has not arrived yet.
             return self.hold_for_incoming(now, key, &name, ctx);
         }
         let granters = if granters.is_empty() { vec![self.me] } else { granters };
         let announced = placement.as_ref().is_some_and(|pl| pl.home == self.me && pl.epoch == epoch);
-        self.actors.insert(
+        self.actors.active.insert(
             name.clone(),
             Activation {
                 hash: reg.entry.hash,
@@ -310,7 +355,7 @@ impl Functions {
     /// A peer's call goes on to `to` by redirect (the peer follows it); a local one is
     /// forwarded.
     fn pass_on(&mut self, now: Time, key: u64, to: NodeId, ctx: &mut Ctx<'_>) {
-        let Some(p) = self.pending.get(&key) else { return };
+        let Some(p) = self.calls.pending.get(&key) else { return };
         if to == self.me {
             let err = InvokeError::Unavailable("the actor's home is this node, but it has no activation here".into());
             return self.finish(key, Err(err), ctx.out);
@@ -318,9 +363,9 @@ impl Functions {
         if let Origin::Peer(from, id) = p.origin
             && from != to
         {
-            self.pending.remove(&key);
-            self.stats.redirects += 1;
-            ctx.out.push_back(Output::send_fn(from, Message::Redirect { id, to }));
+            self.calls.pending.remove(&key);
+            self.calls.stats.redirects += 1;
+            ctx.out.push(Output::send(from, Message::Redirect { id, to }));
             return;
         }
         self.forward(now, key, to, ctx.out);
@@ -328,17 +373,17 @@ impl Functions {
 
     fn hold_for_incoming(&mut self, now: Time, key: u64, name: &str, ctx: &mut Ctx<'_>) {
         let _ = (now, ctx);
-        if let Some(p) = self.pending.get_mut(&key) {
+        if let Some(p) = self.calls.pending.get_mut(&key) {
             p.stage = Stage::Held;
         }
         // Bounded by the incoming migration's deadline.
-        self.waiting_for_snapshot.entry(name.to_string()).or_default().push(key);
+        self.actors.waiting_for_snapshot.entry(name.to_string()).or_default().push(key);
     }
 
     /// Call `key`'s registry record names this node at an epoch it may not serve: read the
     /// record again soon, until the call's hold time runs out.
     fn park(&mut self, now: Time, key: u64, why: String, ctx: &mut Ctx<'_>) {
-        let Some(p) = self.pending.get_mut(&key) else { return };
+        let Some(p) = self.calls.pending.get_mut(&key) else { return };
         if now >= p.arrived + HOLD_MAX {
             let err = InvokeError::Unavailable(format!(
                 "actor {:?} is between homes ({why}) and its new home has not announced itself yet",
@@ -347,15 +392,15 @@ impl Functions {
             return self.finish(key, Err(err), ctx.out);
         }
         p.stage = Stage::Held;
-        self.parked.insert(key, now + REREAD);
+        self.actors.parked.insert(key, now + REREAD);
     }
 
     /// Reads the records of parked calls again.
     fn reread_parked(&mut self, now: Time, ctx: &mut Ctx<'_>) {
-        let due: Vec<u64> = self.parked.iter().filter(|(_, t)| **t <= now).map(|(k, _)| *k).collect();
+        let due: Vec<u64> = self.actors.parked.iter().filter(|(_, t)| **t <= now).map(|(k, _)| *k).collect();
         for key in due {
-            self.parked.remove(&key);
-            let Some(p) = self.pending.get(&key) else { continue };
+            self.actors.parked.remove(&key);
+            let Some(p) = self.calls.pending.get(&key) else { continue };
             match registry_object(&p.name) {
                 Ok(object) => self.resolve(now, key, object, ctx),
                 Err(e) => self.finish(key, Err(InvokeError::Invalid(e)), ctx.out),
@@ -365,18 +410,18 @@ impl Functions {
 
     /// Runs `key` on the local activation if its lease allows, or holds it.
     pub(super) fn admit(&mut self, now: Time, key: u64, reg: Registered, ctx: &mut Ctx<'_>) {
-        let Some(p) = self.pending.get_mut(&key) else { return };
+        let Some(p) = self.calls.pending.get_mut(&key) else { return };
         let name = p.name.clone();
         let wall = p.wall;
-        let Some(act) = self.actors.get_mut(&name) else {
+        let Some(act) = self.actors.active.get_mut(&name) else {
             return self.finish(key, Err(InvokeError::Unavailable("no activation here".into())), ctx.out);
         };
         let serving = matches!(act.phase, Phase::Serving | Phase::Preparing { .. });
         // The lease must not be about to run out; it need not outlast the whole wall-time
         // limit (see `admission_margin`).
-        if serving && act.holder.valid_for(now, admission_margin(wall, &self.lease_cfg)) {
+        if serving && act.holder.valid_for(now, admission_margin(wall, &self.actors.lease_cfg)) {
             act.running.insert(key);
-            let run = super::actor::ActorRun { epoch: act.holder.epoch, fresh: act.holder.base == 0 };
+            let run = ActorRun { epoch: act.holder.epoch, fresh: act.holder.base == 0 };
             return self.execute(now, key, reg, Some(run), ctx);
         }
         if let Phase::Gone { to } = act.phase {
@@ -385,12 +430,12 @@ impl Functions {
         let deadline = now + HOLD_MAX;
         p.stage = Stage::Held;
         act.held.push((key, deadline));
-        self.held_entries.insert(key, reg);
+        self.actors.held_entries.insert(key, reg);
     }
 
     /// An actor call ended (its execution finished): a draining source may hand off now.
     pub(super) fn actor_call_ended(&mut self, now: Time, name: &str, key: u64, ctx: &mut Ctx<'_>) {
-        if let Some(act) = self.actors.get_mut(name) {
+        if let Some(act) = self.actors.active.get_mut(name) {
             act.running.remove(&key);
         }
         self.step(now, name, ctx);
@@ -398,10 +443,10 @@ impl Functions {
 
     /// Re-admits held calls whose activation may serve now.
     fn release_held(&mut self, now: Time, name: &str, ctx: &mut Ctx<'_>) {
-        let Some(act) = self.actors.get_mut(name) else { return };
+        let Some(act) = self.actors.active.get_mut(name) else { return };
         let held = std::mem::take(&mut act.held);
         for (key, _) in held {
-            match self.held_entries.remove(&key) {
+            match self.actors.held_entries.remove(&key) {
                 Some(reg) => self.admit(now, key, reg, ctx),
                 None => self.finish(key, Err(InvokeError::Unavailable("lost its registry entry".into())), ctx.out),
             }
@@ -418,7 +463,7 @@ impl Functions {
         figures: Option<serde_json::Value>,
         ctx: &mut Ctx<'_>,
     ) -> Result<(), String> {
-        let Some(act) = self.actors.get_mut(name) else {
+        let Some(act) = self.actors.active.get_mut(name) else {
             return Err(format!("actor {name:?} has no activation on this node"));
         };
         if act.phase != Phase::Serving {
@@ -448,9 +493,9 @@ impl Functions {
             reason: reason.clone(),
             figures: act.figures.as_ref().map(|f| f.to_string()),
         };
-        self.migrations.started += 1;
-        self.event(name, "started", Some(to), next, reason);
-        ctx.out.push_back(Output::send_fn(to, msg));
+        self.actors.migrations.started += 1;
+        event(ctx.out, name, "started", Some(to), next, reason);
+        ctx.out.push(Output::send(to, msg));
         Ok(())
     }
 
@@ -465,7 +510,7 @@ impl Functions {
         reason: String,
         ctx: &mut Ctx<'_>,
     ) -> Result<NodeId, String> {
-        let reg = super::local_entry(ctx.objects, name)
+        let reg = super::registry::local_entry(ctx.objects, name)
             .ok_or_else(|| format!("no function {name:?} in this node's registry"))??;
         if reg.entry.deleted {
             return Err(format!("function {name:?} was removed"));
@@ -480,10 +525,10 @@ impl Functions {
             return Err(format!(
                 "node {} does not match the placement of {name:?} ({})",
                 to.short(),
-                super::describe(&reg.entry.manifest)
+                super::invocations::describe(&reg.entry.manifest)
             ));
         }
-        if self.actors.get(name).is_some_and(|a| !matches!(a.phase, Phase::Gone { .. })) {
+        if self.actors.active.get(name).is_some_and(|a| !matches!(a.phase, Phase::Gone { .. })) {
             self.migrate(now, name, to, reason, None, ctx)?;
             return Ok(self.me);
         }
@@ -491,13 +536,13 @@ impl Functions {
         if home == self.me {
             return Err(format!("{name:?} has not been activated yet: invoke it once first"));
         }
-        ctx.out.push_back(Output::send_fn(home, Message::MigrateAsk { name: name.to_string(), to, reason }));
+        ctx.out.push(Output::send(home, Message::MigrateAsk { name: name.to_string(), to, reason }));
         Ok(home)
     }
 
     /// Advances a migration out of this node when its step is done.
     fn step(&mut self, now: Time, name: &str, ctx: &mut Ctx<'_>) {
-        let Some(act) = self.actors.get_mut(name) else { return };
+        let Some(act) = self.actors.active.get_mut(name) else { return };
         if let Phase::Draining { to } = act.phase
             && act.running.is_empty()
         {
@@ -509,23 +554,20 @@ impl Functions {
             let written =
                 state_sync::Path::parse(&format!("handoffs.{}", self.me)).map_err(|e| e.to_string()).and_then(|path| {
                     let op = state_sync::ops::Op::Set { path, value: epoch.into(), text: false };
-                    self.write_registry(now, name, op, ctx)
+                    // The answer comes after this returns: `mark_written`.
+                    let then = Awaiting::HandOff { name: name.to_string(), epoch };
+                    self.write_registry(now, name, op, Some(then), ctx)
                 });
-            match written {
-                // The reply is matched by request id, and comes after this returns.
-                Ok(req) => {
-                    self.marks_waiting.insert(req, (name.to_string(), epoch));
-                }
-                Err(e) => self.roll_back(now, name, format!("hand-off marker: {e}"), ctx),
+            if let Err(e) = written {
+                self.roll_back(now, name, format!("hand-off marker: {e}"), ctx);
             }
         }
     }
 
     /// The hand-off marker of a migration out of this node is durable (or failed): send the
     /// snapshot (or roll back).
-    pub(super) fn mark_written(&mut self, now: Time, req: u64, ok: bool, ctx: &mut Ctx<'_>) {
-        let Some((name, epoch)) = self.marks_waiting.remove(&req) else { return };
-        let Some(act) = self.actors.get(&name) else { return };
+    pub(super) fn mark_written(&mut self, now: Time, name: String, epoch: u64, ok: bool, ctx: &mut Ctx<'_>) {
+        let Some(act) = self.actors.active.get(&name) else { return };
         let Phase::Sending { to } = act.phase else { return };
         if act.holder.epoch != epoch {
             return;
@@ -534,13 +576,13 @@ impl Functions {
             return self.roll_back(now, &name, "disk: the hand-off could not be recorded".into(), ctx);
         }
         let handoff = Handoff { name: name.clone(), hash: act.hash, epoch: epoch + 1, to };
-        ctx.out.push_back(Output::Handoff(Box::new(handoff)));
+        ctx.out.push(Output::Handoff(Box::new(handoff)));
     }
 
     /// A migration out of this node failed: serve again. After a snapshot may have left,
     /// serve at a new epoch (`e + 2`) so the target's `e + 1` is fenced.
     fn roll_back(&mut self, now: Time, name: &str, why: String, ctx: &mut Ctx<'_>) {
-        let Some(act) = self.actors.get_mut(name) else { return };
+        let Some(act) = self.actors.active.get_mut(name) else { return };
         let (to, sent) = match act.phase {
             Phase::Preparing { to } | Phase::Draining { to } => (to, false),
             Phase::Sending { to } => (to, true),
@@ -556,8 +598,8 @@ impl Functions {
         act.step_deadline = Time(u64::MAX);
         act.reason = format!("stayed: a move to {} was rolled back ({why})", to.short());
         let key = why.split(':').next().unwrap_or("failed").to_string();
-        *self.migrations.rolled_back.entry(key).or_default() += 1;
-        self.event(name, "rolled_back", Some(to), epoch + 1, why);
+        *self.actors.migrations.rolled_back.entry(key).or_default() += 1;
+        event(ctx.out, name, "rolled_back", Some(to), epoch + 1, why);
         self.lease_rounds(now, ctx);
         self.release_held(now, name, ctx);
     }
@@ -567,6 +609,7 @@ impl Functions {
     pub(super) fn target_down(&mut self, now: Time, peer: NodeId, ctx: &mut Ctx<'_>) {
         let stuck: Vec<String> = self
             .actors
+            .active
             .iter()
             .filter(|(_, a)| matches!(a.phase, Phase::Preparing { to } | Phase::Draining { to } if to == peer))
             .map(|(n, _)| n.clone())
@@ -579,42 +622,31 @@ impl Functions {
     /// This activation learned it is fenced: it stops at once and its calls follow the
     /// registry.
     pub(super) fn fence(&mut self, now: Time, name: &str, why: String, ctx: &mut Ctx<'_>) {
-        let Some(act) = self.actors.remove(name) else { return };
-        let deployed = super::local_entry(ctx.objects, name).and_then(Result::ok).map_or(0, |r| r.entry.deployed_at_ms);
-        let floor = self.fenced.entry(name.to_string()).or_insert((deployed, 0));
+        let Some(act) = self.actors.active.remove(name) else { return };
+        let deployed =
+            super::registry::local_entry(ctx.objects, name).and_then(Result::ok).map_or(0, |r| r.entry.deployed_at_ms);
+        let floor = self.actors.fenced.entry(name.to_string()).or_insert((deployed, 0));
         if floor.0 != deployed {
             *floor = (deployed, 0);
         }
         floor.1 = floor.1.max(act.holder.epoch);
-        self.migrations.fenced += 1;
-        self.event(name, "fenced", None, act.holder.epoch, why.clone());
-        ctx.out.push_back(Output::Deactivate { name: name.to_string(), epoch: act.holder.epoch });
+        self.actors.migrations.fenced += 1;
+        event(ctx.out, name, "fenced", None, act.holder.epoch, why.clone());
+        ctx.out.push(Output::Deactivate { name: name.to_string(), epoch: act.holder.epoch });
         for (key, _) in act.held {
-            self.held_entries.remove(&key);
+            self.actors.held_entries.remove(&key);
             // Resolve afresh: the registry (or a redirect) leads to the current home.
-            if let Some(p) = self.pending.remove(&key) {
+            if let Some(p) = self.calls.pending.remove(&key) {
                 self.start(now, p.origin, p.name, p.input, p.depth, p.hops, ctx);
             }
         }
     }
 
-    pub(super) fn event(&mut self, name: &str, what: &'static str, peer: Option<NodeId>, epoch: u64, reason: String) {
-        self.events.push(MigrationEvent { name: name.to_string(), what, peer, epoch, reason });
-        if self.events.len() > 1000 {
-            self.events.remove(0);
-        }
-    }
-
-    /// Migration events since the last call (the driver logs them).
-    pub fn take_events(&mut self) -> Vec<MigrationEvent> {
-        std::mem::take(&mut self.events)
-    }
-
     /// Starts due lease rounds of every activation here.
     pub(super) fn lease_rounds(&mut self, now: Time, ctx: &mut Ctx<'_>) {
-        let cfg = self.lease_cfg;
+        let cfg = self.actors.lease_cfg;
         let mut mine = Vec::new();
-        for (name, act) in &mut self.actors {
+        for (name, act) in &mut self.actors.active {
             if matches!(act.phase, Phase::Gone { .. }) {
                 continue;
             }
@@ -629,7 +661,7 @@ impl Functions {
                     if g == self.me {
                         mine.push(msg);
                     } else {
-                        ctx.out.push_back(Output::send_fn(g, msg));
+                        ctx.out.push(Output::send(g, msg));
                     }
                 }
             }
@@ -647,15 +679,16 @@ impl Functions {
                 if let Ok(object) = registry_object(&name)
                     && let Some(doc) = ctx.objects.doc(&object)
                 {
-                    self.granter.restore(&name, promise_of(doc, &self.me));
+                    self.actors.granter.restore(&name, promise_of(doc, &self.me));
                 }
-                match self.granter.ask(now, &name, from, epoch, base) {
+                match self.actors.granter.ask(now, &name, from, epoch, base) {
                     Verdict::Grant => self.reply_lease(now, from, Message::LeaseGrant { name, epoch, sent }, ctx),
                     Verdict::GrantAfterPersist(p) => {
-                        let written = promise_op(&self.me, p).and_then(|op| self.write_registry(now, &name, op, ctx));
-                        if let Ok(req) = written {
-                            self.grants_waiting.insert(req, (from, Message::LeaseGrant { name, epoch, sent }));
-                        }
+                        // Granted once the promise is durable (`handle_object_reply`).
+                        let then =
+                            Awaiting::Grant { to: from, msg: Message::LeaseGrant { name: name.clone(), epoch, sent } };
+                        let _ =
+                            promise_op(&self.me, p).and_then(|op| self.write_registry(now, &name, op, Some(then), ctx));
                     }
                     Verdict::Deny(denial) => {
                         self.reply_lease(now, from, Message::LeaseDeny { name, epoch, sent, denial }, ctx)
@@ -663,8 +696,8 @@ impl Functions {
                 }
             }
             Message::LeaseGrant { name, epoch, sent } => {
-                let cfg = self.lease_cfg;
-                let Some(act) = self.actors.get_mut(&name) else { return };
+                let cfg = self.actors.lease_cfg;
+                let Some(act) = self.actors.active.get_mut(&name) else { return };
                 if act.holder.epoch != epoch {
                     return;
                 }
@@ -677,7 +710,7 @@ impl Functions {
                 }
             }
             Message::LeaseDeny { name, epoch, denial, .. } => {
-                let Some(act) = self.actors.get_mut(&name) else { return };
+                let Some(act) = self.actors.active.get_mut(&name) else { return };
                 if act.holder.epoch == epoch && act.holder.denied_at(now, RETRY, &denial) {
                     let why = match denial {
                         Denial::Fenced { promise } => format!("a granter promised epoch {}", promise.promised),
@@ -686,13 +719,13 @@ impl Functions {
                     self.fence(now, &name, why, ctx);
                 }
             }
-            Message::LeaseRelease { name, epoch } => self.granter.release(&name, from, epoch),
+            Message::LeaseRelease { name, epoch } => self.actors.granter.release(&name, from, epoch),
             Message::Prepare { name, epoch, base, hash, granters, reason, figures } => {
                 let figures = figures.and_then(|f| serde_json::from_str(&f).ok());
                 self.prepare(now, from, name, epoch, base, hash, granters, (reason, figures), ctx);
             }
             Message::Prepared { name, epoch, result } => {
-                let Some(act) = self.actors.get_mut(&name) else { return };
+                let Some(act) = self.actors.active.get_mut(&name) else { return };
                 let Phase::Preparing { to } = act.phase else { return };
                 if to != from || act.holder.epoch + 1 != epoch {
                     return;
@@ -708,41 +741,32 @@ impl Functions {
             }
             Message::MigrateAsk { name, to, reason } => {
                 if let Err(why) = self.migrate(now, &name, to, reason, None, ctx) {
-                    ctx.out.push_back(Output::send_fn(from, Message::MigrateRefused { name, reason: why }));
+                    ctx.out.push(Output::send(from, Message::MigrateRefused { name, reason: why }));
                 }
             }
             Message::MigrateRefused { name, reason } => {
-                self.event(&name, "refused", Some(from), 0, reason);
+                event(ctx.out, &name, "refused", Some(from), 0, reason);
             }
             _ => {}
         }
     }
 
-    fn reply_lease(&mut self, now: Time, to: NodeId, msg: Message, ctx: &mut Ctx<'_>) {
+    pub(super) fn reply_lease(&mut self, now: Time, to: NodeId, msg: Message, ctx: &mut Ctx<'_>) {
         if to == self.me {
             let me = self.me;
             self.handle_lease_message(now, me, msg, ctx);
         } else {
-            ctx.out.push_back(Output::send_fn(to, msg));
+            ctx.out.push(Output::send(to, msg));
         }
-    }
-
-    /// A granter's promise write finished: answer the grant it waited for.
-    pub(super) fn promise_written(&mut self, now: Time, req: u64, ok: bool, ctx: &mut Ctx<'_>) -> bool {
-        let Some((to, msg)) = self.grants_waiting.remove(&req) else { return false };
-        if ok {
-            self.reply_lease(now, to, msg, ctx);
-        }
-        true
     }
 
     /// Writes this activation into the registry's placement record.
     fn announce(&mut self, now: Time, name: &str, ctx: &mut Ctx<'_>) {
-        let Some(act) = self.actors.get(name) else { return };
+        let Some(act) = self.actors.active.get(name) else { return };
         let Ok(object) = registry_object(name) else { return };
         let previous =
-            ctx.objects.doc(&object).and_then(|d| d.value().get("placement").and_then(Placement::from_value));
-        let pl = Placement {
+            ctx.objects.doc(&object).and_then(|d| d.value().get("placement").and_then(PlacementRecord::from_value));
+        let pl = PlacementRecord {
             home: self.me,
             epoch: act.holder.epoch,
             base: act.holder.base,
@@ -755,11 +779,11 @@ impl Functions {
         let moved = act.holder.base != 0;
         let (epoch, reason) = (act.holder.epoch, act.reason.clone());
         let Ok(op) = pl.op() else { return };
-        if self.write_registry(now, name, op, ctx).is_err() {
+        if self.write_registry(now, name, op, None, ctx).is_err() {
             return;
         }
         if moved {
-            self.event(name, "activated", None, epoch, reason);
+            event(ctx.out, name, "activated", None, epoch, reason);
         }
     }
 
@@ -776,7 +800,7 @@ impl Functions {
         (reason, figures): (String, Option<serde_json::Value>),
         ctx: &mut Ctx<'_>,
     ) {
-        let entry = super::local_entry(ctx.objects, &name);
+        let entry = super::registry::local_entry(ctx.objects, &name);
         let reg = match entry {
             Some(Ok(r)) if r.entry.hash == hash && !r.entry.deleted => r,
             _ => {
@@ -785,7 +809,7 @@ impl Functions {
                     epoch,
                     result: Err("this node's registry does not have that module".into()),
                 };
-                return ctx.out.push_back(Output::send_fn(from, msg));
+                return ctx.out.push(Output::send(from, msg));
             }
         };
         if !super::allows(&reg.entry.manifest, ctx.membership.me()) {
@@ -794,14 +818,14 @@ impl Functions {
                 epoch,
                 result: Err("the manifest's placement does not allow this node".into()),
             };
-            return ctx.out.push_back(Output::send_fn(from, msg));
+            return ctx.out.push(Output::send(from, msg));
         }
         let sources = self.sources(&reg, ctx);
-        self.incoming.insert(
+        self.actors.incoming.insert(
             name.clone(),
             Incoming { from, epoch, base, hash, granters, deadline: now + STEP_MAX * 3, reason, figures },
         );
-        ctx.out.push_back(Output::Prefetch(Box::new(Prefetch {
+        ctx.out.push(Output::Prefetch(Box::new(Prefetch {
             name,
             hash,
             size: reg.entry.size,
@@ -815,11 +839,11 @@ impl Functions {
         if self.warmed(name, &result, ctx) {
             return;
         }
-        let Some(inc) = self.incoming.get(name) else { return };
+        let Some(inc) = self.actors.incoming.get(name) else { return };
         let msg = Message::Prepared { name: name.to_string(), epoch: inc.epoch, result: result.clone() };
-        ctx.out.push_back(Output::send_fn(inc.from, msg));
+        ctx.out.push(Output::send(inc.from, msg));
         if result.is_err() {
-            self.incoming.remove(name);
+            self.actors.incoming.remove(name);
         }
     }
 
@@ -832,7 +856,7 @@ impl Functions {
         result: Result<u64, String>,
         ctx: &mut Ctx<'_>,
     ) {
-        let Some(act) = self.actors.get_mut(name) else { return };
+        let Some(act) = self.actors.active.get_mut(name) else { return };
         let Phase::Sending { to } = act.phase else { return };
         if act.holder.epoch + 1 != epoch {
             return;
@@ -844,18 +868,18 @@ impl Functions {
                 for g in act.holder.granters().to_vec() {
                     let msg = Message::LeaseRelease { name: name.to_string(), epoch: old };
                     if g == self.me {
-                        self.granter.release(name, self.me, old);
+                        self.actors.granter.release(name, self.me, old);
                     } else {
-                        ctx.out.push_back(Output::send_fn(g, msg));
+                        ctx.out.push(Output::send(g, msg));
                     }
                 }
                 act.holder.release();
                 act.phase = Phase::Gone { to };
                 act.step_deadline = Time(u64::MAX);
                 let why = format!("{} ({} bytes of state)", act.migration_reason, bytes);
-                self.migrations.finished += 1;
-                self.event(name, "finished", Some(to), epoch, why);
-                ctx.out.push_back(Output::Deactivate { name: name.to_string(), epoch: old });
+                self.actors.migrations.finished += 1;
+                event(ctx.out, name, "finished", Some(to), epoch, why);
+                ctx.out.push(Output::Deactivate { name: name.to_string(), epoch: old });
                 self.release_held(now, name, ctx);
             }
             Err(why) => self.roll_back(now, name, format!("snapshot: {why}"), ctx),
@@ -865,15 +889,15 @@ impl Functions {
     /// A snapshot for a migration into this node arrived (stored by the driver as the
     /// checkpoint of `epoch`).
     pub fn handle_snapshot_received(&mut self, now: Time, from: NodeId, name: &str, epoch: u64, ctx: &mut Ctx<'_>) {
-        let Some(inc) = self.incoming.remove(name) else { return };
+        let Some(inc) = self.actors.incoming.remove(name) else { return };
         if inc.from != from || inc.epoch != epoch {
-            self.incoming.insert(name.to_string(), inc);
+            self.actors.incoming.insert(name.to_string(), inc);
             return;
         }
-        self.migrations.received += 1;
+        self.actors.migrations.received += 1;
         let reason = inc.reason.clone();
         let figures = inc.figures.clone();
-        self.actors.insert(
+        self.actors.active.insert(
             name.to_string(),
             Activation {
                 hash: inc.hash,
@@ -891,8 +915,8 @@ impl Functions {
             },
         );
         self.lease_rounds(now, ctx);
-        for key in self.waiting_for_snapshot.remove(name).unwrap_or_default() {
-            if let Some(p) = self.pending.remove(&key) {
+        for key in self.actors.waiting_for_snapshot.remove(name).unwrap_or_default() {
+            if let Some(p) = self.calls.pending.remove(&key) {
                 self.start(now, p.origin, p.name, p.input, p.depth, p.hops, ctx);
             }
         }
@@ -900,11 +924,11 @@ impl Functions {
 
     /// Deadlines: held calls, migration steps, incoming migrations; lease rounds.
     pub(super) fn actor_timeouts(&mut self, now: Time, ctx: &mut Ctx<'_>) {
-        self.granter.expire(now);
+        self.actors.granter.expire(now);
         self.reread_parked(now, ctx);
         // Held calls past their deadline fail.
         let mut late = Vec::new();
-        for act in self.actors.values_mut() {
+        for act in self.actors.active.values_mut() {
             act.held.retain(|(k, d)| {
                 if *d <= now {
                     late.push(*k);
@@ -915,24 +939,24 @@ impl Functions {
             });
         }
         for key in late {
-            self.held_entries.remove(&key);
+            self.actors.held_entries.remove(&key);
             let err =
                 InvokeError::Unavailable("the actor's activation could not serve in time (no lease, or moving)".into());
             self.finish(key, Err(err), ctx.out);
         }
         let stuck: Vec<String> =
-            self.actors.iter().filter(|(_, a)| a.step_deadline <= now).map(|(n, _)| n.clone()).collect();
+            self.actors.active.iter().filter(|(_, a)| a.step_deadline <= now).map(|(n, _)| n.clone()).collect();
         for name in stuck {
             self.roll_back(now, &name, "timeout: a migration step took too long".into(), ctx);
         }
         let expired: Vec<String> =
-            self.incoming.iter().filter(|(_, i)| i.deadline <= now).map(|(n, _)| n.clone()).collect();
+            self.actors.incoming.iter().filter(|(_, i)| i.deadline <= now).map(|(n, _)| n.clone()).collect();
         for name in expired {
-            self.incoming.remove(&name);
+            self.actors.incoming.remove(&name);
             // The hand-over did not complete (rolled back, or the source died): the calls
             // resolve afresh, and reach the source again if it serves.
-            for key in self.waiting_for_snapshot.remove(&name).unwrap_or_default() {
-                if let Some(p) = self.pending.remove(&key) {
+            for key in self.actors.waiting_for_snapshot.remove(&name).unwrap_or_default() {
+                if let Some(p) = self.calls.pending.remove(&key) {
                     self.start(now, p.origin, p.name, p.input, p.depth, p.hops, ctx);
                 }
             }
@@ -940,6 +964,7 @@ impl Functions {
         // Handed-over activations are forgotten after a while (stragglers are redirected
         // by the registry by then).
         self.actors
+            .active
             .retain(|_, a| !matches!(a.phase, Phase::Gone { .. }) || now.since(a.since) < Duration::from_secs(600));
         self.lease_rounds(now, ctx);
     }
@@ -947,16 +972,16 @@ impl Functions {
     /// The next actor deadline.
     pub(super) fn actor_poll_timeout(&self) -> Time {
         let mut t = Time(u64::MAX);
-        for a in self.actors.values() {
+        for a in self.actors.active.values() {
             if !matches!(a.phase, Phase::Gone { .. }) {
-                t = t.min(a.holder.next_round(&self.lease_cfg));
+                t = t.min(a.holder.next_round(&self.actors.lease_cfg));
             }
             t = t.min(a.step_deadline);
             for (_, d) in &a.held {
                 t = t.min(*d);
             }
         }
-        for i in self.incoming.values() {
+        for i in self.actors.incoming.values() {
             t = t.min(i.deadline);
         }
         t
@@ -964,7 +989,7 @@ impl Functions {
 
     /// What `fn where` shows of actor `name`'s activation here.
     pub fn activation(&self, now: Time, name: &str) -> Option<ActivationView> {
-        let a = self.actors.get(name)?;
+        let a = self.actors.active.get(name)?;
         Some(ActivationView {
             epoch: a.holder.epoch,
             phase: a.phase.clone(),
@@ -977,7 +1002,7 @@ impl Functions {
 
     /// Migration counters.
     pub fn migration_stats(&self) -> &MigrationStats {
-        &self.migrations
+        &self.actors.migrations
     }
 }
 
@@ -990,7 +1015,7 @@ impl Functions {
 /// from fresh state on purpose. Requiring the whole wall-time limit instead would hold calls
 /// whenever the limit is close to the lease's span (the default 5 s against 6 s), most of each
 /// renewal period.
-pub fn admission_margin(wall: Duration, cfg: &super::lease::LeaseConfig) -> Duration {
+pub fn admission_margin(wall: Duration, cfg: &lease::LeaseConfig) -> Duration {
     wall.min(cfg.renew_every)
 }
 
@@ -1023,7 +1048,7 @@ mod tests {
         panic!("call {inv} at node {k} was never answered");
     }
 
-    fn placement(h: &H, k: usize, name: &str) -> Option<super::Placement> {
+    fn placement(h: &H, k: usize, name: &str) -> Option<super::PlacementRecord> {
         let o = registry_object(name).ok()?;
         let doc = h.nodes[k].as_ref()?.objects().doc(&o)?;
         Registered::from_value(&doc.value()).ok()?.placement
