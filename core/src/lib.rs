@@ -15,6 +15,8 @@
 //! - [`wire`]: the versioned CBOR envelope every message travels in.
 //! - [`objects`]: replica sets, object sync, anti-entropy, durability before acknowledgement.
 //! - [`node`]: the node that composes the subsystems.
+//! - `testing` (tests, and the cargo feature `testing`): the virtual-time harness that drives
+//!   whole nodes for the crate's tests and the benches.
 //!
 //! ```
 //! use liquid_core::{Node, NodeId, NodeInfo, Output, Time, Tier, node::Config};
@@ -42,13 +44,13 @@
 //! ```
 
 pub mod functions;
-#[cfg(test)]
-pub(crate) mod harness;
 pub mod id;
 pub mod info;
 pub mod membership;
 pub mod node;
 pub mod objects;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod time;
 pub mod wire;
 

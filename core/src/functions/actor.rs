@@ -22,8 +22,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use wasm_host::{InvokeError, Kind, Manifest, ModuleHash};
 use serde::{Deserialize, Serialize};
+use wasm_host::{InvokeError, Kind, Manifest, ModuleHash};
 
 use super::lease::{Denial, Holder, Verdict};
 use super::record::{Placement, promise_of, promise_op};
@@ -1001,7 +1001,7 @@ mod tests {
     use wasm_host::{InvokeError, Kind, Manifest};
 
     use super::super::{Registered, registry_object};
-    use crate::harness::{H, id};
+    use crate::testing::{Cluster as H, id};
 
     pub(crate) fn deploy_actor(h: &mut H, k: usize, name: &str) {
         let mut manifest = Manifest::for_module(name);

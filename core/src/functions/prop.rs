@@ -23,13 +23,13 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use wasm_host::{Kind, Manifest};
 use proptest::prelude::*;
 use proptest::test_runner::RngSeed;
+use wasm_host::{Kind, Manifest};
 
 use super::lease::LeaseConfig;
 use crate::Time;
-use crate::harness::{Faults, H, id};
+use crate::testing::{Cluster as H, Faults, id};
 
 const ACTOR: &str = "a";
 /// How long the faults last.
