@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 status=0
-deps_of() { cargo tree -e normal -p "$1" --prefix none --locked | awk '{print $1}' | sort -u; }
+deps_of() { cargo tree -e normal -p "$@" --prefix none --locked | awk '{print $1}' | sort -u; }
 has() { grep -qx "$1" <<<"$2" || grep -q "^$1-" <<<"$2"; }
 for pkg in liquid-core state-sync; do
   deps=$(deps_of "$pkg")
@@ -17,6 +17,19 @@ for pkg in liquid-core state-sync; do
       status=1
     fi
   done
+done
+# The feature `testing` (the virtual-time harness, for other crates' tests and benches) adds
+# code, never a dependency.
+if [ "$(deps_of liquid-core --features testing)" != "$(deps_of liquid-core)" ]; then
+  echo "purity check: liquid-core's feature \`testing\` adds dependencies (it must add none)" >&2
+  status=1
+fi
+# ... and only tests and benches turn it on: no normal build of the agent or the simulator has it.
+for pkg in node-agent sim; do
+  if cargo tree -e normal,features -p "$pkg" -i liquid-core --prefix none --locked | grep -q '^liquid-core feature "testing"'; then
+    echo "purity check: a normal build of $pkg turns on liquid-core's feature \`testing\`" >&2
+    status=1
+  fi
 done
 deps=$(deps_of sim)
 for banned in libp2p quinn async-std; do
@@ -32,5 +45,5 @@ if has tokio "$deps"; then
     status=1
   fi
 fi
-[ $status -eq 0 ] && echo "purity check: liquid-core and state-sync depend on no runtime, network stack or Wasm engine; sim on no network stack, and on tokio only inside wasmtime-wasi"
+[ $status -eq 0 ] && echo "purity check: liquid-core and state-sync depend on no runtime, network stack or Wasm engine (liquid-core's feature testing adds no dependency); sim on no network stack, and on tokio only inside wasmtime-wasi"
 exit $status

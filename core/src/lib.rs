@@ -19,6 +19,8 @@
 //! - [`placement`]: the placement policy — facts, candidates and the move rule.
 //! - [`rendezvous`]: rendezvous hashing, shared by replica sets and function homes.
 //! - [`shared`]: what the subsystems hand the node, owned by none of them.
+//! - `testing` (tests, and the cargo feature `testing`): the virtual-time harness that drives
+//!   whole nodes for the crate's tests and the benches.
 //! - [`wire`]: the versioned CBOR envelope every message travels in.
 //!
 //! ```
@@ -47,8 +49,6 @@
 //! ```
 
 pub mod functions;
-#[cfg(test)]
-pub(crate) mod harness;
 pub mod id;
 pub mod info;
 pub mod membership;
@@ -57,6 +57,8 @@ pub mod objects;
 pub mod placement;
 pub mod rendezvous;
 pub mod shared;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod time;
 pub mod wire;
 

@@ -25,10 +25,10 @@
 //!    is written on both sides; then the links heal (reconnections) and the run goes on until
 //!    the three nodes hold equal digests for every object.
 //!
-//! Parts 2 and 3 run whole nodes on virtual time with in-memory message passing (as in
-//! `core/src/objects/tests.rs`): a fixed 1 ms latency per message, in-order links,
-//! `SimStore` disks whose flushes take 1 ms. Every message is CBOR-encoded with
-//! `liquid_core::wire::encode` and decoded on delivery, so byte counts are real envelope
+//! Parts 2 and 3 run whole nodes in the core's virtual-time harness (`liquid_core::testing`,
+//! the cargo feature `testing`, as the core's own tests do): a fixed 1 ms latency per message,
+//! in-order links, `SimStore` disks whose flushes take 1 ms. Every message is CBOR-encoded
+//! with `liquid_core::wire::encode` and decoded on delivery, so byte counts are real envelope
 //! sizes. Wall times are real CPU work of the nodes (encoding included, the convergence checks
 //! excluded). Every part checks its result (equal documents, expected values, acknowledged
 //! writes on disk after a reload) and fails instead of printing numbers of a broken run.
@@ -39,21 +39,24 @@
 
 mod support;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::cell::Cell;
+use std::collections::BTreeSet;
 use std::path::Path;
+use std::rc::Rc;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use liquid_core::node::Config as NodeConfig;
 use liquid_core::objects::{Change, DiskOp, Durability, Reply, Request, RequestId, actor_id};
+use liquid_core::testing::{Cluster, Join, Setup, Subsystem, Traffic, Wire};
 use liquid_core::{Node, NodeId, NodeInfo, Output, Tier, Time, wire};
 use serde_json::{Value, json};
 use state_sync::automerge::Automerge;
 use state_sync::automerge::sync::{self, SyncDoc};
 use state_sync::ops::Op;
 use state_sync::store::{self, Store};
-use state_sync::{Digest, FileStore, ObjectName, SimStore};
+use state_sync::{Digest, FileStore, ObjectName};
 use support::env_usize;
 
 /// Virtual per-message latency in parts 2 and 3.
@@ -100,10 +103,6 @@ impl Settings {
 
 fn id(k: usize) -> NodeId {
     NodeId([k as u8 + 1; 32])
-}
-
-fn index_of(node: &NodeId) -> usize {
-    usize::from(node.0[0]) - 1
 }
 
 fn info(k: usize) -> NodeInfo {
@@ -459,218 +458,108 @@ fn part1(s: &Settings) -> Result<Part1> {
 // ---------------------------------------------------------------------------------------------
 // Parts 2 and 3: whole nodes on virtual time with in-memory links
 
-enum Ev {
-    Deliver { from: usize, to: usize, bytes: Vec<u8>, objects: bool },
-    Flushed { node: usize, ticket: u64 },
-}
+/// The wire format, timed: what encoding and decoding cost adds up in the shared cell.
+struct TimedWire(Rc<Cell<Duration>>);
 
-#[derive(Clone, Debug, Default)]
-struct Traffic {
-    /// Messages and encoded bytes by kind.
-    by_kind: BTreeMap<&'static str, (u64, u64)>,
-    largest: u64,
-}
-
-impl Traffic {
-    fn total(&self, objects_only: bool) -> (u64, u64) {
-        self.by_kind
-            .iter()
-            .filter(|(k, _)| !objects_only || k.starts_with("obj_"))
-            .fold((0, 0), |(m, b), (_, (m2, b2))| (m + m2, b + b2))
+impl Wire for TimedWire {
+    fn encode(&mut self, msg: &wire::Message) -> Vec<u8> {
+        let t = Instant::now();
+        let bytes = wire::encode(msg);
+        self.0.set(self.0.get() + t.elapsed());
+        bytes
     }
 
-    fn json(&self) -> Value {
-        let kinds: serde_json::Map<String, Value> =
-            self.by_kind.iter().map(|(k, (m, b))| ((*k).to_string(), json!({ "messages": m, "bytes": b }))).collect();
-        Value::Object(kinds)
+    fn decode(&mut self, bytes: &[u8]) -> Result<wire::Message, wire::WireError> {
+        let t = Instant::now();
+        let msg = wire::decode(bytes);
+        self.0.set(self.0.get() + t.elapsed());
+        msg
     }
 }
 
+fn traffic_json(t: &Traffic) -> Value {
+    let kinds: serde_json::Map<String, Value> =
+        t.by_kind.iter().map(|(k, (m, b))| ((*k).to_string(), json!({ "messages": m, "bytes": b }))).collect();
+    Value::Object(kinds)
+}
+
+/// Nodes in the core's virtual-time harness ([`Cluster`]), with what the pure harness does
+/// not keep: wall-clock times and the count of answered writes.
 struct Net {
-    now: Time,
-    nodes: Vec<Node>,
-    disks: Vec<SimStore>,
-    queue: BTreeMap<(Time, u64), Ev>,
-    seq: u64,
-    cut: BTreeSet<(usize, usize)>,
-    next_request: u64,
+    h: Cluster,
+    /// Wall time spent in `wire::encode`/`decode` (see [`TimedWire`]).
+    codec: Rc<Cell<Duration>>,
     acked: u64,
     failed: Vec<String>,
-    traffic: Traffic,
-    objects_in_flight: usize,
-    flushes_in_flight: usize,
+    /// When an object message was last delivered: virtual and wall time.
     last_object_delivery: (Time, Instant),
-    codec: Duration,
 }
 
 impl Net {
-    /// `n` nodes that all know each other.
+    /// `n` nodes that all know each other (every pair connected on both sides, 3 s), with the
+    /// agent's default configuration; every message then goes through the wire format.
     fn new(n: usize) -> Result<Net> {
-        let mut net = Net {
-            now: Time::ZERO,
-            nodes: (0..n).map(|k| new_node(k, Time::ZERO)).collect(),
-            disks: (0..n).map(|_| SimStore::new()).collect(),
-            queue: BTreeMap::new(),
-            seq: 0,
-            cut: BTreeSet::new(),
-            next_request: 0,
-            acked: 0,
-            failed: Vec::new(),
-            traffic: Traffic::default(),
-            objects_in_flight: 0,
-            flushes_in_flight: 0,
-            last_object_delivery: (Time::ZERO, Instant::now()),
-            codec: Duration::ZERO,
+        let setup = Setup {
+            functions: Default::default(),
+            latency: LATENCY,
+            disk: DISK,
+            join: Join::Mesh,
+            settle: Duration::from_secs(3),
+            ..Setup::new(n)
         };
-        for a in 0..n {
-            for b in a + 1..n {
-                net.connect(a, b)?;
-            }
-        }
-        net.run_for(Duration::from_secs(3))?;
-        for (k, node) in net.nodes.iter().enumerate() {
-            let [alive, ..] = node.membership().counts();
+        let mut h = Cluster::build(setup);
+        for k in 0..n {
+            let [alive, ..] = h.node(k).membership().counts();
             ensure!(alive == n - 1, "node {k} sees {alive} of {} peers alive after 3 s", n - 1);
         }
-        Ok(net)
+        let codec = Rc::new(Cell::new(Duration::ZERO));
+        h.wire = Some(Box::new(TimedWire(codec.clone())));
+        Ok(Net { h, codec, acked: 0, failed: Vec::new(), last_object_delivery: (Time::ZERO, Instant::now()) })
     }
 
-    /// A transport session between `a` and `b` came up, on both sides.
-    fn connect(&mut self, a: usize, b: usize) -> Result<()> {
-        let now = self.now;
-        self.nodes[a].handle_connected(now, id(b));
-        self.drain(a)?;
-        self.nodes[b].handle_connected(now, id(a));
-        self.drain(b)
+    fn request(&mut self, k: usize, req: Request) {
+        self.h.request(k, req);
+        self.count_replies();
     }
 
-    fn partition(&mut self, left: &[usize], right: &[usize]) {
-        for &a in left {
-            for &b in right {
-                self.cut.insert((a.min(b), a.max(b)));
+    fn run_for(&mut self, d: Duration) {
+        self.h.run_for(d);
+        self.count_replies();
+    }
+
+    /// Takes the answers the nodes gave.
+    fn count_replies(&mut self) {
+        for ((k, id), reply) in std::mem::take(&mut self.h.replies) {
+            match reply {
+                Reply::Value { .. } => self.acked += 1,
+                other => self.failed.push(format!("node {k} request {id}: {other:?}")),
             }
         }
     }
 
-    /// Heals every cut link; each counts as a reconnection, as in the agent.
-    fn heal(&mut self) -> Result<()> {
-        let cut = std::mem::take(&mut self.cut);
-        for (a, b) in cut {
-            self.connect(a, b)?;
+    /// Handles the next event or due timer, not past `end`, noting object deliveries.
+    fn step(&mut self, end: Time) {
+        let before = self.h.flight.delivered(Subsystem::Objects);
+        self.h.step(end);
+        if self.h.flight.delivered(Subsystem::Objects) != before {
+            self.last_object_delivery = (self.h.now, Instant::now());
         }
-        Ok(())
-    }
-
-    fn request(&mut self, k: usize, req: Request) -> Result<()> {
-        self.next_request += 1;
-        let now = self.now;
-        self.nodes[k].handle_request(now, RequestId(self.next_request), req);
-        self.drain(k)
-    }
-
-    fn drain(&mut self, k: usize) -> Result<()> {
-        while let Some(out) = self.nodes[k].poll_output() {
-            match out {
-                Output::Send { to, msg } => {
-                    let to = index_of(&to);
-                    if self.cut.contains(&(k.min(to), k.max(to))) {
-                        continue;
-                    }
-                    let objects = msg.kind().starts_with("obj_");
-                    let t = Instant::now();
-                    let bytes = wire::encode(&msg);
-                    self.codec += t.elapsed();
-                    ensure!(!bytes.is_empty(), "a {} message did not encode", msg.kind());
-                    let e = self.traffic.by_kind.entry(msg.kind()).or_default();
-                    e.0 += 1;
-                    e.1 += bytes.len() as u64;
-                    self.traffic.largest = self.traffic.largest.max(bytes.len() as u64);
-                    if objects {
-                        self.objects_in_flight += 1;
-                    }
-                    self.seq += 1;
-                    self.queue.insert((self.now + LATENCY, self.seq), Ev::Deliver { from: k, to, bytes, objects });
-                }
-                Output::Disk(op) => match op {
-                    DiskOp::Append { object, bytes } => self.disks[k].append(&object, &bytes)?,
-                    DiskOp::Compact { object, snapshot } => self.disks[k].compact(&object, &snapshot)?,
-                    DiskOp::Flush { ticket } => {
-                        self.seq += 1;
-                        self.flushes_in_flight += 1;
-                        self.queue.insert((self.now + DISK, self.seq), Ev::Flushed { node: k, ticket });
-                    }
-                    other => bail!("unexpected disk operation {other:?}"),
-                },
-                Output::Reply { reply: Reply::Value { .. }, .. } => self.acked += 1,
-                Output::Reply { id, reply } => self.failed.push(format!("node {k} request {id:?}: {reply:?}")),
-                _ => {}
-            }
-        }
-        Ok(())
-    }
-
-    /// Handles the next event or due timer, not past `end`.
-    fn step(&mut self, end: Time) -> Result<()> {
-        let next_timer = self.nodes.iter().map(Node::poll_timeout).min().unwrap_or(end);
-        let next_ev = self.queue.keys().next().map_or(end, |k| k.0);
-        let t = next_timer.min(next_ev).min(end);
-        self.now = self.now.max(t);
-        if next_ev <= t
-            && let Some((_, ev)) = self.queue.pop_first()
-        {
-            let now = self.now;
-            match ev {
-                Ev::Deliver { from, to, bytes, objects } => {
-                    let t = Instant::now();
-                    let msg = wire::decode(&bytes)?;
-                    self.codec += t.elapsed();
-                    self.nodes[to].handle_message(now, id(from), msg);
-                    self.drain(to)?;
-                    if objects {
-                        self.objects_in_flight -= 1;
-                        self.last_object_delivery = (now, Instant::now());
-                    }
-                }
-                Ev::Flushed { node, ticket } => {
-                    self.flushes_in_flight -= 1;
-                    self.disks[node].sync()?;
-                    self.nodes[node].handle_flushed(now, ticket, Ok(()));
-                    self.drain(node)?;
-                }
-            }
-            return Ok(());
-        }
-        for k in 0..self.nodes.len() {
-            if self.nodes[k].poll_timeout() <= self.now {
-                let now = self.now;
-                self.nodes[k].handle_timeout(now);
-                self.drain(k)?;
-            }
-        }
-        Ok(())
-    }
-
-    fn run_for(&mut self, d: Duration) -> Result<()> {
-        let end = self.now + d;
-        while self.now < end {
-            self.step(end)?;
-        }
-        Ok(())
     }
 
     /// Whether nothing about objects is in flight and none has moved for [`QUIET`].
     fn quiet(&self) -> bool {
-        self.objects_in_flight == 0 && self.flushes_in_flight == 0 && self.now >= self.last_object_delivery.0 + QUIET
+        let f = &self.h.flight;
+        f.in_flight(Subsystem::Objects) == 0 && f.flushes == 0 && self.h.now >= self.last_object_delivery.0 + QUIET
     }
 
     fn digests(&self, k: usize) -> Vec<(ObjectName, Digest)> {
-        self.nodes[k].objects().digests().map(|(n, d)| (n.clone(), d)).collect()
+        self.h.node(k).objects().digests().map(|(n, d)| (n.clone(), d)).collect()
     }
 
     /// Whether every node holds exactly `expect` objects, with the same digests.
     fn converged(&self, expect: usize) -> bool {
         let first = self.digests(0);
-        first.len() == expect && (1..self.nodes.len()).all(|k| self.digests(k) == first)
+        first.len() == expect && (1..self.h.nodes.len()).all(|k| self.digests(k) == first)
     }
 
     fn ensure_no_failures(&self) -> Result<()> {
@@ -698,29 +587,29 @@ struct Heal {
 /// Heals the cut links and runs until every node holds `expect` objects with equal digests,
 /// then until quiet.
 fn heal_and_converge(net: &mut Net, expect: usize) -> Result<Heal> {
-    net.traffic = Traffic::default();
-    net.codec = Duration::ZERO;
-    let t0 = net.now;
+    net.h.traffic = Traffic::default();
+    net.codec.set(Duration::ZERO);
+    let t0 = net.h.now;
     let start = Instant::now();
     let mut checks = Duration::ZERO;
     net.last_object_delivery = (t0, start);
-    net.heal()?;
+    net.h.heal();
     let end = t0 + PHASE_LIMIT;
     let mut converged: Option<(Time, Duration)> = None;
     let mut checked_at = None;
     let mut checks_at_quiet = Duration::ZERO;
-    while net.now < end {
-        net.step(end)?;
+    while net.h.now < end {
+        net.step(end);
         // Check once per virtual instant, after its events (digests of every object cost).
-        let next = net.queue.keys().next().map(|k| k.0);
-        if converged.is_none() && checked_at != Some(net.now) && next != Some(net.now) {
-            checked_at = Some(net.now);
+        let next = net.h.queue.keys().next().map(|k| k.0);
+        if converged.is_none() && checked_at != Some(net.h.now) && next != Some(net.h.now) {
+            checked_at = Some(net.h.now);
             let t = Instant::now();
             let done = net.converged(expect);
             let wall = start.elapsed().saturating_sub(checks);
             checks += t.elapsed();
             if done {
-                converged = Some((net.now, wall));
+                converged = Some((net.h.now, wall));
             }
         }
         if converged.is_some() && net.quiet() {
@@ -738,8 +627,8 @@ fn heal_and_converge(net: &mut Net, expect: usize) -> Result<Heal> {
         virtual_quiet: last.since(t0),
         wall_converged,
         wall_quiet: last_wall.duration_since(start).saturating_sub(checks_at_quiet),
-        codec: net.codec,
-        traffic: net.traffic.clone(),
+        codec: net.codec.get(),
+        traffic: net.h.traffic.clone(),
     })
 }
 
@@ -811,32 +700,32 @@ fn part2(s: &Settings) -> Result<Part2> {
     net.request(
         0,
         write(&object, change(r#"[{"op":"inc","path":"n","by":0},{"op":"set","path":"items","value":[]}]"#)?),
-    )?;
-    net.run_for(Duration::from_secs(1))?;
+    );
+    net.run_for(Duration::from_secs(1));
     ensure!(net.converged(1), "the object did not replicate before the split");
     // Apart: no message passes.
     let changes: Vec<[Change; 2]> =
         (0..s.apart_ops).map(|i| Ok([change(&apart_op(0, i))?, change(&apart_op(1, i))?])).collect::<Result<_>>()?;
-    net.partition(&[0], &[1]);
-    let (t0, start) = (net.now, Instant::now());
+    net.h.partition(&[0], &[1]);
+    let (t0, start) = (net.h.now, Instant::now());
     for (i, pair) in changes.into_iter().enumerate() {
         for (side, c) in pair.into_iter().enumerate() {
-            net.request(side, write(&object, c))?;
+            net.request(side, write(&object, c));
         }
         if i % 64 == 63 {
-            net.run_for(DISK)?;
+            net.run_for(DISK);
         }
     }
-    net.run_for(Duration::from_millis(50))?;
-    let (apart_wall, apart_virtual) = (start.elapsed(), net.now.since(t0));
+    net.run_for(Duration::from_millis(50));
+    let (apart_wall, apart_virtual) = (start.elapsed(), net.h.now.since(t0));
     net.ensure_no_failures()?;
     ensure!(net.acked == 1 + 2 * s.apart_ops as u64, "{} writes acknowledged", net.acked);
     let save =
-        |k: usize| -> Result<Vec<u8>> { Ok(net.nodes[k].objects().doc(&object).context("object missing")?.save()) };
+        |k: usize| -> Result<Vec<u8>> { Ok(net.h.node(k).objects().doc(&object).context("object missing")?.save()) };
     let (save_a, save_b) = (save(0)?, save(1)?);
     ensure!(save_a != save_b, "the replicas did not diverge");
     let heal = heal_and_converge(&mut net, 1)?;
-    let doc = |k: usize| net.nodes[k].objects().doc(&object).context("object missing");
+    let doc = |k: usize| net.h.node(k).objects().doc(&object).context("object missing");
     let (a, b) = (doc(0)?, doc(1)?);
     ensure!(a.heads() == b.heads() && a.value() == b.value(), "the replicas differ after convergence");
     let v = a.value();
@@ -880,46 +769,46 @@ fn part3(s: &Settings) -> Result<Part3> {
     let names: Vec<ObjectName> = (0..s.objects).map(|j| obj(&format!("bench/p{j:05}"))).collect::<Result<_>>()?;
     let start = Instant::now();
     for (j, name) in names.iter().enumerate() {
-        net.request(0, write(name, change(r#"[{"op":"inc","path":"n","by":0}]"#)?))?;
+        net.request(0, write(name, change(r#"[{"op":"inc","path":"n","by":0}]"#)?));
         if j % 64 == 63 {
-            net.run_for(DISK)?;
+            net.run_for(DISK);
         }
     }
-    let end = net.now + PHASE_LIMIT;
+    let end = net.h.now + PHASE_LIMIT;
     while !net.converged(s.objects) {
-        ensure!(net.now < end, "the objects did not replicate to all three nodes");
-        net.run_for(Duration::from_millis(10))?;
+        ensure!(net.h.now < end, "the objects did not replicate to all three nodes");
+        net.run_for(Duration::from_millis(10));
     }
     let setup_wall = start.elapsed();
     net.ensure_no_failures()?;
     // Node 0 on one side, nodes 1 and 2 on the other; every object written on both.
-    net.partition(&[0], &[1, 2]);
+    net.h.partition(&[0], &[1, 2]);
     let start = Instant::now();
     for (j, name) in names.iter().enumerate() {
         net.request(
             0,
             write(name, change(&format!(r#"[{{"op":"set","path":"a","value":{j}}},{{"op":"inc","path":"n"}}]"#))?),
-        )?;
+        );
         net.request(
             1 + j % 2,
             write(name, change(&format!(r#"[{{"op":"set","path":"b","value":{j}}},{{"op":"inc","path":"n"}}]"#))?),
-        )?;
+        );
         if j % 64 == 63 {
-            net.run_for(DISK)?;
+            net.run_for(DISK);
         }
     }
-    net.run_for(PARTITION)?;
+    net.run_for(PARTITION);
     let partition_wall = start.elapsed();
     net.ensure_no_failures()?;
     ensure!(net.acked == 3 * s.objects as u64, "{} writes acknowledged", net.acked);
     ensure!(!net.converged(s.objects), "the sides converged through a cut link");
-    let [_, _, down, _] = net.nodes[0].membership().counts();
+    let [_, _, down, _] = net.h.node(0).membership().counts();
     let heal = heal_and_converge(&mut net, s.objects)?;
     for (j, name) in names.iter().enumerate() {
-        let v = net.nodes[0].objects().doc(name).context("object missing")?.value();
+        let v = net.h.node(0).objects().doc(name).context("object missing")?.value();
         ensure!(v == json!({ "n": 2, "a": j, "b": j }), "{name} = {v}");
         for k in 1..3 {
-            let w = net.nodes[k].objects().doc(name).context("object missing")?.value();
+            let w = net.h.node(k).objects().doc(name).context("object missing")?.value();
             ensure!(w == v, "{name} differs on node {k}: {w} vs {v}");
         }
     }
@@ -1131,7 +1020,7 @@ fn json_heal(h: &Heal) -> Value {
         "wall_to_quiet_ms": ms(h.wall_quiet),
         "wire_codec_ms": ms(h.codec),
         "largest_message_bytes": h.traffic.largest,
-        "traffic": h.traffic.json(),
+        "traffic": traffic_json(&h.traffic),
     })
 }
 

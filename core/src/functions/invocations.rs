@@ -13,9 +13,9 @@ use super::actors::ActorRun;
 use super::registry::{self, Registered, registry_object};
 use super::{Ctx, ExecId, Executed, Execution, Functions, InvokeId, Message, Output};
 use crate::membership::{Membership, Status};
-use crate::rendezvous::{hash64, score};
 use crate::objects::{Change, Durability, Reply, Request};
 use crate::placement::{Access, Call, Facts};
+use crate::rendezvous::{hash64, score};
 use crate::shared::Sink;
 use crate::{NodeId, Time};
 

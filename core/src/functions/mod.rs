@@ -309,8 +309,8 @@ mod tests {
     use wasm_host::Kind;
 
     use super::*;
-    use crate::harness::H;
     use crate::objects::{Change, Durability, Request, RequestId};
+    use crate::testing::Cluster as H;
 
     fn deploy(h: &mut H, k: usize, manifest: Manifest) {
         h.deploy(k, manifest);
@@ -349,7 +349,7 @@ mod tests {
         let placement = reg.and_then(|v| Registered::from_value(&v).ok()).and_then(|r| r.placement);
         let mut serving = placement.map(|p| p.serving).unwrap_or_default();
         serving.sort();
-        assert_eq!(serving, vec![crate::harness::id(1), crate::harness::id(3)], "a fog node per busy site");
+        assert_eq!(serving, vec![crate::testing::id(1), crate::testing::id(3)], "a fog node per busy site");
         let (a, b) = (&ran_at[&2], &ran_at[&4]);
         assert_eq!((a.first(), a.last()), (Some(&1), Some(&3)), "site a's calls moved to site a: {a:?}");
         assert!(b.iter().all(|k| *k == 1), "site b's calls stayed at site b: {b:?}");
@@ -375,10 +375,10 @@ mod tests {
             }
         };
         let set = replicas_at(&mut h, 0).unwrap_or_default();
-        let p = (0..6).find(|k| !set.contains(&crate::harness::id(*k))).unwrap_or_else(|| panic!("{set:?}"));
+        let p = (0..6).find(|k| !set.contains(&crate::testing::id(*k))).unwrap_or_else(|| panic!("{set:?}"));
         let mut m = Manifest::for_module("reader");
         m.kind = Kind::Actor;
-        m.placement.node = Some(crate::harness::id(p).to_string());
+        m.placement.node = Some(crate::testing::id(p).to_string());
         deploy(&mut h, p, m);
         for i in 0..60 {
             let inv = h.invoke(p, "reader", b"");
@@ -396,7 +396,7 @@ mod tests {
             assert_eq!(h.invoked.remove(&(p, inv)), Some(Ok(b"read".to_vec())), "call {i}");
         }
         // The home added itself to the feed's replica set; every node now counts it.
-        let me = crate::harness::id(p);
+        let me = crate::testing::id(p);
         let mut holders = 0;
         for k in 0..6 {
             if let Some(set) = replicas_at(&mut h, k) {
@@ -404,7 +404,7 @@ mod tests {
                 assert!(set.contains(&me), "node {k} does not count the added replica: {set:?}");
             }
         }
-        let expected = (0..6).filter(|k| *k == 0 || *k == p || set.contains(&crate::harness::id(*k))).count();
+        let expected = (0..6).filter(|k| *k == 0 || *k == p || set.contains(&crate::testing::id(*k))).count();
         assert_eq!(holders, expected, "the writer, the replicas and the home hold it");
         let stats = h.nodes[p].as_ref().map(|n| n.functions().migration_stats().replicas_added);
         assert_eq!(stats, Some(1), "added once, not again once it exists");
@@ -426,7 +426,7 @@ mod tests {
         assert_eq!(h.executions.len(), 1);
         let (k, exec) = &h.executions[0];
         assert_eq!((*k, exec.input.as_slice()), (2, &b"in"[..]));
-        assert_eq!(exec.sources, vec![crate::harness::id(0)], "the deployer holds the module");
+        assert_eq!(exec.sources, vec![crate::testing::id(0)], "the deployer holds the module");
         h.execute_all(|_, _| ok(b"out"));
         assert_eq!(h.invoked.remove(&(2, id)), Some(Ok(b"out".to_vec())));
         // The fetch was recorded: the next execution anywhere may fetch from node 2 too.
@@ -435,7 +435,7 @@ mod tests {
         h.run_for(Duration::from_millis(100));
         let mut sources = h.executions[0].1.sources.clone();
         sources.sort();
-        assert_eq!(sources, vec![crate::harness::id(0), crate::harness::id(2)]);
+        assert_eq!(sources, vec![crate::testing::id(0), crate::testing::id(2)]);
         h.execute_all(|_, _| ok(b""));
         assert!(h.invoked.contains_key(&(1, id)));
     }
@@ -444,7 +444,7 @@ mod tests {
     fn the_serving_node_records_where_calls_come_from() {
         let mut h = H::new(3);
         let mut m = Manifest::for_module("measured");
-        m.placement.node = Some(crate::harness::id(1).to_string());
+        m.placement.node = Some(crate::testing::id(1).to_string());
         deploy(&mut h, 0, m);
         let object = ObjectName::parse("app/data").unwrap_or_else(|e| panic!("{e}"));
         let text = Json::String("x".repeat(100));
@@ -482,7 +482,7 @@ mod tests {
             .origins
             .iter()
             .max_by(|a, b| a.calls.value(now, FACTS_HALF_LIFE_S).total_cmp(&b.calls.value(now, FACTS_HALF_LIFE_S)));
-        assert_eq!(top.map(|o| o.node), Some(crate::harness::id(2)), "most calls came from node 2");
+        assert_eq!(top.map(|o| o.node), Some(crate::testing::id(2)), "most calls came from node 2");
         // From the call's arrival here to its execution's end (the harness answers after 100 ms).
         assert!(facts.latency_per_call(now) >= 50.0, "{}", facts.latency_per_call(now));
         assert!(h.nodes[2].as_ref().is_some_and(|n| n.functions().facts("measured").is_none()), "only where it ran");
@@ -499,7 +499,7 @@ mod tests {
     fn a_pinned_function_is_forwarded_and_answered_once() {
         let mut h = H::new(3);
         let mut m = Manifest::for_module("pinned");
-        m.placement.node = Some(crate::harness::id(1).to_string());
+        m.placement.node = Some(crate::testing::id(1).to_string());
         deploy(&mut h, 0, m);
         let id = h.invoke(2, "pinned", b"x");
         h.run_for(Duration::from_millis(100));
@@ -539,7 +539,7 @@ mod tests {
     fn a_forwarded_call_fails_once_when_its_node_is_cut_off() {
         let mut h = H::new(3);
         let mut m = Manifest::for_module("far");
-        m.placement.node = Some(crate::harness::id(1).to_string());
+        m.placement.node = Some(crate::testing::id(1).to_string());
         m.limits.wall_ms = 100;
         deploy(&mut h, 0, m);
         h.partition(&[1], &[0, 2]);

@@ -14,8 +14,8 @@ use super::actors::Phase;
 use super::registry::{self, Registered, record};
 use super::{Ctx, Functions, event, secs};
 use crate::membership::{Membership, Status};
-use crate::rendezvous::hash64;
 use crate::placement::Facts;
+use crate::rendezvous::hash64;
 use crate::{NodeId, Time};
 use state_sync::ObjectName;
 

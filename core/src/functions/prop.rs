@@ -29,7 +29,7 @@ use wasm_host::{Kind, Manifest};
 
 use super::actors::lease::LeaseConfig;
 use crate::Time;
-use crate::harness::{Faults, H, id};
+use crate::testing::{Cluster as H, Faults, id};
 
 const ACTOR: &str = "a";
 /// How long the faults last.

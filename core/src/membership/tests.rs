@@ -1,5 +1,6 @@
-//! Unit tests of the membership protocol on a tiny in-crate harness: a few nodes, virtual
-//! time, a fixed one-way latency, and a set of cut links.
+//! Unit tests of the membership protocol: scenarios on whole nodes in the virtual-time
+//! harness ([`crate::testing`]: a few nodes, a fixed one-way latency, cut links), then
+//! exchanges between lone `Membership`s.
 
 use std::collections::{BTreeSet, VecDeque};
 use std::time::Duration;
@@ -9,8 +10,7 @@ use rand_core::SeedableRng;
 use super::*;
 use crate::Tier;
 use crate::node::Output;
-
-const LATENCY: Duration = Duration::from_millis(5);
+use crate::testing::{Cluster, Join, LATENCY, Setup};
 
 fn info(k: u8) -> NodeInfo {
     NodeInfo {
@@ -26,127 +26,18 @@ fn info(k: u8) -> NodeInfo {
     }
 }
 
-struct Harness {
-    now: Time,
-    nodes: Vec<Option<Membership>>,
-    /// (deliver at, seq, from, to, message)
-    in_flight: BTreeSet<(Time, u64, usize, usize)>,
-    payloads: std::collections::BTreeMap<u64, Message>,
-    seq: u64,
-    cut: BTreeSet<(usize, usize)>,
-    events: Vec<(usize, StatusChange)>,
-    persisted: Vec<Option<Persisted>>,
+/// `n` edge nodes, each but node 0 joining through node 0, after 10 s.
+fn mesh_of(n: usize) -> Cluster {
+    Cluster::build(Setup {
+        layout: vec![(Tier::Edge, None); n],
+        join: Join::Star,
+        settle: Duration::from_secs(10),
+        ..Setup::new(n)
+    })
 }
 
-impl Harness {
-    fn new(n: usize) -> Self {
-        let nodes = (0..n).map(|k| Some(Self::boot(k, None, Time::ZERO))).collect();
-        Harness {
-            now: Time::ZERO,
-            nodes,
-            in_flight: BTreeSet::new(),
-            payloads: Default::default(),
-            seq: 0,
-            cut: BTreeSet::new(),
-            events: Vec::new(),
-            persisted: vec![None; n],
-        }
-    }
-
-    fn boot(k: usize, restored: Option<&Persisted>, now: Time) -> Membership {
-        let rng = rand_chacha::ChaCha8Rng::seed_from_u64(k as u64);
-        Membership::new(Config::default(), info(k as u8 + 1), restored, rng, now)
-    }
-
-    fn index(&self, id: &NodeId) -> usize {
-        id.0[0] as usize - 1
-    }
-
-    fn id(k: usize) -> NodeId {
-        NodeId([k as u8 + 1; 32])
-    }
-
-    fn drain(&mut self, k: usize, out: VecDeque<Output>) {
-        for o in out {
-            match o {
-                Output::Send { to, msg: crate::wire::Message::Membership(m) } => {
-                    let to = self.index(&to);
-                    if self.cut.contains(&(k, to)) || self.cut.contains(&(to, k)) {
-                        continue;
-                    }
-                    self.seq += 1;
-                    self.in_flight.insert((self.now + LATENCY, self.seq, k, to));
-                    self.payloads.insert(self.seq, m);
-                }
-                Output::Persist(p) => self.persisted[k] = Some(p),
-                Output::Event(e) => self.events.push((k, e)),
-                other => panic!("membership produced {other:?}"),
-            }
-        }
-    }
-
-    fn connect(&mut self, a: usize, b: usize) {
-        let mut out = VecDeque::new();
-        if let Some(n) = self.nodes[a].as_mut() {
-            n.handle_connected(self.now, Self::id(b), &mut out);
-        }
-        self.drain(a, out);
-    }
-
-    fn run_for(&mut self, d: Duration) {
-        let end = self.now + d;
-        loop {
-            let next_msg = self.in_flight.first().map(|e| e.0);
-            let next_timer = self.nodes.iter().flatten().map(|n| n.poll_timeout()).min();
-            let next = match (next_msg, next_timer) {
-                (Some(a), Some(b)) => a.min(b),
-                (a, b) => a.or(b).unwrap_or(end),
-            };
-            if next > end {
-                break;
-            }
-            self.now = next;
-            while let Some(&(at, seq, from, to)) = self.in_flight.first() {
-                if at > self.now {
-                    break;
-                }
-                self.in_flight.pop_first();
-                let msg = self.payloads.remove(&seq).unwrap();
-                let mut out = VecDeque::new();
-                if let Some(n) = self.nodes[to].as_mut() {
-                    n.handle_message(self.now, Self::id(from), msg, &mut out);
-                }
-                self.drain(to, out);
-            }
-            for k in 0..self.nodes.len() {
-                let mut out = VecDeque::new();
-                if let Some(n) = self.nodes[k].as_mut()
-                    && n.poll_timeout() <= self.now
-                {
-                    n.handle_timeout(self.now, &mut out);
-                }
-                self.drain(k, out);
-            }
-        }
-        self.now = end;
-    }
-
-    fn status(&self, observer: usize, of: usize) -> Option<Status> {
-        self.nodes[observer].as_ref().and_then(|n| n.status_of(&Self::id(of)))
-    }
-
-    fn digests(&self, ks: &[usize]) -> BTreeSet<u64> {
-        ks.iter().filter_map(|&k| self.nodes[k].as_ref().map(|n| n.digest())).collect()
-    }
-}
-
-fn mesh_of(n: usize) -> Harness {
-    let mut h = Harness::new(n);
-    for k in 1..n {
-        h.connect(k, 0);
-    }
-    h.run_for(Duration::from_secs(10));
-    h
+fn digests(h: &Cluster, ks: &[usize]) -> BTreeSet<u64> {
+    ks.iter().filter_map(|&k| h.nodes[k].as_ref().map(|n| n.membership().digest())).collect()
 }
 
 #[test]
@@ -159,14 +50,14 @@ fn joining_through_one_peer_reaches_everyone() {
             }
         }
     }
-    assert_eq!(h.digests(&[0, 1, 2, 3, 4, 5]).len(), 1);
+    assert_eq!(digests(&h, &[0, 1, 2, 3, 4, 5]).len(), 1);
 }
 
 #[test]
 fn probes_measure_rtt() {
     let mut h = mesh_of(3);
     h.run_for(Duration::from_secs(10));
-    let n = h.nodes[0].as_ref().unwrap();
+    let n = h.node(0).membership();
     let rtts: Vec<_> = n.members(h.now).filter(|m| !m.is_self).map(|m| m.rtt).collect();
     for rtt in rtts {
         let rtt = rtt.expect("probed at least once in 20 s");
@@ -177,7 +68,7 @@ fn probes_measure_rtt() {
 #[test]
 fn a_crashed_node_is_suspected_then_down_and_comes_back_with_a_higher_incarnation() {
     let mut h = mesh_of(5);
-    h.nodes[4] = None;
+    h.crash(4);
     h.run_for(Duration::from_secs(3));
     assert!(
         (0..4).any(|k| matches!(h.status(k, 4), Some(Status::Suspect) | Some(Status::Down))),
@@ -190,39 +81,35 @@ fn a_crashed_node_is_suspected_then_down_and_comes_back_with_a_higher_incarnatio
     // Restart with what it persisted: a higher incarnation, the same id.
     let persisted = h.persisted[4].clone();
     assert!(persisted.is_some(), "membership was persisted");
-    h.nodes[4] = Some(Harness::boot(4, persisted.as_ref(), h.now));
+    h.start_remembering(4);
     h.connect(4, 0);
     h.run_for(Duration::from_secs(10));
     for k in 0..4 {
         assert_eq!(h.status(k, 4), Some(Status::Alive), "node {k} sees the restarted node");
     }
-    assert!(h.nodes[4].as_ref().unwrap().incarnation() >= 1);
+    assert!(h.node(4).membership().incarnation() >= 1);
 }
 
 #[test]
 fn a_restart_without_memory_refutes_its_old_death() {
     let mut h = mesh_of(4);
-    h.nodes[3] = None;
+    h.crash(3);
     h.run_for(Duration::from_secs(20));
     assert_eq!(h.status(0, 3), Some(Status::Down));
-    h.nodes[3] = Some(Harness::boot(3, None, h.now));
+    h.start(3);
     h.connect(3, 1);
     h.run_for(Duration::from_secs(10));
     for k in 0..3 {
         assert_eq!(h.status(k, 3), Some(Status::Alive), "node {k}");
     }
-    assert_eq!(h.digests(&[0, 1, 2, 3]).len(), 1);
+    assert_eq!(digests(&h, &[0, 1, 2, 3]).len(), 1);
 }
 
 #[test]
 fn a_healed_partition_converges() {
     let mut h = mesh_of(6);
     let (left, right) = ([0usize, 1, 2], [3usize, 4, 5]);
-    for a in left {
-        for b in right {
-            h.cut.insert((a, b));
-        }
-    }
+    h.partition(&left, &right);
     h.run_for(Duration::from_secs(30));
     assert_eq!(h.status(0, 4), Some(Status::Down));
     assert_eq!(h.status(4, 0), Some(Status::Down));
@@ -236,23 +123,20 @@ fn a_healed_partition_converges() {
             }
         }
     }
-    assert_eq!(h.digests(&[0, 1, 2, 3, 4, 5]).len(), 1);
+    assert_eq!(digests(&h, &[0, 1, 2, 3, 4, 5]).len(), 1);
 }
 
 #[test]
 fn a_leaving_node_is_down_at_once_and_not_probed() {
     let mut h = mesh_of(4);
-    let mut out: VecDeque<Output> = VecDeque::new();
-    let now = h.now;
-    h.nodes[2].as_mut().unwrap().handle_leave(now, &mut out);
-    h.drain(2, out);
+    h.leave(2);
     h.run_for(Duration::from_millis(100));
-    h.nodes[2] = None;
+    h.crash(2);
     h.run_for(Duration::from_secs(2));
     for k in [0, 1, 3] {
         assert_eq!(h.status(k, 2), Some(Status::Left), "node {k}");
     }
-    let suspected = h.events.iter().any(|(_, e)| e.id == Harness::id(2) && e.to == Status::Suspect);
+    let suspected = h.events.iter().any(|(_, e)| e.id == crate::testing::id(2) && e.to == Status::Suspect);
     assert!(!suspected, "a node that left is never suspected");
 }
 
@@ -268,15 +152,15 @@ fn indirect_probes_prevent_false_suspicion_over_one_broken_link() {
 
 #[test]
 fn claims_with_a_foreign_id_or_without_info_are_ignored() {
-    let mut h = Harness::new(2);
+    let rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    let n = &mut Membership::new(Config::default(), info(1), None, rng, Time::ZERO);
     let mut out: VecDeque<Output> = VecDeque::new();
-    let now = h.now;
-    let n = h.nodes[0].as_mut().unwrap();
+    let now = Time::ZERO;
     // A join whose info names someone else than the sender.
-    n.handle_message(now, Harness::id(1), Message::Join { info: Arc::new(info(9)), incarnation: 0 }, &mut out);
+    n.handle_message(now, NodeId([2; 32]), Message::Join { info: Arc::new(info(9)), incarnation: 0 }, &mut out);
     // A suspicion about someone unknown, without info.
     let u = Update { id: NodeId([42; 32]), incarnation: 3, status: Status::Suspect, info: None };
-    n.handle_message(now, Harness::id(1), Message::Gossip { updates: vec![u] }, &mut out);
+    n.handle_message(now, NodeId([2; 32]), Message::Gossip { updates: vec![u] }, &mut out);
     assert_eq!(n.counts(), [0, 0, 0, 0]);
 }
 

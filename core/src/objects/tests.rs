@@ -1,13 +1,13 @@
-//! Object replication on the in-crate harness ([`crate::harness`]).
+//! Object replication on the virtual-time harness ([`crate::testing`]).
 
 use std::time::Duration;
 
 use super::*;
-use crate::harness::*;
+use crate::testing::*;
 
 #[test]
 fn a_write_on_one_node_is_read_on_another() {
-    let mut h = H::new(4);
+    let mut h = Cluster::new(4);
     let r = h.write(1, "app/greeting", r#"[{"op":"set","path":"text","value":"hi"}]"#);
     assert_eq!(value_of(&r)["text"], "hi");
     // Any node, replica or not, reads it (a non-replica fetches a follower copy).
@@ -18,7 +18,7 @@ fn a_write_on_one_node_is_read_on_another() {
 
 #[test]
 fn concurrent_increments_all_count() {
-    let mut h = H::new(3);
+    let mut h = Cluster::new(3);
     h.write(0, "app/c", r#"[{"op":"inc","path":"n","by":0}]"#);
     h.run_for(Duration::from_secs(1));
     for k in 0..3 {
@@ -44,7 +44,7 @@ fn concurrent_increments_all_count() {
 
 #[test]
 fn both_sides_of_a_partition_write_and_converge_after_the_heal() {
-    let mut h = H::new(5);
+    let mut h = Cluster::new(5);
     h.write(0, "app/p", r#"[{"op":"inc","path":"n","by":0}]"#);
     h.run_for(Duration::from_secs(1));
     for k in 0..5 {
@@ -70,7 +70,7 @@ fn both_sides_of_a_partition_write_and_converge_after_the_heal() {
 
 #[test]
 fn an_acknowledged_write_survives_a_crash_and_an_unflushed_one_is_not_acknowledged() {
-    let mut h = H::new(1);
+    let mut h = Cluster::new(1);
     let r = h.write(0, "app/d", r#"[{"op":"set","path":"a","value":1}]"#);
     assert!(matches!(r, Reply::Value { .. }));
     // A second write whose flush never completes: not acknowledged, and may be lost.
@@ -93,7 +93,7 @@ fn an_acknowledged_write_survives_a_crash_and_an_unflushed_one_is_not_acknowledg
 
 #[test]
 fn invalid_changes_are_refused_and_create_nothing() {
-    let mut h = H::new(2);
+    let mut h = Cluster::new(2);
     h.write(0, "app/x", r#"[{"op":"inc","path":"n"}]"#);
     let r = h.write(0, "app/x", r#"[{"op":"set","path":"n.deeper","value":1}]"#);
     assert!(matches!(r, Reply::Error(ObjectError::Invalid { .. })), "{r:?}");
@@ -112,7 +112,7 @@ fn invalid_changes_are_refused_and_create_nothing() {
 
 #[test]
 fn a_missing_object_is_not_found_once_every_replica_says_so() {
-    let mut h = H::new(4);
+    let mut h = Cluster::new(4);
     let r = h.get(2, "app/none");
     assert!(matches!(r, Reply::Error(ObjectError::NotFound { .. })), "{r:?}");
     // Nothing is remembered as missing: once written elsewhere, it is found.
@@ -126,7 +126,7 @@ fn a_read_waits_for_replicas_to_come_back_and_times_out_if_they_do_not() {
     // One replica per object, and the cloud node 0 is always it: node 1 only reads.
     let mut cfg = Config::default();
     cfg.replication.insert("app".into(), 1);
-    let mut h = H::with(2, cfg);
+    let mut h = Cluster::with(2, cfg);
     h.write(0, "app/w", r#"[{"op":"set","path":"x","value":7}]"#);
     h.run_for(Duration::from_secs(1));
     // Node 1 has not read it; node 0 goes away for a while.
@@ -145,7 +145,7 @@ fn a_read_waits_for_replicas_to_come_back_and_times_out_if_they_do_not() {
 
 #[test]
 fn quorum_writes_wait_for_a_majority_and_fail_clearly_without_one() {
-    let mut h = H::new(4);
+    let mut h = Cluster::new(4);
     let req = |v: i64| Request::Write {
         object: obj("app/q"),
         change: ops(&format!(r#"[{{"op":"set","path":"v","value":{v}}}]"#)),
@@ -168,7 +168,7 @@ fn quorum_writes_wait_for_a_majority_and_fail_clearly_without_one() {
 
 #[test]
 fn a_restarted_replica_catches_up() {
-    let mut h = H::new(3);
+    let mut h = Cluster::new(3);
     h.write(0, "app/r", r#"[{"op":"set","path":"v","value":1}]"#);
     h.run_for(Duration::from_secs(1));
     for k in 0..3 {
@@ -185,7 +185,7 @@ fn a_restarted_replica_catches_up() {
 
 #[test]
 fn listing_and_export() {
-    let mut h = H::new(1);
+    let mut h = Cluster::new(1);
     h.run_for(Duration::from_secs(6));
     h.write(0, "app/a", r#"[{"op":"set","path":"x","value":1}]"#);
     h.write(0, "app/b", r#"[{"op":"set","path":"x","value":2}]"#);

@@ -487,27 +487,29 @@ impl Driver {
                 let _ =
                     reply.send(self.node.handle_migrate(now, &name, to, "moved by hand (liquid fn migrate)".into()));
             }
-            ApiRequest::SetPlacement { name, change, reply } => match liquid_core::functions::registry::placement_change(self.node.objects(), &name, &change) {
-                Ok(write) => {
-                    self.next_request += 1;
-                    let id = self.next_request;
-                    let (tx, rx) = oneshot::channel();
-                    self.pending.insert(id, tx);
-                    self.node.handle_request(now, RequestId(id), write);
-                    tokio::spawn(async move {
-                        let r = match rx.await {
-                            Ok(Reply::Value { .. }) => Ok(()),
-                            Ok(Reply::Error(e)) => Err(e.to_string()),
-                            Ok(_) => Err("unexpected answer".to_string()),
-                            Err(_) => Err("the agent is shutting down".to_string()),
-                        };
-                        let _ = reply.send(r);
-                    });
+            ApiRequest::SetPlacement { name, change, reply } => {
+                match liquid_core::functions::registry::placement_change(self.node.objects(), &name, &change) {
+                    Ok(write) => {
+                        self.next_request += 1;
+                        let id = self.next_request;
+                        let (tx, rx) = oneshot::channel();
+                        self.pending.insert(id, tx);
+                        self.node.handle_request(now, RequestId(id), write);
+                        tokio::spawn(async move {
+                            let r = match rx.await {
+                                Ok(Reply::Value { .. }) => Ok(()),
+                                Ok(Reply::Error(e)) => Err(e.to_string()),
+                                Ok(_) => Err("unexpected answer".to_string()),
+                                Err(_) => Err("the agent is shutting down".to_string()),
+                            };
+                            let _ = reply.send(r);
+                        });
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(e));
+                    }
                 }
-                Err(e) => {
-                    let _ = reply.send(Err(e));
-                }
-            },
+            }
         }
     }
 }

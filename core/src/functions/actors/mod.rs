@@ -1026,7 +1026,7 @@ mod tests {
     use wasm_host::{InvokeError, Kind, Manifest};
 
     use super::super::{Registered, registry_object};
-    use crate::harness::{H, id};
+    use crate::testing::{Cluster as H, id};
 
     pub(crate) fn deploy_actor(h: &mut H, k: usize, name: &str) {
         let mut manifest = Manifest::for_module(name);

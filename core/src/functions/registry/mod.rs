@@ -22,8 +22,8 @@ pub use record::PlacementRecord;
 use super::invocations::{allows, choose, describe, eligible};
 use super::{Ctx, Functions, Message};
 use crate::membership::{Membership, Status};
-use crate::rendezvous::{hash64, score};
 use crate::objects::{Change, Durability, Objects, Request};
+use crate::rendezvous::{hash64, score};
 use crate::{NodeId, Time};
 
 /// The reserved object namespace of the function registry: `liquid-fn/<name>`.
