@@ -75,7 +75,7 @@ pub enum Output {
     Handoff(Box<Handoff>),
     /// Drop actor `name`'s live instance (its activation here ended); keep its checkpoints.
     Deactivate {
-        /// The actor.
+        /// The actor, by its function's name (also its registry key).
         name: String,
         /// The epoch that ended.
         epoch: u64,

@@ -207,14 +207,14 @@ pub enum Request {
     /// The object's value and heads. With `after`, waits until the document contains those
     /// heads (a client reading its own write at another node), up to the fetch timeout.
     Get {
-        /// The object.
+        /// The object to read, by name (`namespace/key`).
         object: ObjectName,
         /// Heads the answer must include.
         after: Option<Heads>,
     },
     /// Change the object, creating it if needed.
     Write {
-        /// The object.
+        /// The object to change; a write to an object no replica holds creates it.
         object: ObjectName,
         /// What to do.
         change: Change,
@@ -230,7 +230,7 @@ pub enum Request {
     },
     /// The whole document, in automerge's binary format.
     Export {
-        /// The object.
+        /// The object whose document to export.
         object: ObjectName,
     },
 }
@@ -238,7 +238,7 @@ pub enum Request {
 /// One object in a listing.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Listed {
-    /// The object.
+    /// Its name.
     pub object: ObjectName,
     /// Its heads on this node.
     pub heads: Heads,
@@ -251,7 +251,7 @@ pub struct Listed {
 pub enum Reply {
     /// The object's value and heads (after a get or an acknowledged write).
     Value {
-        /// The object.
+        /// The object read, or written by the acknowledged write.
         object: ObjectName,
         /// Its value and heads.
         snapshot: Snapshot,
@@ -263,7 +263,7 @@ pub enum Reply {
     List(Vec<Listed>),
     /// An exported document.
     Export {
-        /// The object.
+        /// The object exported.
         object: ObjectName,
         /// `Automerge::save` output.
         bytes: Vec<u8>,
@@ -281,7 +281,7 @@ pub enum ObjectError {
     /// Every replica asked answered that it does not hold the object.
     #[error("object {object} does not exist (no replica holds it)")]
     NotFound {
-        /// The object.
+        /// The object no replica holds.
         object: ObjectName,
     },
     /// No replica could be asked, or none answered, in time.
@@ -289,7 +289,7 @@ pub enum ObjectError {
         "object {object} is not on this node and no replica answered within {waited_ms} ms; retry when its replicas are reachable"
     )]
     Unavailable {
-        /// The object.
+        /// The object this node lacks and could not fetch.
         object: ObjectName,
         /// How long the request waited.
         waited_ms: u64,
@@ -297,7 +297,7 @@ pub enum ObjectError {
     /// `after` heads did not arrive in time.
     #[error("object {object} did not reach the requested heads within {waited_ms} ms")]
     HeadsTimeout {
-        /// The object.
+        /// The object read with `after`.
         object: ObjectName,
         /// How long the request waited.
         waited_ms: u64,
@@ -312,7 +312,7 @@ pub enum ObjectError {
     /// The change was applied in memory, but the disk refused it: it is not acknowledged.
     #[error("object {object}: the local disk failed ({message}); the write is not acknowledged")]
     Disk {
-        /// The object.
+        /// The object whose write the disk refused.
         object: ObjectName,
         /// The driver's explanation.
         message: String,
@@ -323,7 +323,7 @@ pub enum ObjectError {
         "object {object}: durable on {acks} of the {needed} replicas a quorum needs after {waited_ms} ms; it is durable here and keeps replicating"
     )]
     Quorum {
-        /// The object.
+        /// The object written with `Quorum` durability.
         object: ObjectName,
         /// Replicas that confirmed.
         acks: usize,
@@ -348,14 +348,14 @@ pub enum ObjectError {
 pub enum Message {
     /// An automerge sync message for one object.
     Sync {
-        /// The object.
+        /// The object the sync message is about (one session per object and peer).
         object: ObjectName,
         /// `automerge::sync::Message::encode` output.
         data: ByteBuf,
     },
     /// The sender does not hold the object and is not in its replica set.
     NotHeld {
-        /// The object.
+        /// The object the sender dropped or never held: stop syncing it with the sender.
         object: ObjectName,
     },
     /// Anti-entropy: the digests of objects the two nodes share (from the sender's view).
@@ -365,14 +365,14 @@ pub enum Message {
     },
     /// "Tell me when your copy durably contains these heads" (a quorum write).
     AckWanted {
-        /// The object.
+        /// The object the quorum write changed.
         object: ObjectName,
         /// The write's heads.
         heads: Heads,
     },
     /// The sender's copy durably contains these heads.
     Ack {
-        /// The object.
+        /// The object whose heads are durable at the sender.
         object: ObjectName,
         /// The heads from the `AckWanted`.
         heads: Heads,
@@ -398,14 +398,14 @@ impl Message {
 pub enum DiskOp {
     /// Append an incremental save to the object's log (`Store::append`).
     Append {
-        /// The object.
+        /// The object whose log grows.
         object: ObjectName,
         /// The changes.
         bytes: Vec<u8>,
     },
     /// Replace the object's log by a full save (`Store::compact`).
     Compact {
-        /// The object.
+        /// The object whose log is replaced.
         object: ObjectName,
         /// `Automerge::save` output.
         snapshot: Vec<u8>,

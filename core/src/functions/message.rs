@@ -42,7 +42,7 @@ pub enum Message {
     },
     /// Lease actor `name` at `epoch` to the sender, whose state is that of epoch `base`.
     LeaseAsk {
-        /// The actor.
+        /// The actor, by its function's name (also its registry key).
         name: String,
         /// The epoch.
         epoch: u64,
@@ -53,7 +53,7 @@ pub enum Message {
     },
     /// Granted.
     LeaseGrant {
-        /// The actor.
+        /// The actor, by its function's name (also its registry key).
         name: String,
         /// The epoch.
         epoch: u64,
@@ -62,7 +62,7 @@ pub enum Message {
     },
     /// Refused.
     LeaseDeny {
-        /// The actor.
+        /// The actor, by its function's name (also its registry key).
         name: String,
         /// The epoch asked for.
         epoch: u64,
@@ -73,14 +73,14 @@ pub enum Message {
     },
     /// The sender gives up its lease at `epoch`.
     LeaseRelease {
-        /// The actor.
+        /// The actor, by its function's name (also its registry key).
         name: String,
         /// The epoch.
         epoch: u64,
     },
     /// Prepare to take over actor `name` at `epoch` (from state `base`): fetch and compile.
     Prepare {
-        /// The actor.
+        /// The actor, by its function's name (also its registry key).
         name: String,
         /// The target's epoch.
         epoch: u64,
@@ -97,7 +97,7 @@ pub enum Message {
     },
     /// The answer to `Prepare`.
     Prepared {
-        /// The actor.
+        /// The actor, by its function's name (also its registry key).
         name: String,
         /// The target's epoch.
         epoch: u64,
@@ -106,7 +106,7 @@ pub enum Message {
     },
     /// Move actor `name` (whose home is the recipient) to `to` (an operator's request).
     MigrateAsk {
-        /// The actor.
+        /// The actor, by its function's name (also its registry key).
         name: String,
         /// The target.
         to: NodeId,
@@ -115,7 +115,7 @@ pub enum Message {
     },
     /// A `MigrateAsk` was refused.
     MigrateRefused {
-        /// The actor.
+        /// The actor, by its function's name (also its registry key).
         name: String,
         /// Why.
         reason: String,

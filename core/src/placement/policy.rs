@@ -174,7 +174,7 @@ pub enum Decision<N> {
     },
     /// Stay, but add a replica of a hot object next to the function.
     AddReplica {
-        /// The object.
+        /// The hot object (`namespace/key`) to replicate next to the function.
         object: String,
         /// Where the new replica should live.
         near: N,

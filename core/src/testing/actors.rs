@@ -15,7 +15,7 @@ pub struct ActorExec {
     pub at: Time,
     /// The node it ran on.
     pub node: usize,
-    /// The actor.
+    /// The actor, by its function's name (also its registry key).
     pub name: String,
     /// The activation's epoch.
     pub epoch: u64,

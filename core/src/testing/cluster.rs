@@ -113,7 +113,7 @@ pub enum Event {
         from: usize,
         /// The target.
         to: usize,
-        /// The actor.
+        /// The actor, by its function's name (also its registry key).
         name: String,
         /// The epoch of the snapshot.
         epoch: u64,

@@ -87,7 +87,7 @@ pub struct Prefetch {
 /// [`crate::Node::handle_snapshot_received`].
 #[derive(Clone, Debug)]
 pub struct Handoff {
-    /// The actor.
+    /// The actor, by its function's name (also its registry key).
     pub name: String,
     /// Its module.
     pub hash: ModuleHash,
@@ -199,7 +199,7 @@ pub struct MigrationStats {
 /// Log lines the driver prints (migrations are rare and worth a line each).
 #[derive(Clone, Debug, PartialEq)]
 pub struct MigrationEvent {
-    /// The actor.
+    /// The actor, by its function's name (also its registry key).
     pub name: String,
     /// `started`, `finished`, `rolled_back`, `activated`, `fenced`, `replica_added`.
     pub what: &'static str,

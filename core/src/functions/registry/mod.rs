@@ -202,7 +202,7 @@ pub(super) enum Awaiting {
     /// A hand-off marker: this node never serves actor `name` at `epoch` again; once it is
     /// durable, the snapshot may leave.
     HandOff {
-        /// The actor.
+        /// The actor, by its function's name (also its registry key).
         name: String,
         /// The epoch handed off.
         epoch: u64,
