@@ -3,8 +3,16 @@
 # liquid.toml, with Debian's toolchains (no rustup target needed): rustc 1.63 for
 # wasm32-wasi and clang 14 with wasi-libc. Then checks every module's exports and imports.
 #
+# The .wasm files are committed, so the demo, the tests, the benches and the simulator never
+# need these toolchains. Run this after editing a guest (or the SDK) and commit the result;
+# CI runs --check, which fails when a committed module is not what its source builds to.
+# The builds are byte-reproducible: the same Debian packages give the same bytes in any
+# checkout and working directory (paths are remapped; nothing depends on the time).
+#
 #   scripts/build-guests.sh          # build what is out of date, check all
 #   scripts/build-guests.sh --force  # rebuild everything
+#   scripts/build-guests.sh --check  # rebuild everything into a temporary directory and compare
+#                                    # byte for byte with the committed modules (changes nothing)
 #   scripts/build-guests.sh --install  # first install missing toolchains with apt-get (root or sudo)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,10 +23,12 @@ OUT=target/guests
 APT="apt-get install -y rustc libstd-rust-dev-wasm32 clang lld wasi-libc libclang-rt-14-dev-wasm32 wabt"
 force=0
 install=0
+check=0
 for arg in "$@"; do
   case "$arg" in
     --force) force=1 ;;
     --install) install=1 ;;
+    --check) check=1 force=1 ;;
     *) echo "build-guests: unknown argument $arg" >&2; exit 2 ;;
   esac
 done
@@ -47,7 +57,22 @@ command -v wasm-ld >/dev/null 2>&1 || missing "wasm-ld (lld)"
 [ -f /usr/include/wasm32-wasi/stdio.h ] || missing "wasi-libc"
 command -v wasm-objdump >/dev/null 2>&1 || missing "wasm-objdump (wabt)"
 
+# Where the modules go: next to their sources, or (--check) under a temporary directory that
+# mirrors the repository's layout.
+dest=""
+if [ "$check" = 1 ]; then
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
+  dest=$tmp/
+  OUT=$tmp/target/guests
+fi
 mkdir -p "$OUT"
+# Reproducible: no absolute path of this checkout (or of the temporary directory) reaches a
+# module, whatever the working directory. The Rust builds get one codegen unit.
+remap=(--remap-path-prefix "$PWD/=" -C codegen-units=1)
+[ -z "$dest" ] || remap+=(--remap-path-prefix "${dest}=")
+cremap=(-ffile-prefix-map="$PWD/=" -fdebug-prefix-map="$PWD/=")
+[ -z "$dest" ] || cremap+=(-ffile-prefix-map="${dest}=")
 
 # stale OUTPUT INPUT... : true if OUTPUT is missing or older than an input
 stale() {
@@ -67,29 +92,31 @@ rlib=$OUT/libliquid_guest.rlib
 if stale "$rlib" "$sdk"; then
   echo "build-guests: liquid_guest (rlib)"
   "$RUSTC" --edition 2021 --target wasm32-wasi --crate-type rlib -O \
-    --crate-name liquid_guest "$sdk" -o "$rlib"
+    "${remap[@]}" --crate-name liquid_guest "$sdk" -o "$rlib"
 fi
 
 built=()
+committed=()
 for dir in examples/functions/*/; do
   dir=${dir%/}
   name=$(basename "$dir")
   [ -f "$dir/liquid.toml" ] || continue
-  wasm=$dir/$name.wasm
+  wasm=$dest$dir/$name.wasm
+  mkdir -p "$dest$dir"
   crate=${name//-/_}
   if [ -f "$dir/lib.rs" ]; then
     # A Liquid ABI function in Rust (exports liquid_call) using the SDK.
     if stale "$wasm" "$dir/lib.rs" "$rlib"; then
       echo "build-guests: $name (Rust, Liquid ABI)"
       "$RUSTC" --edition 2021 --target wasm32-wasi --crate-type cdylib -O \
-        -C strip=debuginfo -C lto --crate-name "$crate" \
+        -C strip=debuginfo -C lto "${remap[@]}" --crate-name "$crate" \
         --extern liquid_guest="$rlib" -L "$OUT" "$dir/lib.rs" -o "$wasm"
     fi
   elif [ -f "$dir/main.rs" ]; then
     # A WASI command in Rust.
     if stale "$wasm" "$dir/main.rs" "$rlib"; then
       echo "build-guests: $name (Rust, WASI command)"
-      "$RUSTC" --edition 2021 --target wasm32-wasi -O -C strip=debuginfo -C lto \
+      "$RUSTC" --edition 2021 --target wasm32-wasi -O -C strip=debuginfo -C lto "${remap[@]}" \
         --crate-name "$crate" --extern liquid_guest="$rlib" -L "$OUT" \
         "$dir/main.rs" -o "$wasm"
     fi
@@ -102,14 +129,16 @@ for dir in examples/functions/*/; do
         model=(-mexec-model=reactor)
       fi
       echo "build-guests: $name (C${model:+, reactor})"
-      "$CLANG" --target=wasm32-wasi -O2 -Wall -Werror -Iguest "${model[@]}" \
+      "$CLANG" --target=wasm32-wasi -O2 -Wall -Werror -Iguest "${model[@]}" "${cremap[@]}" \
         -Wl,--strip-debug "${srcs[@]}" -o "$wasm"
     fi
   else
     echo "build-guests: $dir has a liquid.toml but no lib.rs, main.rs or *.c" >&2
     exit 1
   fi
+  chmod 644 "$wasm" # data, not a program (wasm-ld marks its output executable)
   built+=("$wasm")
+  committed+=("$dir/$name.wasm")
 done
 
 # Check each module: exports memory and liquid_call or _start; imports only liquid.* (with
@@ -151,8 +180,35 @@ for wasm in "${built[@]}"; do
     printf 'build-guests: FAIL %s: %s\n' "$wasm" "$(IFS=';'; echo "${problems[*]}")" >&2
     fail=1
   else
-    printf 'build-guests: ok %-48s %7d bytes  %-11s imports: %s\n' "$wasm" "$size" "$entry" \
+    printf 'build-guests: ok %-48s %7d bytes  %-11s imports: %s\n' "${wasm#"$dest"}" "$size" "$entry" \
       "$(echo $imports)"
   fi
 done
-exit $fail
+[ "$fail" = 0 ] || exit 1
+
+if [ "$check" = 1 ]; then
+  # Byte for byte against the committed modules.
+  differ=()
+  for i in "${!built[@]}"; do
+    want=${committed[$i]}
+    if [ ! -f "$want" ]; then
+      echo "build-guests: MISSING $want (not committed)" >&2
+      differ+=("$want")
+    elif ! cmp -s "${built[$i]}" "$want"; then
+      echo "build-guests: DIFFERS $want: committed $(stat -c %s "$want") bytes, its source builds" \
+        "$(stat -c %s "${built[$i]}") bytes ($(cmp "${built[$i]}" "$want" 2>&1 | sed 's/.*differ: //'))" >&2
+      differ+=("$want")
+    else
+      echo "build-guests: same $want"
+    fi
+  done
+  if [ ${#differ[@]} -gt 0 ]; then
+    echo "build-guests: ${#differ[@]} committed module(s) are not what their sources build to." >&2
+    echo "  Refresh them with: scripts/build-guests.sh --force && git add ${differ[*]}" >&2
+    echo "  The bytes depend on the toolchains' exact versions; these were (Debian packages):" >&2
+    dpkg-query -W rustc libstd-rust-dev-wasm32 clang-14 lld-14 wasi-libc libclang-rt-14-dev-wasm32 \
+      2>/dev/null | sed 's/^/    /' >&2 || echo "    $("$RUSTC" --version); $("$CLANG" --version | head -1)" >&2
+    exit 1
+  fi
+  echo "build-guests: all ${#built[@]} committed modules are byte for byte what scripts/build-guests.sh builds"
+fi

@@ -160,10 +160,10 @@ async fn partition_demo(clients: &[Client], ids: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// Runs the demo.
-/// Finds examples/functions/counter (from the working directory or the binary's checkout)
-/// and builds it with scripts/build-guests.sh if its module is missing.
-fn counter_example() -> Result<PathBuf> {
+/// Finds examples/functions/NAME (from the working directory or the binary's checkout).
+/// Its module is committed next to it (scripts/build-guests.sh rebuilds it after an edit),
+/// so the demo needs no guest toolchain.
+fn example(name: &str) -> Result<PathBuf> {
     // The working directory or one above it (a subdirectory of the checkout), else the
     // checkout the binary was built in (target/{debug,release}/liquid).
     let cwd = std::env::current_dir()?;
@@ -171,29 +171,26 @@ fn counter_example() -> Result<PathBuf> {
     if let Ok(exe) = std::env::current_exe() {
         roots.extend(exe.ancestors().nth(3).map(Path::to_path_buf));
     }
+    let rel = format!("examples/functions/{name}");
     let root = roots
         .into_iter()
-        .find(|r| r.join("examples/functions/counter/liquid.toml").exists())
-        .context("examples/functions/counter not found: run the demo from the repository's checkout")?;
-    let dir = root.join("examples/functions/counter");
-    if !dir.join("counter.wasm").exists() {
-        println!("Building the example functions (scripts/build-guests.sh)...");
-        let ok = Command::new(root.join("scripts/build-guests.sh"))
-            .current_dir(&root)
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
-        if !ok {
-            bail!("could not build examples/functions/counter: see the message above (scripts/build-guests.sh)");
-        }
+        .find(|r| r.join(&rel).join("liquid.toml").exists())
+        .with_context(|| format!("{rel} not found: run the demo from the repository's checkout"))?;
+    let dir = root.join(&rel);
+    let wasm = dir.join(format!("{name}.wasm"));
+    if !wasm.is_file() {
+        bail!(
+            "{} is missing: it is committed with the repository (`git checkout -- {rel}` restores it; \
+             scripts/build-guests.sh rebuilds it from its source)",
+            wasm.display()
+        );
     }
     Ok(dir)
 }
 
-async fn functions_demo(clients: &[Client], names: &[String]) -> Result<()> {
+async fn functions_demo(clients: &[Client], names: &[String], dir: &Path) -> Result<()> {
     use base64::Engine as _;
-    let dir = counter_example()?;
-    let (manifest, module) = crate::cli::fn_cmd::load_package(&dir, None)?;
+    let (manifest, module) = crate::cli::fn_cmd::load_package(dir, None)?;
     let header = base64::engine::general_purpose::STANDARD.encode(toml::to_string(&manifest)?);
     let first = &clients[0];
     let resp = first
@@ -251,10 +248,9 @@ async fn reading_on(c: &Client, owner: &str) -> Result<String> {
 
 /// The actor part: `tally` deployed on the cloud node follows its callers and its data to
 /// an edge node, by itself, with its memory; the reason is printed.
-async fn actor_demo(clients: &[Client], names: &[String], ids: &[String]) -> Result<()> {
+async fn actor_demo(clients: &[Client], names: &[String], ids: &[String], dir: &Path) -> Result<()> {
     use base64::Engine as _;
-    let dir = counter_example()?.with_file_name("tally");
-    let (manifest, module) = crate::cli::fn_cmd::load_package(&dir, None)?;
+    let (manifest, module) = crate::cli::fn_cmd::load_package(dir, None)?;
     let header = base64::engine::general_purpose::STANDARD.encode(toml::to_string(&manifest)?);
     let resp = clients[0]
         .raw(reqwest::Method::PUT, "/v1/functions/tally")
@@ -309,6 +305,7 @@ async fn actor_demo(clients: &[Client], names: &[String], ids: &[String]) -> Res
     )
 }
 
+/// Runs the demo: every part (mesh, objects through a partition, functions, actors) or an error.
 pub async fn run(args: DemoArgs) -> Result<()> {
     if args.nodes < 2 {
         bail!("--nodes must be at least 2");
@@ -321,6 +318,9 @@ pub async fn run(args: DemoArgs) -> Result<()> {
             tmp.path().to_path_buf()
         }
     };
+    // The example functions the demo deploys (committed modules), found before any agent starts.
+    let counter = example("counter")?;
+    let tally = example("tally")?;
     let exe = std::env::current_exe().context("locating the liquid binary")?;
     std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
     let key = root.join("cluster.key");
@@ -377,11 +377,9 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     };
     partition_demo(&clients, &ids).await?;
     let names: Vec<String> = list_names(&clients).await;
-    if let Err(e) = functions_demo(&clients, &names).await {
-        println!("Functions part skipped: {e:#}\n");
-    } else if let Err(e) = actor_demo(&clients, &names, &ids).await {
-        println!("Actor part failed: {e:#}\n");
-    }
+    // Every part runs: a failure ends the demo with an error.
+    functions_demo(&clients, &names, &counter).await.context("the functions part of the demo failed")?;
+    actor_demo(&clients, &names, &ids, &tally).await.context("the actor part of the demo failed")?;
     if args.keep {
         println!("The agents keep running. Try, in another terminal:");
         println!("  liquid nodes --data-dir {}", dir(1).display());
