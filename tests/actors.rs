@@ -26,7 +26,11 @@ fn root() -> PathBuf {
 fn example(name: &str) -> PathBuf {
     let dir = root().join("examples/functions").join(name);
     let wasm = dir.join(format!("{name}.wasm"));
-    assert!(wasm.is_file(), "{} is missing: run scripts/build-guests.sh first", wasm.display());
+    assert!(
+        wasm.is_file(),
+        "{} is missing: it is committed; restore it with git checkout, or rebuild it with scripts/build-guests.sh",
+        wasm.display()
+    );
     dir
 }
 

@@ -2,7 +2,7 @@
 //! End-to-end tests of functions: real `liquid agent` processes, driven only through
 //! `liquid fn …`, the HTTP API (`/v1/functions`, `/metrics`), and signals.
 //!
-//! The example modules (`examples/functions/*/*.wasm`) are built by `scripts/build-guests.sh`;
+//! The example modules (`examples/functions/*/*.wasm`) are committed (rebuilt byte for byte by `scripts/build-guests.sh`);
 //! a test that needs one fails (never skips) with a message saying so when it is missing. The
 //! hostile and well-behaved WAT modules come from `wasm-host/tests/guests/` (the agent accepts
 //! WAT text as a module).
@@ -38,7 +38,7 @@ fn example(name: &str) -> PathBuf {
     let wasm = dir.join(format!("{name}.wasm"));
     assert!(
         wasm.is_file(),
-        "{} is missing: build the example functions first with scripts/build-guests.sh",
+        "{} is missing: it is committed; restore it with git checkout, or rebuild it with scripts/build-guests.sh",
         wasm.display()
     );
     dir

@@ -14,7 +14,7 @@
 //! 2. **Cold start from a cached artifact.** `ModuleStore::load` in a fresh `ModuleStore`
 //!    over a directory holding the module's artifact (so it is deserialized, not compiled) and
 //!    the first invoke, against `Runtime::compile` of the bytes and the first invoke. For echo
-//!    and, if built (`scripts/build-guests.sh`), `examples/functions/hello/hello.wasm`.
+//!    and the committed `examples/functions/hello/hello.wasm`.
 //! 3. **HTTP invoke** on one real agent (`liquid agent --dev` on loopback):
 //!    `POST /v1/functions/{name}/invoke` of echo with reqwest (keep-alive), 1 client and
 //!    `LIQUID_BENCH_FN_CLIENTS` (64) concurrent clients, each with its own connection.
@@ -416,7 +416,7 @@ fn part2(s: &Settings, rt: &Arc<Runtime>, echo: &[u8]) -> Result<Vec<Cold>> {
             out.push(part2_one(s, rt, "hello.wasm (C, WASI command)", &wasm, &manifest, b"bench")?);
         }
         Err(_) => {
-            eprintln!("(examples/functions/hello/hello.wasm is not built: run scripts/build-guests.sh to include it)")
+            eprintln!("(examples/functions/hello/hello.wasm is missing: restore it with git checkout to include it)")
         }
     }
     Ok(out)

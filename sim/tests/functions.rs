@@ -12,7 +12,7 @@ const SCENARIO: &str = "scenarios/functions-small.toml";
 
 fn scenario() -> sim::Scenario {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(SCENARIO);
-    sim::Scenario::load(&path).unwrap_or_else(|e| panic!("{e} (build the examples with scripts/build-guests.sh)"))
+    sim::Scenario::load(&path).unwrap_or_else(|e| panic!("{e} (the example modules are committed: restore them with git checkout, or rebuild with scripts/build-guests.sh)"))
 }
 
 #[test]

@@ -323,10 +323,11 @@ fn a_poisoned_actor_is_not_saved() {
 #[test]
 fn the_counter_example_restores_as_an_actor() {
     // The Rust example (its heap, its allocator and its stack pointer live in memory and
-    // in an unexported global), activated as an actor. Built by scripts/build-guests.sh.
+    // in an unexported global), activated as an actor. Committed; rebuilt by scripts/build-guests.sh.
     let dir = format!("{}/../examples/functions/counter", env!("CARGO_MANIFEST_DIR"));
-    let bytes = std::fs::read(format!("{dir}/counter.wasm"))
-        .unwrap_or_else(|e| panic!("{dir}: {e}: run scripts/build-guests.sh"));
+    let bytes = std::fs::read(format!("{dir}/counter.wasm")).unwrap_or_else(|e| {
+        panic!("{dir}: {e}: restore it with git checkout, or rebuild with scripts/build-guests.sh")
+    });
     let mut m = Manifest::from_toml(&std::fs::read_to_string(format!("{dir}/liquid.toml")).unwrap()).unwrap();
     m.kind = Kind::Actor;
     let rt = runtime();

@@ -174,11 +174,13 @@ fn actors_keep_their_memory_between_calls() {
 
 #[test]
 fn examples_run_when_built() {
-    // Built by scripts/build-guests.sh (CI runs it first); a missing example fails loudly.
+    // Committed (CI checks scripts/build-guests.sh rebuilds it byte for byte); a missing example fails loudly.
     let dir = format!("{}/../examples/functions", env!("CARGO_MANIFEST_DIR"));
     let load = |name: &str| {
         let path = format!("{dir}/{name}/{name}.wasm");
-        std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}: run scripts/build-guests.sh first"))
+        std::fs::read(&path).unwrap_or_else(|e| {
+            panic!("{path}: {e}: restore it with git checkout, or rebuild with scripts/build-guests.sh")
+        })
     };
     let rt = runtime();
     let hello_m = Manifest::from_toml(&std::fs::read_to_string(format!("{dir}/hello/liquid.toml")).unwrap()).unwrap();
