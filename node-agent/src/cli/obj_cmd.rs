@@ -8,7 +8,7 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 use state_sync::{ObjectName, Path};
 
-use crate::daemon::api::{ListedJson, ObjectJson};
+use crate::views::{ListedJson, ObjectJson};
 use crate::cli::client::Target;
 
 /// Object commands. An object is an automerge document named NAMESPACE/KEY, replicated across

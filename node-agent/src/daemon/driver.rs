@@ -19,8 +19,8 @@ use state_sync::{FileStore, ObjectName};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tracing::{debug, info, warn};
 
-use crate::daemon::api::{MemberJson, StatusJson};
 use crate::daemon::executor::{Executor, FnMetrics};
+use crate::views::{MemberJson, PlacementChange, StatusJson};
 use liquid_core::functions::{ExecId, Executed, InvokeId};
 use std::sync::Arc;
 
@@ -51,9 +51,9 @@ pub enum ApiRequest {
     /// Register a function whose module is already in the local module store.
     Deploy(Box<liquid_core::functions::Entry>, oneshot::Sender<Reply>),
     /// The registry as this node holds it, with each function's placement in its view.
-    Functions(oneshot::Sender<Vec<crate::daemon::api::FunctionJson>>),
+    Functions(oneshot::Sender<Vec<crate::views::FunctionJson>>),
     /// Recent log lines of a function on this node.
-    Logs(String, oneshot::Sender<Vec<crate::daemon::executor::LogLine>>),
+    Logs(String, oneshot::Sender<Vec<crate::views::LogLine>>),
     /// The executor fetched and compiled a module for an incoming migration.
     Prefetched {
         /// The actor.
@@ -98,17 +98,6 @@ pub enum ApiRequest {
         /// Answered when the registry write is durable here.
         reply: oneshot::Sender<Result<(), String>>,
     },
-}
-
-/// A change to a function's placement from `liquid fn pin` / `fn auto`.
-#[derive(Clone, Debug, Default, serde::Deserialize, serde::Serialize)]
-pub struct PlacementChange {
-    /// Pin to this node (peer id); `Some("")` unpins from a node.
-    pub node: Option<String>,
-    /// Pin to this tier; `Some("")` unpins from a tier.
-    pub tier: Option<String>,
-    /// Automatic placement on or off.
-    pub auto: Option<bool>,
 }
 
 /// Where an invocation's outcome goes.
@@ -413,7 +402,7 @@ impl Driver {
                     incarnation: m.incarnation(),
                     listen_addrs: self.listen_addrs.clone(),
                     uptime_s: self.epoch.elapsed().as_secs_f64(),
-                    peers: crate::daemon::api::PeerCounts {
+                    peers: crate::views::PeerCounts {
                         alive: c[0],
                         suspect: c[1],
                         down: c[2] + c[3],
@@ -471,8 +460,8 @@ impl Driver {
                 let list = liquid_core::functions::registry(self.node.objects())
                     .into_iter()
                     .map(|(name, reg)| {
-                        let mut f = crate::daemon::api::FunctionJson::new(&name, reg, m, now);
-                        f.facts_here = self.node.functions().facts(&name).map(|x| crate::daemon::api::FactsJson::new(x, now_s));
+                        let mut f = crate::views::FunctionJson::new(&name, reg, m, now);
+                        f.facts_here = self.node.functions().facts(&name).map(|x| crate::views::FactsJson::new(x, now_s));
                         f.activation_here = self.node.functions().activation(now, &name);
                         f.decision_here = self.node.functions().decision(&name).cloned();
                         f

@@ -33,6 +33,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use tracing::{debug, info, warn};
 
 use crate::daemon::driver::ApiRequest;
+use crate::views::LogLine;
 
 /// The first byte of a bulk stream: what the opener wants.
 const BULK_MODULE: u8 = 1;
@@ -126,17 +127,6 @@ impl FnMetrics {
             self.migrations.clone(),
         );
     }
-}
-
-/// One line of a function's log.
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
-pub struct LogLine {
-    /// Unix ms.
-    pub at_ms: u64,
-    /// `error`, `warn`, `info`, `debug`.
-    pub level: String,
-    /// The text.
-    pub line: String,
 }
 
 /// Recent log lines, per function.
