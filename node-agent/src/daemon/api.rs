@@ -20,7 +20,7 @@ use state_sync::ops::Op;
 use state_sync::{Heads, ObjectName};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-use crate::daemon::driver::ApiRequest;
+use crate::daemon::inbox::ApiRequest;
 use crate::views::{BlockedJson, ListedJson, MANIFEST_HEADER, MemberJson, ObjectJson, PlacementChange};
 
 /// The largest request body: an object import or an operation batch.

@@ -20,88 +20,10 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tracing::{debug, info, warn};
 
 use crate::daemon::executor::{Executor, FnMetrics};
+use crate::daemon::inbox::{ApiRequest, InvokeReply};
 use crate::views::{MemberJson, PlacementChange, StatusJson};
 use liquid_core::functions::{ExecId, Executed, InvokeId};
 use std::sync::Arc;
-
-/// A question from the HTTP API, answered from the core's state.
-pub enum ApiRequest {
-    /// This node's status.
-    Status(oneshot::Sender<StatusJson>),
-    /// Every member.
-    Nodes(oneshot::Sender<Vec<MemberJson>>),
-    /// An object request, answered when the core replies.
-    Object(objects::Request, oneshot::Sender<Reply>),
-    /// An object request from a running function (a host call of this execution).
-    HostObject(ExecId, objects::Request, oneshot::Sender<Reply>),
-    /// Fault injection (`--dev` only): drop every message to and from these peers,
-    /// replacing the previous set; answers the set now blocked.
-    Block(Vec<NodeId>, oneshot::Sender<Vec<NodeId>>),
-    /// Invoke a function (from the API, or nested from a running function).
-    Invoke {
-        /// The function.
-        name: String,
-        /// The input.
-        input: Vec<u8>,
-        /// Nesting depth (0 from the API).
-        depth: u32,
-        /// Where the outcome goes.
-        reply: InvokeReply,
-    },
-    /// Register a function whose module is already in the local module store.
-    Deploy(Box<liquid_core::functions::Entry>, oneshot::Sender<Reply>),
-    /// The registry as this node holds it, with each function's placement in its view.
-    Functions(oneshot::Sender<Vec<crate::views::FunctionJson>>),
-    /// Recent log lines of a function on this node.
-    Logs(String, oneshot::Sender<Vec<crate::views::LogLine>>),
-    /// The executor fetched and compiled a module for an incoming migration.
-    Prefetched {
-        /// The actor.
-        name: String,
-        /// Ready, or why not.
-        result: Result<(), String>,
-    },
-    /// The executor streamed an actor's snapshot (its size) or failed.
-    HandoffSent {
-        /// The actor.
-        name: String,
-        /// The target's epoch.
-        epoch: u64,
-        /// Bytes sent, or why it failed.
-        result: Result<u64, String>,
-    },
-    /// The executor received and stored an actor's snapshot.
-    SnapshotReceived {
-        /// The source.
-        from: NodeId,
-        /// The actor.
-        name: String,
-        /// Its new epoch.
-        epoch: u64,
-    },
-    /// Move actor `name` to `to` (answered with its current home, which runs the migration).
-    Migrate {
-        /// The actor.
-        name: String,
-        /// The target.
-        to: NodeId,
-        /// Answered once the migration started (or could not).
-        reply: oneshot::Sender<Result<NodeId, String>>,
-    },
-    /// Change a function's placement: pin it to a node or a tier (or unpin), and turn
-    /// automatic placement on or off.
-    SetPlacement {
-        /// The function.
-        name: String,
-        /// The change.
-        change: PlacementChange,
-        /// Answered when the registry write is durable here.
-        reply: oneshot::Sender<Result<(), String>>,
-    },
-}
-
-/// Where an invocation's outcome goes.
-pub type InvokeReply = oneshot::Sender<Result<Vec<u8>, wasm_host::InvokeError>>;
 
 /// The driver's own metrics.
 #[derive(Clone, Default)]

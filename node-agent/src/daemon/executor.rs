@@ -32,7 +32,7 @@ use serde_json::Value as Json;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tracing::{debug, info, warn};
 
-use crate::daemon::driver::ApiRequest;
+use crate::daemon::inbox::ApiRequest;
 use crate::views::LogLine;
 
 /// The first byte of a bulk stream: what the opener wants.
