@@ -316,7 +316,6 @@ pub struct BlockedJson {
 /// The header that carries a deploy's manifest: `liquid.toml`, base64 (standard alphabet).
 pub const MANIFEST_HEADER: &str = "liquid-manifest";
 
-
 /// One line of a function's log (`GET /v1/functions/{name}/logs`).
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct LogLine {

@@ -10,8 +10,8 @@ use clap::Args;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use crate::views::{BlockedJson, MemberJson, ObjectJson, StatusJson};
 use crate::cli::client::{Client, Target, nodes_table};
+use crate::views::{BlockedJson, MemberJson, ObjectJson, StatusJson};
 
 /// `liquid demo` flags.
 #[derive(Args, Debug)]

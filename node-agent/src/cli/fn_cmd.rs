@@ -7,8 +7,8 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use wasm_host::Manifest;
 
-use crate::views::FunctionJson;
 use crate::cli::client::Target;
+use crate::views::FunctionJson;
 use crate::views::LogLine;
 
 /// Function commands. A function is a WebAssembly module plus a manifest (`liquid.toml`,

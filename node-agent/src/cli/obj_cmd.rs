@@ -8,8 +8,8 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 use state_sync::{ObjectName, Path};
 
-use crate::views::{ListedJson, ObjectJson};
 use crate::cli::client::Target;
+use crate::views::{ListedJson, ObjectJson};
 
 /// Object commands. An object is an automerge document named NAMESPACE/KEY, replicated across
 /// the mesh; PATH is dot-separated (`stats.count`) and numbers index lists (`items.0`).

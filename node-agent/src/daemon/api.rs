@@ -20,7 +20,7 @@ use state_sync::ops::Op;
 use state_sync::{Heads, ObjectName};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-use crate::daemon::inbox::ApiRequest;
+use crate::daemon::inbox::DriverMsg;
 use crate::views::{BlockedJson, ListedJson, MANIFEST_HEADER, MemberJson, ObjectJson, PlacementChange};
 
 /// The largest request body: an object import or an operation batch.
@@ -33,7 +33,7 @@ pub const MODULE_BYTES_MAX: usize = 64 * 1024 * 1024;
 struct AppState {
     modules: Arc<wasm_host::store::ModuleStore>,
     token: Arc<str>,
-    driver: mpsc::Sender<ApiRequest>,
+    driver: mpsc::Sender<DriverMsg>,
     registry: Arc<Registry>,
     changes: broadcast::Sender<ObjectName>,
 }
@@ -55,21 +55,21 @@ async fn require_token(State(st): State<AppState>, req: Request, next: Next) -> 
     next.run(req).await
 }
 
-async fn ask<T>(st: &AppState, make: impl FnOnce(oneshot::Sender<T>) -> ApiRequest) -> Result<T, Response> {
+async fn ask<T>(st: &AppState, make: impl FnOnce(oneshot::Sender<T>) -> DriverMsg) -> Result<T, Response> {
     let (tx, rx) = oneshot::channel();
     st.driver.send(make(tx)).await.map_err(|_| error(StatusCode::SERVICE_UNAVAILABLE, "the agent is shutting down"))?;
     rx.await.map_err(|_| error(StatusCode::SERVICE_UNAVAILABLE, "the agent is shutting down"))
 }
 
 async fn status(State(st): State<AppState>) -> Response {
-    match ask(&st, ApiRequest::Status).await {
+    match ask(&st, DriverMsg::Status).await {
         Ok(s) => Json(s).into_response(),
         Err(r) => r,
     }
 }
 
 async fn nodes(State(st): State<AppState>) -> Response {
-    match ask(&st, ApiRequest::Nodes).await {
+    match ask(&st, DriverMsg::Nodes).await {
         Ok(s) => Json(s).into_response(),
         Err(r) => r,
     }
@@ -132,7 +132,7 @@ fn value_json(reply: Reply) -> Response {
 }
 
 async fn object_call(st: &AppState, req: ObjRequest) -> Result<Reply, Response> {
-    ask(st, |tx| ApiRequest::Object(req, tx)).await
+    ask(st, |tx| DriverMsg::Object(req, tx)).await
 }
 
 #[derive(Deserialize)]
@@ -328,7 +328,7 @@ async fn debug_block(State(st): State<AppState>, Json(body): Json<BlockedJson>) 
             None => return error(StatusCode::BAD_REQUEST, &format!("{p:?} is not a peer id (12D3KooW…)")),
         }
     }
-    match ask(&st, |tx| ApiRequest::Block(ids, tx)).await {
+    match ask(&st, |tx| DriverMsg::Block(ids, tx)).await {
         Ok(list) => Json(BlockedJson { peers: list.iter().map(ToString::to_string).collect() }).into_response(),
         Err(r) => r,
     }
@@ -388,7 +388,7 @@ async fn function_deploy(
         deployed_at_ms,
         deleted: false,
     };
-    match ask(&st, |tx| ApiRequest::Deploy(Box::new(entry), tx)).await {
+    match ask(&st, |tx| DriverMsg::Deploy(Box::new(entry), tx)).await {
         Ok(Reply::Value { .. }) => {
             (StatusCode::CREATED, Json(serde_json::json!({"name": name, "hash": hash.to_hex(), "size": size})))
                 .into_response()
@@ -400,14 +400,14 @@ async fn function_deploy(
 }
 
 async fn function_list(State(st): State<AppState>) -> Response {
-    match ask(&st, ApiRequest::Functions).await {
+    match ask(&st, DriverMsg::Functions).await {
         Ok(list) => Json(list.into_iter().filter(|f| !f.deleted).collect::<Vec<_>>()).into_response(),
         Err(r) => r,
     }
 }
 
 async fn function_get(State(st): State<AppState>, Path(name): Path<String>) -> Response {
-    match ask(&st, ApiRequest::Functions).await {
+    match ask(&st, DriverMsg::Functions).await {
         Ok(list) => match list.into_iter().find(|f| f.name == name && !f.deleted) {
             Some(f) => Json(f).into_response(),
             None => {
@@ -457,7 +457,7 @@ pub fn invoke_status(e: &wasm_host::InvokeError) -> StatusCode {
 
 async fn function_invoke(State(st): State<AppState>, Path(name): Path<String>, body: Bytes) -> Response {
     let input = body.to_vec();
-    match ask(&st, |tx| ApiRequest::Invoke { name, input, depth: 0, reply: tx }).await {
+    match ask(&st, |tx| DriverMsg::Invoke { name, input, depth: 0, reply: tx }).await {
         Ok(Ok(out)) => ([(header::CONTENT_TYPE, "application/octet-stream")], out).into_response(),
         Ok(Err(e)) => {
             (invoke_status(&e), Json(serde_json::json!({"error": e.to_string(), "kind": e.kind()}))).into_response()
@@ -467,7 +467,7 @@ async fn function_invoke(State(st): State<AppState>, Path(name): Path<String>, b
 }
 
 async fn function_logs(State(st): State<AppState>, Path(name): Path<String>) -> Response {
-    match ask(&st, |tx| ApiRequest::Logs(name, tx)).await {
+    match ask(&st, |tx| DriverMsg::Logs(name, tx)).await {
         Ok(lines) => Json(lines).into_response(),
         Err(r) => r,
     }
@@ -483,7 +483,7 @@ async fn resolve_node(st: &AppState, given: &str) -> Result<liquid_core::NodeId,
     if let Some(id) = liquid_core::NodeId::parse(given) {
         return Ok(id);
     }
-    let nodes = ask(st, ApiRequest::Nodes).await?;
+    let nodes = ask(st, DriverMsg::Nodes).await?;
     let found: Vec<&MemberJson> = nodes.iter().filter(|n| n.name == given).collect();
     match found.as_slice() {
         [one] => liquid_core::NodeId::parse(&one.id)
@@ -509,7 +509,7 @@ async fn function_migrate(
         Ok(t) => t,
         Err(r) => return r,
     };
-    match ask(&st, |reply| ApiRequest::Migrate { name, to, reply }).await {
+    match ask(&st, |reply| DriverMsg::Migrate { name, to, reply }).await {
         Ok(Ok(home)) => {
             Json(serde_json::json!({ "home": home.to_string(), "to": to.to_string(), "started": true })).into_response()
         }
@@ -533,7 +533,7 @@ async fn function_placement(
             Err(r) => return r,
         }
     }
-    match ask(&st, |reply| ApiRequest::SetPlacement { name, change, reply }).await {
+    match ask(&st, |reply| DriverMsg::SetPlacement { name, change, reply }).await {
         Ok(Ok(())) => Json(serde_json::json!({ "ok": true })).into_response(),
         Ok(Err(e)) => error(StatusCode::CONFLICT, &e),
         Err(r) => r,
@@ -548,7 +548,7 @@ async fn not_found() -> Response {
 pub fn router(
     modules: Arc<wasm_host::store::ModuleStore>,
     token: String,
-    driver: mpsc::Sender<ApiRequest>,
+    driver: mpsc::Sender<DriverMsg>,
     registry: Registry,
     changes: broadcast::Sender<ObjectName>,
     dev: bool,

@@ -20,7 +20,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tracing::{debug, info, warn};
 
 use crate::daemon::executor::{Executor, FnMetrics};
-use crate::daemon::inbox::{ApiRequest, InvokeReply};
+use crate::daemon::inbox::{DriverMsg, InvokeReply};
 use crate::views::{MemberJson, PlacementChange, StatusJson};
 use liquid_core::functions::{ExecId, Executed, InvokeId};
 use std::sync::Arc;
@@ -116,43 +116,108 @@ pub fn disk_worker(
 /// Everything the loop needs.
 pub struct Driver {
     /// The core.
-    pub node: Node,
+    node: Node,
+    /// The transport.
+    mesh: Mesh,
+    /// Transport events.
+    events: mpsc::Receiver<Event>,
+    /// Events that arrived before the core existed.
+    early: Vec<Event>,
+    /// The inbox: API questions, executor completions, guest host calls.
+    inbox: mpsc::Receiver<DriverMsg>,
+    /// The core's epoch.
+    epoch: Instant,
+    /// Where the membership memory is persisted.
+    state_file: PathBuf,
+    /// Addresses actually listened on.
+    listen_addrs: Vec<String>,
+    /// Metrics.
+    metrics: DriverMetrics,
+    /// Storage work, to the disk worker.
+    disk: std::sync::mpsc::Sender<DiskOp>,
+    /// Flush completions, from the disk worker.
+    flushed: mpsc::UnboundedReceiver<(u64, Result<(), String>)>,
+    /// Object changes, for watchers.
+    changes: broadcast::Sender<ObjectName>,
+    /// Replies the core owes, by request id.
+    pending: HashMap<u64, oneshot::Sender<Reply>>,
+    /// The next request id.
+    next_request: u64,
+    /// Peers whose messages are dropped both ways (fault injection, `--dev` only).
+    blocked: std::collections::BTreeSet<NodeId>,
+    /// Runs functions.
+    executor: Arc<Executor>,
+    /// Finished executions, from the executor.
+    executed: mpsc::UnboundedReceiver<(ExecId, Executed)>,
+    /// Invocations the core owes an outcome, by id, with when they started.
+    invokes: HashMap<u64, (InvokeReply, Instant)>,
+    /// Function metrics.
+    fn_metrics: FnMetrics,
+}
+
+/// What the driver runs besides the core: the transport, the executor, where the
+/// membership memory goes, and the metrics.
+pub struct Parts {
     /// The transport.
     pub mesh: Mesh,
+    /// Addresses the mesh actually listens on.
+    pub listen_addrs: Vec<String>,
+    /// Runs functions.
+    pub executor: Arc<Executor>,
+    /// Where the membership memory is persisted.
+    pub state_file: PathBuf,
+    /// The driver's metrics.
+    pub metrics: DriverMetrics,
+    /// Function metrics.
+    pub fn_metrics: FnMetrics,
+}
+
+/// The channels the driver loop reads and writes.
+pub struct Channels {
     /// Transport events.
     pub events: mpsc::Receiver<Event>,
     /// Events that arrived before the core existed.
     pub early: Vec<Event>,
-    /// API questions.
-    pub api: mpsc::Receiver<ApiRequest>,
-    /// The core's epoch.
-    pub epoch: Instant,
-    /// Where the membership memory is persisted.
-    pub state_file: PathBuf,
-    /// Addresses actually listened on.
-    pub listen_addrs: Vec<String>,
-    /// Metrics.
-    pub metrics: DriverMetrics,
+    /// The inbox: API questions, executor completions, guest host calls.
+    pub inbox: mpsc::Receiver<DriverMsg>,
     /// Storage work, to the disk worker.
     pub disk: std::sync::mpsc::Sender<DiskOp>,
     /// Flush completions, from the disk worker.
     pub flushed: mpsc::UnboundedReceiver<(u64, Result<(), String>)>,
-    /// Object changes, for watchers.
-    pub changes: broadcast::Sender<ObjectName>,
-    /// Replies the core owes, by request id.
-    pub pending: HashMap<u64, oneshot::Sender<Reply>>,
-    /// The next request id.
-    pub next_request: u64,
-    /// Peers whose messages are dropped both ways (fault injection, `--dev` only).
-    pub blocked: std::collections::BTreeSet<NodeId>,
-    /// Runs functions.
-    pub executor: Arc<Executor>,
     /// Finished executions, from the executor.
     pub executed: mpsc::UnboundedReceiver<(ExecId, Executed)>,
-    /// Invocations the core owes an outcome, by id, with when they started.
-    pub invokes: HashMap<u64, (InvokeReply, Instant)>,
-    /// Function metrics.
-    pub fn_metrics: FnMetrics,
+    /// Object changes, for watchers.
+    pub changes: broadcast::Sender<ObjectName>,
+}
+
+impl Driver {
+    /// A driver for `node`, whose clock started at `epoch`. It owes no replies yet and blocks
+    /// no peer.
+    pub fn new(node: Node, epoch: Instant, parts: Parts, channels: Channels) -> Driver {
+        let Parts { mesh, listen_addrs, executor, state_file, metrics, fn_metrics } = parts;
+        let Channels { events, early, inbox, disk, flushed, executed, changes } = channels;
+        Driver {
+            node,
+            mesh,
+            events,
+            early,
+            inbox,
+            epoch,
+            state_file,
+            listen_addrs,
+            metrics,
+            disk,
+            flushed,
+            changes,
+            pending: HashMap::new(),
+            next_request: 0,
+            blocked: std::collections::BTreeSet::new(),
+            executor,
+            executed,
+            invokes: HashMap::new(),
+            fn_metrics,
+        }
+    }
 }
 
 impl Driver {
@@ -180,7 +245,7 @@ impl Driver {
                     Some(ev) => self.on_event(ev),
                     None => break,
                 },
-                Some(req) = self.api.recv() => self.on_api(req),
+                Some(msg) = self.inbox.recv() => self.on_msg(msg),
                 Some((id, done)) = self.executed.recv() => {
                     let now = self.now();
                     self.node.handle_executed(now, id, done);
@@ -307,10 +372,10 @@ impl Driver {
         self.node.membership().members(now).find(|m| m.info.id == *id).map(|m| m.info.name.clone()).unwrap_or_default()
     }
 
-    fn on_api(&mut self, req: ApiRequest) {
+    fn on_msg(&mut self, msg: DriverMsg) {
         let now = self.now();
-        match req {
-            ApiRequest::Status(tx) => {
+        match msg {
+            DriverMsg::Status(tx) => {
                 let m = self.node.membership();
                 let me = m.me();
                 let c = m.counts();
@@ -332,11 +397,11 @@ impl Driver {
                     },
                 });
             }
-            ApiRequest::Nodes(tx) => {
+            DriverMsg::Nodes(tx) => {
                 let list = self.node.membership().members(now).map(|m| MemberJson::from_view(&m, now)).collect();
                 let _ = tx.send(list);
             }
-            ApiRequest::Block(peers, tx) => {
+            DriverMsg::Block(peers, tx) => {
                 let now_blocked: std::collections::BTreeSet<NodeId> = peers.into_iter().collect();
                 let healed: Vec<NodeId> = self.blocked.difference(&now_blocked).copied().collect();
                 self.blocked = now_blocked;
@@ -347,25 +412,25 @@ impl Driver {
                 }
                 let _ = tx.send(self.blocked.iter().copied().collect());
             }
-            ApiRequest::Object(req, tx) => {
+            DriverMsg::Object(req, tx) => {
                 self.next_request += 1;
                 let id = self.next_request;
                 self.pending.insert(id, tx);
                 self.node.handle_request(now, RequestId(id), req);
             }
-            ApiRequest::HostObject(exec, req, tx) => {
+            DriverMsg::HostObject(exec, req, tx) => {
                 self.next_request += 1;
                 let id = self.next_request;
                 self.pending.insert(id, tx);
                 self.node.handle_host_request(now, exec, RequestId(id), req);
             }
-            ApiRequest::Invoke { name, input, depth, reply } => {
+            DriverMsg::Invoke { name, input, depth, reply } => {
                 self.next_request += 1;
                 let id = self.next_request;
                 self.invokes.insert(id, (reply, Instant::now()));
                 self.node.handle_invoke(now, InvokeId(id), name, input, depth);
             }
-            ApiRequest::Deploy(entry, tx) => match self.node.deploy_request(now, &entry) {
+            DriverMsg::Deploy(entry, tx) => match self.node.deploy_request(now, &entry) {
                 Ok(write) => {
                     self.next_request += 1;
                     let id = self.next_request;
@@ -376,14 +441,15 @@ impl Driver {
                     let _ = tx.send(Reply::Error(objects::ObjectError::Invalid { message }));
                 }
             },
-            ApiRequest::Functions(tx) => {
+            DriverMsg::Functions(tx) => {
                 let m = self.node.membership();
                 let now_s = liquid_core::functions::secs(now);
                 let list = liquid_core::functions::registry(self.node.objects())
                     .into_iter()
                     .map(|(name, reg)| {
                         let mut f = crate::views::FunctionJson::new(&name, reg, m, now);
-                        f.facts_here = self.node.functions().facts(&name).map(|x| crate::views::FactsJson::new(x, now_s));
+                        f.facts_here =
+                            self.node.functions().facts(&name).map(|x| crate::views::FactsJson::new(x, now_s));
                         f.activation_here = self.node.functions().activation(now, &name);
                         f.decision_here = self.node.functions().decision(&name).cloned();
                         f
@@ -391,19 +457,19 @@ impl Driver {
                     .collect();
                 let _ = tx.send(list);
             }
-            ApiRequest::Logs(name, tx) => {
+            DriverMsg::Logs(name, tx) => {
                 let _ = tx.send(self.executor.logs(&name));
             }
-            ApiRequest::Prefetched { name, result } => self.node.handle_prefetched(now, &name, result),
-            ApiRequest::HandoffSent { name, epoch, result } => self.node.handle_handoff_sent(now, &name, epoch, result),
-            ApiRequest::SnapshotReceived { from, name, epoch } => {
+            DriverMsg::Prefetched { name, result } => self.node.handle_prefetched(now, &name, result),
+            DriverMsg::HandoffSent { name, epoch, result } => self.node.handle_handoff_sent(now, &name, epoch, result),
+            DriverMsg::SnapshotReceived { from, name, epoch } => {
                 self.node.handle_snapshot_received(now, from, &name, epoch)
             }
-            ApiRequest::Migrate { name, to, reply } => {
+            DriverMsg::Migrate { name, to, reply } => {
                 let _ =
                     reply.send(self.node.handle_migrate(now, &name, to, "moved by hand (liquid fn migrate)".into()));
             }
-            ApiRequest::SetPlacement { name, change, reply } => match self.placement_write(&name, &change) {
+            DriverMsg::SetPlacement { name, change, reply } => match self.placement_write(&name, &change) {
                 Ok(write) => {
                     self.next_request += 1;
                     let id = self.next_request;

@@ -11,8 +11,9 @@ use tokio::sync::oneshot;
 
 use crate::views::{FunctionJson, LogLine, MemberJson, PlacementChange, StatusJson};
 
-/// A question from the HTTP API, answered from the core's state.
-pub enum ApiRequest {
+/// A message in the driver's inbox: a question from the HTTP API (answered from the core's
+/// state), an executor's completion, or a running guest's host call.
+pub enum DriverMsg {
     /// This node's status.
     Status(oneshot::Sender<StatusJson>),
     /// Every member.
