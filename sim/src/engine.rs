@@ -40,7 +40,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
 use state_sync::{ObjectName, SimStore, Store};
 
-use crate::checks::Metrics;
+use crate::metrics::Metrics;
 use crate::network::Network;
 use crate::scenario::{Action, Scenario};
 use crate::sizes::{Sizer, index_in};

@@ -28,8 +28,10 @@
 //! - [`policies`]: placement policies (`cloud`, `pinned`, `liquid`), [`compare`], and the
 //!   per-policy summary in the report's `policies`.
 //! - `workload`: write workloads and the fate of every write.
-//! - `checks` (with `checks/objects.rs`): convergence and false-suspicion checkers, per-phase
-//!   accounting, object convergence and the object invariants.
+//! - `checks` (with `checks/objects.rs`): convergence and false-suspicion checkers, object
+//!   convergence and the object invariants.
+//! - `metrics`: per-phase accounting (phases, false suspicions, writes, traffic), owned by the
+//!   engine.
 //! - `sizes`: exact encoded sizes of messages without re-encoding them.
 //! - [`report`]: `report.json`, `report.html` (policies compared, inline SVG) and the human
 //!   summary.
@@ -76,6 +78,7 @@ pub mod scenario;
 
 mod checks;
 mod engine;
+mod metrics;
 mod sizes;
 mod workload;
 
