@@ -25,8 +25,8 @@
 //!   `engine/actors.rs`): the event loop, the nodes and how they connect, the event queue, the
 //!   simulated disks and object stores, function executions, actor migrations (prefetch,
 //!   hand-off) and the record of actor executions the fencing check reads.
-//! - [`policies`]: placement policies (`cloud`, `pinned`, `liquid`), [`compare`], and the
-//!   per-policy summary in the report's `policies`.
+//! - `policies`: placement policies compared ([`Policy`]: `cloud`, `pinned`, `liquid`;
+//!   [`compare`]), and how a run is summed up into the report's `policies`.
 //! - `workload`: write workloads and the fate of every write.
 //! - `checks` (with `checks/objects.rs`): convergence and false-suspicion checkers, object
 //!   convergence and the object invariants.
@@ -72,22 +72,21 @@ pub fn tune_allocator() {
 }
 
 pub mod network;
-pub mod policies;
 pub mod report;
 pub mod scenario;
 
 mod checks;
 mod engine;
 mod metrics;
+mod policies;
 mod sizes;
 mod workload;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-pub use policies::{Policy, PolicySummary};
-pub use report::{Report, Speed};
-pub use scenario::{Scenario, ScenarioError};
+pub use report::{PolicySummary, Report, Speed};
+pub use scenario::{Policy, Scenario, ScenarioError};
 
 use engine::Engine;
 use liquid_core::Time;

@@ -407,3 +407,38 @@ impl ScenarioError {
         }
     }
 }
+
+/// A placement policy to run a scenario under.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Policy {
+    /// Everything in the cloud, never moved.
+    Cloud,
+    /// Where deployed, never moved.
+    Pinned,
+    /// Where deployed, then moved by the core's placement policy.
+    Liquid,
+}
+
+impl Policy {
+    /// The three, in the order a comparison runs them.
+    pub const ALL: [Policy; 3] = [Policy::Cloud, Policy::Pinned, Policy::Liquid];
+
+    /// `cloud`, `pinned` or `liquid`.
+    pub fn parse(s: &str) -> Option<Policy> {
+        match s {
+            "cloud" => Some(Policy::Cloud),
+            "pinned" => Some(Policy::Pinned),
+            "liquid" => Some(Policy::Liquid),
+            _ => None,
+        }
+    }
+
+    /// Its name in reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Policy::Cloud => "cloud",
+            Policy::Pinned => "pinned",
+            Policy::Liquid => "liquid",
+        }
+    }
+}
