@@ -12,7 +12,7 @@
 #                       later build does not overwrite it). Without --bin nothing is run and
 #                       the reports already in --out are compared with --against.
 #   --out DIR           writes DIR/<scenario>/<seed>/report.json (+ report.html when the run
-#                       compares policies, stdout.txt, stderr.txt) and DIR/times.tsv
+#                       compares policies, stdout.txt, stderr.txt) and appends to DIR/times.tsv
 #   --seeds "1 2"       seeds to run (default "1 2")
 #   --scenarios "a b"   scenario names (file names without .toml), run in this order
 #                       (default: every *.toml of the scenario dir, in name order)
@@ -91,7 +91,7 @@ out=$(realpath "$out")
 
 echo "compare-sim-reports: bin=${bin:-(none, compare only)} out=$out seeds='$seeds'" \
   "policy=${policy:-(scenario default)} scenarios from $scenario_dir${against:+ against $against}"
-[ -z "$bin" ] || printf 'scenario\tseed\twall_s\texit\n' >>"$out/times.tsv"
+[ -z "$bin" ] || [ -s "$out/times.tsv" ] || printf 'scenario\tseed\twall_s\texit\n' >"$out/times.tsv"
 
 same=0 different=0 missing=0 no_report=0 failed_runs=0
 summary=()

@@ -27,9 +27,10 @@
 // to document.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use std::net::SocketAddr;
+#[path = "support/raw_quinn.rs"]
+mod raw_quinn;
+
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, Instant};
 
@@ -38,8 +39,7 @@ use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::{Multiaddr, PeerId};
 use liquid_core::{membership, wire};
 use mesh::{Config, Event, Mesh, Metrics, cluster::ClusterKey};
-use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use raw_quinn::Cipher;
 use tokio::sync::mpsc;
 
 /// Write and read buffer size of the bulk transfers.
@@ -250,15 +250,6 @@ fn loadavg() -> String {
 
 // ---------------------------------------------------------------------------------------------
 // The transports.
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Cipher {
-    /// rustls/ring's default order: AES-256-GCM first.
-    RingDefault,
-    /// ChaCha20-Poly1305 first, like libp2p-tls (AES-128-GCM stays listed: QUIC needs it for
-    /// the initial packets).
-    ChaCha20,
-}
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -660,54 +651,10 @@ async fn wait_authenticated(events: &mut mpsc::Receiver<Event>, peer: PeerId) ->
 }
 
 // ---------------------------------------------------------------------------------------------
-// Raw quinn: a self-signed rcgen certificate, rustls with the ring provider, default transport
-// settings.
-
-fn provider(cipher: Cipher) -> Arc<rustls::crypto::CryptoProvider> {
-    use rustls::crypto::ring::cipher_suite as cs;
-    let mut p = rustls::crypto::ring::default_provider();
-    if cipher == Cipher::ChaCha20 {
-        p.cipher_suites =
-            vec![cs::TLS13_CHACHA20_POLY1305_SHA256, cs::TLS13_AES_256_GCM_SHA384, cs::TLS13_AES_128_GCM_SHA256];
-    }
-    Arc::new(p)
-}
-
-fn quinn_endpoints(cipher: Cipher) -> Result<(quinn::Endpoint, quinn::Endpoint, SocketAddr)> {
-    let rcgen::CertifiedKey { cert, key_pair } = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])?;
-    let cert_der: CertificateDer<'static> = cert.der().clone();
-    let key_der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key_pair.serialize_der()));
-
-    let server_tls = rustls::ServerConfig::builder_with_provider(provider(cipher))
-        .with_protocol_versions(&[&rustls::version::TLS13])?
-        .with_no_client_auth()
-        .with_single_cert(vec![cert_der.clone()], key_der)?;
-    let server_cfg = quinn::ServerConfig::with_crypto(Arc::new(QuicServerConfig::try_from(server_tls)?));
-    let server = quinn::Endpoint::server(server_cfg, "127.0.0.1:0".parse()?)?;
-    let server_addr = server.local_addr()?;
-
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(cert_der)?;
-    let client_tls = rustls::ClientConfig::builder_with_provider(provider(cipher))
-        .with_protocol_versions(&[&rustls::version::TLS13])?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let mut client = quinn::Endpoint::client("127.0.0.1:0".parse()?)?;
-    client.set_default_client_config(quinn::ClientConfig::new(Arc::new(QuicClientConfig::try_from(client_tls)?)));
-    Ok((server, client, server_addr))
-}
+// Raw quinn (`support/raw_quinn.rs`).
 
 async fn connect_quinn(cipher: Cipher, len: usize) -> Result<Transport> {
-    let (server, client, server_addr) = quinn_endpoints(cipher)?;
-    let accept = tokio::spawn({
-        let server = server.clone();
-        async move {
-            let incoming = server.accept().await.ok_or_else(|| anyhow!("the server endpoint closed"))?;
-            anyhow::Ok(incoming.await?)
-        }
-    });
-    let conn = client.connect(server_addr, "localhost")?.await?;
-    let server_conn = accept.await??;
+    let raw_quinn::Pair { server, client, conn, server_conn } = raw_quinn::connect(cipher).await?;
 
     // Server: a task per inbound stream, as a server handling concurrent requests must
     // (libp2p also handles each inbound stream on its own).

@@ -37,7 +37,8 @@
 //!
 //!    One unrecorded warm-up transfer each, then `LIQUID_BENCH_MIG_BASE_ROUNDS` (default 5)
 //!    rounds, each transport once per round in rotating order (a noisy neighbour hurts all
-//!    alike); medians. The code follows `mesh/benches/transport.rs` (benches cannot share it).
+//!    alike); medians. The raw-quinn endpoints are `mesh/benches/support/raw_quinn.rs`, shared
+//!    with `mesh/benches/transport.rs`.
 //!
 //! Ratio = median migration time / median raw-quinn (ChaCha20-Poly1305) transfer time of the
 //! same bytes. The agents' logs (the source's "actor snapshot sent … ms=" is parsed into the
@@ -47,9 +48,10 @@
 // no public API to document.
 #![allow(missing_docs)]
 
+#[path = "../../mesh/benches/support/raw_quinn.rs"]
+mod raw_quinn;
 mod support;
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -59,8 +61,7 @@ use anyhow::{Context, Result, bail, ensure};
 use futures::{AsyncReadExt, AsyncWriteExt};
 use libp2p::{Multiaddr, PeerId};
 use mesh::{Config, Event, Mesh, Metrics, cluster::ClusterKey};
-use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use raw_quinn::Cipher;
 use serde_json::Value;
 use support::{Agent, env_usize, liquid_cmd, load_average};
 use tokio::sync::mpsc;
@@ -429,7 +430,7 @@ async fn size_run(s: &Settings, root: &Path, mib: u32, wasm: &[u8], base: &Basel
 }
 
 // ---------------------------------------------------------------------------------------------
-// Baselines: the same bytes over raw quinn and over two in-process meshes (as in
+// Baselines: the same bytes over raw quinn (`raw_quinn`) and over two in-process meshes (as in
 // mesh/benches/transport.rs)
 
 /// The baseline transports, in the order of their columns (and of `BASES`).
@@ -512,56 +513,10 @@ struct BaseQuinn {
     data: Vec<u8>,
 }
 
-/// The ring provider; preferring ChaCha20-Poly1305 like libp2p-tls for `Base::QuinnChaCha20`
-/// (AES-128-GCM stays listed: QUIC's initial packets need it).
-fn provider(base: Base) -> Arc<rustls::crypto::CryptoProvider> {
-    use rustls::crypto::ring::cipher_suite as cs;
-    let mut p = rustls::crypto::ring::default_provider();
-    if base == Base::QuinnChaCha20 {
-        p.cipher_suites =
-            vec![cs::TLS13_CHACHA20_POLY1305_SHA256, cs::TLS13_AES_256_GCM_SHA384, cs::TLS13_AES_128_GCM_SHA256];
-    }
-    Arc::new(p)
-}
-
-/// A server and a client endpoint on loopback: a self-signed rcgen certificate, rustls with
-/// the ring provider, quinn's default transport settings.
-fn quinn_endpoints(base: Base) -> Result<(quinn::Endpoint, quinn::Endpoint, SocketAddr)> {
-    let rcgen::CertifiedKey { cert, key_pair } = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])?;
-    let cert_der: CertificateDer<'static> = cert.der().clone();
-    let key_der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key_pair.serialize_der()));
-
-    let server_tls = rustls::ServerConfig::builder_with_provider(provider(base))
-        .with_protocol_versions(&[&rustls::version::TLS13])?
-        .with_no_client_auth()
-        .with_single_cert(vec![cert_der.clone()], key_der)?;
-    let server_cfg = quinn::ServerConfig::with_crypto(Arc::new(QuicServerConfig::try_from(server_tls)?));
-    let server = quinn::Endpoint::server(server_cfg, "127.0.0.1:0".parse()?)?;
-    let server_addr = server.local_addr()?;
-
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(cert_der)?;
-    let client_tls = rustls::ClientConfig::builder_with_provider(provider(base))
-        .with_protocol_versions(&[&rustls::version::TLS13])?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let mut client = quinn::Endpoint::client("127.0.0.1:0".parse()?)?;
-    client.set_default_client_config(quinn::ClientConfig::new(Arc::new(QuicClientConfig::try_from(client_tls)?)));
-    Ok((server, client, server_addr))
-}
-
 impl BaseQuinn {
     async fn connect(base: Base) -> Result<BaseQuinn> {
-        let (server, client, server_addr) = quinn_endpoints(base)?;
-        let accept = tokio::spawn({
-            let server = server.clone();
-            async move {
-                let incoming = server.accept().await.context("the server endpoint closed")?;
-                anyhow::Ok(incoming.await?)
-            }
-        });
-        let conn = client.connect(server_addr, "localhost")?.await?;
-        let server_conn = accept.await??;
+        let cipher = if base == Base::QuinnChaCha20 { Cipher::ChaCha20 } else { Cipher::RingDefault };
+        let raw_quinn::Pair { server, client, conn, server_conn } = raw_quinn::connect(cipher).await?;
         // The server: a task per inbound stream, as the agent's mesh does.
         tokio::spawn(async move {
             while let Ok((send, recv)) = server_conn.accept_bi().await {

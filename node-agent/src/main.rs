@@ -2,6 +2,7 @@
 
 mod cli;
 mod daemon;
+mod views;
 
 use std::path::PathBuf;
 

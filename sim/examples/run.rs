@@ -43,10 +43,10 @@ fn main() -> ExitCode {
     sim::tune_allocator();
     let started = wall_clock();
     let mut next_line = 0;
-    let policies: Vec<sim::Policy> = match policy.as_deref() {
+    let policies: Vec<sim::PolicyKind> = match policy.as_deref() {
         None => Vec::new(),
-        Some("all") => sim::Policy::ALL.to_vec(),
-        Some(p) => match sim::Policy::parse(p) {
+        Some("all") => sim::PolicyKind::ALL.to_vec(),
+        Some(p) => match sim::PolicyKind::parse(p) {
             Some(p) => vec![p],
             None => {
                 eprintln!("error: --policy: expected cloud, pinned, liquid or all");

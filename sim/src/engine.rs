@@ -40,7 +40,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
 use state_sync::{ObjectName, SimStore, Store};
 
-use crate::checks::Metrics;
+use crate::metrics::Metrics;
 use crate::network::Network;
 use crate::scenario::{Action, Scenario};
 use crate::sizes::{Sizer, index_in};
@@ -115,7 +115,7 @@ pub(crate) struct Engine<'a> {
     /// What the functions did.
     pub fnm: FnMetrics,
     /// The placement policy of this run.
-    pub policy: crate::Policy,
+    pub policy: crate::PolicyKind,
 }
 
 /// Counters and latencies of functions in the simulator.
@@ -181,7 +181,7 @@ fn time(d: Duration) -> Time {
 }
 
 impl<'a> Engine<'a> {
-    pub fn new(sc: &'a Scenario, seed: u64, policy: crate::Policy) -> Self {
+    pub fn new(sc: &'a Scenario, seed: u64, policy: crate::PolicyKind) -> Self {
         let n = sc.node_count();
         let mut net = Network::new(sc.sites.len(), mix(seed ^ 0x6e65_7477_6f72_6b00));
         // The bootstrap node first, the others at uniform random times in the join window.
@@ -214,7 +214,7 @@ impl<'a> Engine<'a> {
                     // Without functions there is nothing to place, and the policy's periodic run
                     // still indexes every member of every node's view (a third of the time at
                     // 1,000 nodes, for nothing).
-                    policy_every: (policy == crate::Policy::Liquid && !sc.functions.is_empty())
+                    policy_every: (policy == crate::PolicyKind::Liquid && !sc.functions.is_empty())
                         .then_some(sc.placement.every),
                     policy: sc.placement.params.clone(),
                     lease: sc.placement.lease,
@@ -633,7 +633,7 @@ impl<'a> Engine<'a> {
         self.fx.held[i as usize].insert(f.hash);
         let me = self.ids[i as usize];
         let mut manifest = f.manifest.clone();
-        if self.policy == crate::Policy::Cloud {
+        if self.policy == crate::PolicyKind::Cloud {
             // Everything runs in the cloud: the placement allows cloud nodes only.
             manifest.placement.tier = Some("cloud".to_string());
         }

@@ -25,11 +25,13 @@
 //!   `engine/actors.rs`): the event loop, the nodes and how they connect, the event queue, the
 //!   simulated disks and object stores, function executions, actor migrations (prefetch,
 //!   hand-off) and the record of actor executions the fencing check reads.
-//! - [`policies`]: placement policies (`cloud`, `pinned`, `liquid`), [`compare`], and the
-//!   per-policy summary in the report's `policies`.
+//! - `policies`: placement policies compared ([`PolicyKind`]: `cloud`, `pinned`, `liquid`;
+//!   [`compare`]), and how a run is summed up into the report's `policies`.
 //! - `workload`: write workloads and the fate of every write.
-//! - `checks` (with `checks/objects.rs`): convergence and false-suspicion checkers, per-phase
-//!   accounting, object convergence and the object invariants.
+//! - `checks` (with `checks/objects.rs`): convergence and false-suspicion checkers, object
+//!   convergence and the object invariants.
+//! - `metrics`: per-phase accounting (phases, false suspicions, writes, traffic), owned by the
+//!   engine.
 //! - `sizes`: exact encoded sizes of messages without re-encoding them.
 //! - [`report`]: `report.json`, `report.html` (policies compared, inline SVG) and the human
 //!   summary.
@@ -70,21 +72,21 @@ pub fn tune_allocator() {
 }
 
 pub mod network;
-pub mod policies;
 pub mod report;
 pub mod scenario;
 
 mod checks;
 mod engine;
+mod metrics;
+mod policies;
 mod sizes;
 mod workload;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-pub use policies::{Policy, PolicySummary};
-pub use report::{Report, Speed};
-pub use scenario::{Scenario, ScenarioError};
+pub use report::{PolicySummary, Report, Speed};
+pub use scenario::{PolicyKind, Scenario, ScenarioError};
 
 use engine::Engine;
 use liquid_core::Time;
@@ -114,14 +116,14 @@ pub fn run(scenario: &Scenario, seed: u64, progress: impl FnMut(&Progress)) -> R
 }
 
 /// Runs `scenario` with `seed` under `policy`.
-pub fn run_policy(scenario: &Scenario, seed: u64, policy: Policy, progress: impl FnMut(&Progress)) -> Report {
+pub fn run_policy(scenario: &Scenario, seed: u64, policy: PolicyKind, progress: impl FnMut(&Progress)) -> Report {
     run_with(scenario, seed, engine::Sabotage::default(), policy, progress)
 }
 
 /// Runs `scenario` with `seed` under each of `policies` (in that order) and reports the last
 /// run in full, with every run summed up in `policies`; the final check holds only if it
 /// holds for every run.
-pub fn compare(scenario: &Scenario, seed: u64, policies: &[Policy], mut progress: impl FnMut(&Progress)) -> Report {
+pub fn compare(scenario: &Scenario, seed: u64, policies: &[PolicyKind], mut progress: impl FnMut(&Progress)) -> Report {
     let mut summaries = Vec::new();
     let mut failures = Vec::new();
     let mut last = None;
@@ -153,7 +155,7 @@ fn run_with(
     scenario: &Scenario,
     seed: u64,
     sabotage: engine::Sabotage,
-    policy: Policy,
+    policy: PolicyKind,
     mut progress: impl FnMut(&Progress),
 ) -> Report {
     let started = wall_clock();
@@ -341,7 +343,7 @@ mod tests {
         assert!(check.acked_writes > 40 && check.verified == check.acked_writes, "{}", ok.summary());
 
         let sabotage = engine::Sabotage { skip_restore: true, ..Default::default() };
-        let broken = run_with(&alone(), 1, sabotage, Policy::Liquid, |_| {});
+        let broken = run_with(&alone(), 1, sabotage, PolicyKind::Liquid, |_| {});
         let check = broken.final_check.objects.as_ref().unwrap();
         assert!(!broken.final_check.ok && check.lost > 0, "{}", broken.summary());
         let failure = broken.failure().unwrap();
@@ -389,7 +391,7 @@ mod tests {
         assert!(unanswered > 0, "the crash must catch writes in flight: {}", ok.summary());
 
         let sabotage = engine::Sabotage { skip_fsync: true, ..Default::default() };
-        let broken = run_with(&scenario, 3, sabotage, Policy::Liquid, |_| {});
+        let broken = run_with(&scenario, 3, sabotage, PolicyKind::Liquid, |_| {});
         let check = broken.final_check.objects.as_ref().unwrap();
         assert!(!broken.final_check.ok && check.lost > 0, "{}", broken.summary());
     }
@@ -400,7 +402,7 @@ mod tests {
             drop_object_messages_from: Some(Time::ZERO + Duration::from_secs(12)),
             ..Default::default()
         };
-        let broken = run_with(&alone(), 1, sabotage, Policy::Liquid, |_| {});
+        let broken = run_with(&alone(), 1, sabotage, PolicyKind::Liquid, |_| {});
         let check = broken.final_check.objects.as_ref().unwrap();
         assert!(!broken.final_check.ok && !check.converged && check.lost > 0, "{}", broken.summary());
         let heal = broken.phases.iter().find(|p| p.name == "heal all").unwrap();

@@ -1,143 +1,22 @@
 //! Placement policies compared: the same scenario and seed run under each, summed up in the
-//! report's `policies` array (and charted in `report.html`).
+//! report's `policies` array ([`PolicySummary`], charted in `report.html`).
 //!
-//! - [`Policy::Cloud`]: every function is deployed with `tier = "cloud"` placement (its home is
+//! - [`PolicyKind::Cloud`]: every function is deployed with `tier = "cloud"` placement (its home is
 //!   a cloud node: the deployer if it is one), and the placement policy is off.
-//! - [`Policy::Pinned`]: the home is where the function was first deployed (the scenario's
+//! - [`PolicyKind::Pinned`]: the home is where the function was first deployed (the scenario's
 //!   `deployer`, or the rendezvous choice if the manifest does not allow it), policy off.
-//! - [`Policy::Liquid`]: deployed like `pinned`, and the home of each actor runs the placement
+//! - [`PolicyKind::Liquid`]: deployed like `pinned`, and the home of each actor runs the placement
 //!   policy every `[placement] every` (10 s by default) with `[placement.params]`.
-
-use serde::Serialize;
+//!
+//! [`PolicyKind::Cloud`]: crate::PolicyKind::Cloud
+//! [`PolicyKind::Pinned`]: crate::PolicyKind::Pinned
+//! [`PolicyKind::Liquid`]: crate::PolicyKind::Liquid
 
 use crate::engine::{Engine, fencing_violations};
-use crate::report::{Latency, SiteLatency};
+use crate::report::{Bucket, Latency, MOVES_MAX, Move, PolicySummary, SiteLatency};
 
-/// A placement policy to run a scenario under.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Policy {
-    /// Everything in the cloud, never moved.
-    Cloud,
-    /// Where deployed, never moved.
-    Pinned,
-    /// Where deployed, then moved by the core's placement policy.
-    Liquid,
-}
-
-impl Policy {
-    /// The three, in the order a comparison runs them.
-    pub const ALL: [Policy; 3] = [Policy::Cloud, Policy::Pinned, Policy::Liquid];
-
-    /// `cloud`, `pinned` or `liquid`.
-    pub fn parse(s: &str) -> Option<Policy> {
-        match s {
-            "cloud" => Some(Policy::Cloud),
-            "pinned" => Some(Policy::Pinned),
-            "liquid" => Some(Policy::Liquid),
-            _ => None,
-        }
-    }
-
-    /// Its name in reports.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Policy::Cloud => "cloud",
-            Policy::Pinned => "pinned",
-            Policy::Liquid => "liquid",
-        }
-    }
-}
-
-/// What one policy achieved.
-#[derive(Clone, Debug, Serialize)]
-pub struct PolicySummary {
-    /// `cloud`, `pinned` or `liquid`.
-    pub policy: &'static str,
-    /// Calls made by the scenario's streams.
-    pub calls: u64,
-    /// Calls answered with a result.
-    pub ok: u64,
-    /// Calls answered with an error.
-    pub failed_invocations: u64,
-    /// Calls whose caller crashed before the outcome (not counted as failed).
-    pub lost_with_caller: u64,
-    /// Calls without an outcome at the end.
-    pub pending_at_end: u64,
-    /// Median latency of answered calls, ms.
-    pub p50_ms: Option<f64>,
-    /// 99th percentile, ms.
-    pub p99_ms: Option<f64>,
-    /// Mean, ms.
-    pub mean_ms: Option<f64>,
-    /// Bytes of every message between sites (membership and objects included).
-    pub wan_bytes: u64,
-    /// Of those, what functions moved: function messages, module fetches and snapshots.
-    pub wan_bytes_functions: u64,
-    /// WAN bytes by message kind (`module` and `snapshot`: module fetches and hand-offs).
-    pub wan_bytes_by_kind: std::collections::BTreeMap<&'static str, u64>,
-    /// Snapshot bytes streamed by hand-offs (WAN or not).
-    pub handoff_bytes: u64,
-    /// Migrations completed (snapshot handed off and acknowledged).
-    pub migrations: u64,
-    /// Migrations started.
-    pub migrations_started: u64,
-    /// Migrations rolled back.
-    pub rolled_back: u64,
-    /// Activations fenced by a higher epoch.
-    pub fenced: u64,
-    /// Object replicas the policy added next to functions (docs/placement.md, "Data placement").
-    pub replicas_added: u64,
-    /// Overlapping executions of one actor on two nodes (must be 0).
-    pub fencing_violations: usize,
-    /// Calls that got a second outcome (must be 0).
-    pub duplicate_outcomes: u64,
-    /// Fencing, one outcome per call, and the run's final check all hold.
-    pub invariants_ok: bool,
-    /// Answered calls by the caller's site.
-    pub latency_by_site: Vec<SiteLatency>,
-    /// Calls and migrations over time.
-    pub timeline: Vec<Bucket>,
-    /// Migration events (at most [`MOVES_MAX`]), in order.
-    pub moves: Vec<Move>,
-}
-
-/// At most this many migration events are listed per policy.
-pub const MOVES_MAX: usize = 500;
-
-/// Calls sent, and migrations finished, in one time slice.
-#[derive(Clone, Debug, Serialize)]
-pub struct Bucket {
-    /// Start of the slice, virtual s.
-    pub start_s: f64,
-    /// Answered calls sent in it.
-    pub calls: u64,
-    /// Of those, failed.
-    pub failed: u64,
-    /// Latency of its successful calls, ms.
-    pub p50_ms: Option<f64>,
-    /// 99th percentile.
-    pub p99_ms: Option<f64>,
-    /// Migrations finished in it.
-    pub migrations: u64,
-}
-
-/// One migration event.
-#[derive(Clone, Debug, Serialize)]
-pub struct Move {
-    /// When, virtual s.
-    pub at_s: f64,
-    /// The actor.
-    pub actor: String,
-    /// `started`, `finished`, `rolled_back`, `activated`, `fenced`, `refused`, `replica_added`.
-    pub what: &'static str,
-    /// The node that reported it.
-    pub node: String,
-    /// The other node.
-    pub peer: Option<String>,
-    /// The epoch concerned.
-    pub epoch: u64,
-}
-
+// `PolicySummary` is a report type (report.rs); it is computed here, from the engine, so the
+// report does not import the engine.
 impl PolicySummary {
     /// Sums up a finished run (`pending` calls still waiting; `final_ok`: the run's final check).
     pub(crate) fn of(engine: &mut Engine<'_>, pending: u64, final_ok: bool) -> PolicySummary {

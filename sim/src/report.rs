@@ -42,7 +42,7 @@ pub struct Report {
     pub policy: &'static str,
     /// Every policy run (one, or the three of `--policy all`), summed up.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub policies: Vec<crate::PolicySummary>,
+    pub policies: Vec<PolicySummary>,
     /// Whether every live node's view agrees at the end (see [`FinalCheck`]).
     pub final_check: FinalCheck,
     /// How fast the run went. Wall-clock, so not serialized.
@@ -105,6 +105,96 @@ pub struct SiteLatency {
     pub calls: usize,
     /// Their latency, ms.
     pub latency_ms: Option<Latency>,
+}
+
+/// What one policy achieved.
+#[derive(Clone, Debug, Serialize)]
+pub struct PolicySummary {
+    /// `cloud`, `pinned` or `liquid`.
+    pub policy: &'static str,
+    /// Calls made by the scenario's streams.
+    pub calls: u64,
+    /// Calls answered with a result.
+    pub ok: u64,
+    /// Calls answered with an error.
+    pub failed_invocations: u64,
+    /// Calls whose caller crashed before the outcome (not counted as failed).
+    pub lost_with_caller: u64,
+    /// Calls without an outcome at the end.
+    pub pending_at_end: u64,
+    /// Median latency of answered calls, ms.
+    pub p50_ms: Option<f64>,
+    /// 99th percentile, ms.
+    pub p99_ms: Option<f64>,
+    /// Mean, ms.
+    pub mean_ms: Option<f64>,
+    /// Bytes of every message between sites (membership and objects included).
+    pub wan_bytes: u64,
+    /// Of those, what functions moved: function messages, module fetches and snapshots.
+    pub wan_bytes_functions: u64,
+    /// WAN bytes by message kind (`module` and `snapshot`: module fetches and hand-offs).
+    pub wan_bytes_by_kind: std::collections::BTreeMap<&'static str, u64>,
+    /// Snapshot bytes streamed by hand-offs (WAN or not).
+    pub handoff_bytes: u64,
+    /// Migrations completed (snapshot handed off and acknowledged).
+    pub migrations: u64,
+    /// Migrations started.
+    pub migrations_started: u64,
+    /// Migrations rolled back.
+    pub rolled_back: u64,
+    /// Activations fenced by a higher epoch.
+    pub fenced: u64,
+    /// Object replicas the policy added next to functions (docs/placement.md, "Data placement").
+    pub replicas_added: u64,
+    /// Overlapping executions of one actor on two nodes (must be 0).
+    pub fencing_violations: usize,
+    /// Calls that got a second outcome (must be 0).
+    pub duplicate_outcomes: u64,
+    /// Fencing, one outcome per call, and the run's final check all hold.
+    pub invariants_ok: bool,
+    /// Answered calls by the caller's site.
+    pub latency_by_site: Vec<SiteLatency>,
+    /// Calls and migrations over time.
+    pub timeline: Vec<Bucket>,
+    /// Migration events (at most [`MOVES_MAX`]), in order.
+    pub moves: Vec<Move>,
+}
+
+/// At most this many migration events are listed per policy.
+pub const MOVES_MAX: usize = 500;
+
+/// Calls sent, and migrations finished, in one time slice.
+#[derive(Clone, Debug, Serialize)]
+pub struct Bucket {
+    /// Start of the slice, virtual s.
+    pub start_s: f64,
+    /// Answered calls sent in it.
+    pub calls: u64,
+    /// Of those, failed.
+    pub failed: u64,
+    /// Latency of its successful calls, ms.
+    pub p50_ms: Option<f64>,
+    /// 99th percentile.
+    pub p99_ms: Option<f64>,
+    /// Migrations finished in it.
+    pub migrations: u64,
+}
+
+/// One migration event.
+#[derive(Clone, Debug, Serialize)]
+pub struct Move {
+    /// When, virtual s.
+    pub at_s: f64,
+    /// The actor.
+    pub actor: String,
+    /// `started`, `finished`, `rolled_back`, `activated`, `fenced`, `refused`, `replica_added`.
+    pub what: &'static str,
+    /// The node that reported it.
+    pub node: String,
+    /// The other node.
+    pub peer: Option<String>,
+    /// The epoch concerned.
+    pub epoch: u64,
 }
 
 /// Node counts.

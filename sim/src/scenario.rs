@@ -146,7 +146,7 @@ pub struct Scenario {
 /// `[placement]`.
 #[derive(Clone, Debug)]
 pub(crate) struct PlacementCfg {
-    pub policy: crate::Policy,
+    pub policy: crate::PolicyKind,
     pub every: Duration,
     /// Actor leases (the core's defaults unless `lease_duration` / `lease_renew_every`).
     pub lease: liquid_core::functions::actors::lease::LeaseConfig,
@@ -156,7 +156,7 @@ pub(crate) struct PlacementCfg {
 impl Default for PlacementCfg {
     fn default() -> Self {
         PlacementCfg {
-            policy: crate::Policy::Liquid,
+            policy: crate::PolicyKind::Liquid,
             every: Duration::from_secs(10),
             lease: Default::default(),
             params: liquid_core::placement::Params::default(),
@@ -404,6 +404,41 @@ impl ScenarioError {
         match self {
             ScenarioError::Read { .. } => None,
             ScenarioError::Syntax { at, .. } | ScenarioError::Invalid { at, .. } => Some(at),
+        }
+    }
+}
+
+/// A placement policy to run a scenario under.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum PolicyKind {
+    /// Everything in the cloud, never moved.
+    Cloud,
+    /// Where deployed, never moved.
+    Pinned,
+    /// Where deployed, then moved by the core's placement policy.
+    Liquid,
+}
+
+impl PolicyKind {
+    /// The three, in the order a comparison runs them.
+    pub const ALL: [PolicyKind; 3] = [PolicyKind::Cloud, PolicyKind::Pinned, PolicyKind::Liquid];
+
+    /// `cloud`, `pinned` or `liquid`.
+    pub fn parse(s: &str) -> Option<PolicyKind> {
+        match s {
+            "cloud" => Some(PolicyKind::Cloud),
+            "pinned" => Some(PolicyKind::Pinned),
+            "liquid" => Some(PolicyKind::Liquid),
+            _ => None,
+        }
+    }
+
+    /// Its name in reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PolicyKind::Cloud => "cloud",
+            PolicyKind::Pinned => "pinned",
+            PolicyKind::Liquid => "liquid",
         }
     }
 }

@@ -11,7 +11,7 @@
 
 use std::path::Path;
 
-use sim::{Policy, PolicySummary, Report};
+use sim::{PolicyKind, PolicySummary, Report};
 
 const SCENARIO: &str = "scenarios/liquid-small.toml";
 
@@ -44,7 +44,7 @@ fn liquid_moves_actors_to_their_callers_and_cloud_and_pinned_never_move_them() {
     let scenario = scenario();
     let mut failures = Vec::new();
     for seed in 1..=seeds(3) {
-        let report = sim::compare(&scenario, seed, &Policy::ALL, |_| {});
+        let report = sim::compare(&scenario, seed, &PolicyKind::ALL, |_| {});
         if let Some(failure) = report.failure() {
             eprintln!("{failure}\n{}", report.summary());
             failures.push(seed);
@@ -81,8 +81,8 @@ fn liquid_moves_actors_to_their_callers_and_cloud_and_pinned_never_move_them() {
 #[test]
 fn a_seed_reproduces_its_comparison_byte_for_byte() {
     let scenario = scenario();
-    let a = sim::compare(&scenario, 5, &Policy::ALL, |_| {});
-    let b = sim::compare(&scenario, 5, &Policy::ALL, |_| {});
+    let a = sim::compare(&scenario, 5, &PolicyKind::ALL, |_| {});
+    let b = sim::compare(&scenario, 5, &PolicyKind::ALL, |_| {});
     assert_eq!(a.to_json(), b.to_json());
     let dir = std::env::temp_dir().join(format!("liquid-sim-placement-{}", std::process::id()));
     let (da, db) = (dir.join("a"), dir.join("b"));
@@ -142,7 +142,7 @@ fn crashes_and_cuts_during_migrations_keep_fencing_and_one_outcome() {
         let text = format!("{text}\n[[faults]]\n{faults}\n");
         let scenario = sim::Scenario::parse(&text, &origin).unwrap_or_else(|e| panic!("{what}: {e}"));
         for seed in 1..=seeds(2) {
-            let report = sim::run_policy(&scenario, seed, Policy::Liquid, |_| {});
+            let report = sim::run_policy(&scenario, seed, PolicyKind::Liquid, |_| {});
             let p = &report.policies[0];
             if let Some(failure) = report.failure() {
                 eprintln!("{what} (seed {seed}): {failure}\n{}", report.summary());

@@ -6,7 +6,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 
 use crate::daemon::agent::files;
-use crate::daemon::api::{MemberJson, StatusJson};
+use crate::views::{MemberJson, StatusJson};
 
 /// How a client command finds its agent: `--api URL --token T`, or the agent's `--data-dir`.
 #[derive(Args, Debug, Clone, Default)]

@@ -11,7 +11,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 use crate::cli::client::{Client, Target, nodes_table};
-use crate::daemon::api::{BlockedJson, MemberJson, ObjectJson, StatusJson};
+use crate::views::{BlockedJson, MemberJson, ObjectJson, StatusJson};
 
 /// `liquid demo` flags.
 #[derive(Args, Debug)]
@@ -195,7 +195,7 @@ async fn functions_demo(clients: &[Client], names: &[String], dir: &Path) -> Res
     let first = &clients[0];
     let resp = first
         .raw(reqwest::Method::PUT, "/v1/functions/counter")
-        .header(crate::daemon::api::MANIFEST_HEADER, header)
+        .header(crate::views::MANIFEST_HEADER, header)
         .body(module.clone())
         .send()
         .await
@@ -224,7 +224,7 @@ async fn functions_demo(clients: &[Client], names: &[String], dir: &Path) -> Res
         let how = if round == 1 { "fetched the module by hash over QUIC, compiled it, ran it" } else { "warm" };
         println!("  invoked from {} ({how}): {out}", names[last]);
     }
-    let f: crate::daemon::api::FunctionJson = caller.get("/v1/functions/counter").await?;
+    let f: crate::views::FunctionJson = caller.get("/v1/functions/counter").await?;
     println!(
         "  `liquid fn where counter`: module held by {} nodes; the counter lives in object demo/counter.
 ",
@@ -238,7 +238,7 @@ async fn reading_on(c: &Client, owner: &str) -> Result<String> {
     for k in 0..64 {
         let name = format!("readings/r{k}");
         write(c, &name, serde_json::json!([{ "op": "set", "path": "value", "value": 20 + k }])).await?;
-        let list: Vec<crate::daemon::api::ListedJson> = c.get("/v1/objects?prefix=readings/").await?;
+        let list: Vec<crate::views::ListedJson> = c.get("/v1/objects?prefix=readings/").await?;
         if list.iter().any(|l| l.object == name && l.replicas.iter().any(|r| r == owner)) {
             return Ok(name);
         }
@@ -254,7 +254,7 @@ async fn actor_demo(clients: &[Client], names: &[String], ids: &[String], dir: &
     let header = base64::engine::general_purpose::STANDARD.encode(toml::to_string(&manifest)?);
     let resp = clients[0]
         .raw(reqwest::Method::PUT, "/v1/functions/tally")
-        .header(crate::daemon::api::MANIFEST_HEADER, header)
+        .header(crate::views::MANIFEST_HEADER, header)
         .body(module)
         .send()
         .await
@@ -281,7 +281,7 @@ async fn actor_demo(clients: &[Client], names: &[String], ids: &[String], dir: &
             calls += 1;
         }
         if calls.is_multiple_of(15) {
-            let f: crate::daemon::api::FunctionJson = clients[edge].get("/v1/functions/tally").await?;
+            let f: crate::views::FunctionJson = clients[edge].get("/v1/functions/tally").await?;
             if f.home.as_deref() == Some(ids[edge].as_str()) && f.activation_here.as_ref().is_some_and(|a| a.leased) {
                 println!(
                     "  after {:.1} s it moved itself to {} (epoch {}), with its state: the last answer was {last}",
@@ -298,7 +298,7 @@ async fn actor_demo(clients: &[Client], names: &[String], ids: &[String], dir: &
         }
         tokio::time::sleep(Duration::from_millis(30)).await;
     }
-    let f: crate::daemon::api::FunctionJson = clients[0].get("/v1/functions/tally").await?;
+    let f: crate::views::FunctionJson = clients[0].get("/v1/functions/tally").await?;
     bail!(
         "it did not move within 60 s; the policy on its home says: {}",
         f.decision_here.map(|d| d.to_string()).unwrap_or_else(|| "nothing yet".into())

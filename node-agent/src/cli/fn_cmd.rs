@@ -8,8 +8,8 @@ use clap::{Args, Subcommand};
 use wasm_host::Manifest;
 
 use crate::cli::client::Target;
-use crate::daemon::api::FunctionJson;
-use crate::daemon::executor::LogLine;
+use crate::views::FunctionJson;
+use crate::views::LogLine;
 
 /// Function commands. A function is a WebAssembly module plus a manifest (`liquid.toml`,
 /// see docs/functions.md); deployed once to any agent, it can be invoked from every node.
@@ -428,7 +428,7 @@ async fn deploy(a: DeployArgs) -> Result<()> {
         .raw(reqwest::Method::PUT, &format!("/v1/functions/{}", manifest.name))
         .header("content-type", "application/wasm")
         .header("content-length", total)
-        .header(crate::daemon::api::MANIFEST_HEADER, header)
+        .header(crate::views::MANIFEST_HEADER, header)
         .body(reqwest::Body::wrap_stream(stream))
         .send()
         .await;

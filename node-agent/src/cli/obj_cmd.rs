@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use state_sync::{ObjectName, Path};
 
 use crate::cli::client::Target;
-use crate::daemon::api::{ListedJson, ObjectJson};
+use crate::views::{ListedJson, ObjectJson};
 
 /// Object commands. An object is an automerge document named NAMESPACE/KEY, replicated across
 /// the mesh; PATH is dot-separated (`stats.count`) and numbers index lists (`items.0`).

@@ -52,10 +52,10 @@ pub fn run(cmd: SimCmd) -> Result<()> {
             .progress_chars("=> "),
     );
     bar.set_message(format!("{} nodes, seed {seed}", scenario.node_count()));
-    let policies: Vec<sim::Policy> = match args.policy.as_deref() {
+    let policies: Vec<sim::PolicyKind> = match args.policy.as_deref() {
         None => Vec::new(),
-        Some("all") => sim::Policy::ALL.to_vec(),
-        Some(p) => vec![sim::Policy::parse(p).with_context(|| format!("unknown placement policy {p:?}"))?],
+        Some("all") => sim::PolicyKind::ALL.to_vec(),
+        Some(p) => vec![sim::PolicyKind::parse(p).with_context(|| format!("unknown placement policy {p:?}"))?],
     };
     if policies.len() > 1 {
         bar.set_length(end * policies.len() as u64);

@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 
 use crate::daemon::config::{AgentArgs, Settings};
-use crate::daemon::driver::{Driver, DriverMetrics, load_persisted};
+use crate::daemon::driver::{Channels, Driver, DriverMetrics, Parts, load_persisted};
 
 /// File names inside the data dir.
 pub mod files {
@@ -212,7 +212,7 @@ pub async fn run(args: AgentArgs) -> Result<()> {
     let api_url = format!("http://{}", listener.local_addr()?);
     let token = api_token(&s.data_dir)?;
     std::fs::write(s.data_dir.join(files::API_ADDR), format!("{api_url}\n"))?;
-    let (api_tx, api_rx) = mpsc::channel(256);
+    let (inbox_tx, inbox_rx) = mpsc::channel(256);
     let runtime = wasm_host::runtime::Runtime::new(wasm_host::runtime::RuntimeConfig::default())
         .map_err(|e| anyhow::anyhow!("starting the Wasm runtime: {e}"))?;
     let modules = Arc::new(
@@ -223,37 +223,27 @@ pub async fn run(args: AgentArgs) -> Result<()> {
     let executor = crate::daemon::executor::Executor::new(
         modules.clone(),
         mesh.clone(),
-        api_tx.clone(),
+        inbox_tx.clone(),
         executed_tx,
         fn_metrics.clone(),
         unix_offset_us,
         crate::daemon::checkpoint::Checkpoints::open(s.data_dir.join("actors"))
             .with_context(|| format!("opening the actor checkpoints in {}", s.data_dir.display()))?,
     );
-    let app = crate::daemon::api::router(modules, token, api_tx, registry, changes.clone(), s.dev);
+    let app = crate::daemon::api::router(modules, token, inbox_tx, registry, changes.clone(), s.dev);
 
     let (stop_tx, stop_rx) = oneshot::channel();
-    let driver = Driver {
-        node,
+    let parts = Parts {
         mesh,
-        events,
-        early,
-        api: api_rx,
-        epoch,
-        state_file: s.data_dir.join(files::MEMBERSHIP),
         listen_addrs: listen_addrs.clone(),
-        metrics: driver_metrics,
-        disk: disk_tx,
-        flushed: flushed_rx,
-        changes,
-        pending: Default::default(),
-        next_request: 0,
-        blocked: Default::default(),
         executor,
-        executed: executed_rx,
-        invokes: Default::default(),
+        state_file: s.data_dir.join(files::MEMBERSHIP),
+        metrics: driver_metrics,
         fn_metrics,
     };
+    let channels =
+        Channels { events, early, inbox: inbox_rx, disk: disk_tx, flushed: flushed_rx, executed: executed_rx, changes };
+    let driver = Driver::new(node, epoch, parts, channels);
     let driver = tokio::spawn(driver.run(stop_rx));
     info!(id = %peer_id, name = %s.name, tier = %s.tier, api = %api_url, addrs = ?listen_addrs, "agent started");
 

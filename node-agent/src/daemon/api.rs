@@ -2,7 +2,6 @@
 //! bearer token from the data dir's `api.token`; without it the answer is 401 and nothing
 //! happens.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -14,312 +13,15 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use liquid_core::Time;
-use liquid_core::membership::MemberView;
 use liquid_core::objects::{Change, Durability, ObjectError, Reply, Request as ObjRequest};
 use prometheus_client::registry::Registry;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use state_sync::ops::Op;
 use state_sync::{Heads, ObjectName};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-use crate::daemon::driver::ApiRequest;
-
-/// `GET /v1/status`.
-#[derive(Serialize, Deserialize, Debug, Clone)]
-pub struct StatusJson {
-    /// Peer id.
-    pub id: String,
-    /// Node name.
-    pub name: String,
-    /// Tier.
-    pub tier: String,
-    /// Labels.
-    pub labels: BTreeMap<String, String>,
-    /// CPU architecture.
-    pub arch: String,
-    /// Agent version.
-    pub version: String,
-    /// Membership incarnation.
-    pub incarnation: u32,
-    /// Multiaddrs listened on, each ending in `/p2p/<id>`.
-    pub listen_addrs: Vec<String>,
-    /// Seconds since the agent started.
-    pub uptime_s: f64,
-    /// Other members by status.
-    pub peers: PeerCounts,
-}
-
-/// Members other than this node, by status.
-#[derive(Serialize, Deserialize, Debug, Clone, Default)]
-pub struct PeerCounts {
-    /// Alive.
-    pub alive: usize,
-    /// Suspect.
-    pub suspect: usize,
-    /// Down or left.
-    pub down: usize,
-    /// All of them.
-    pub total: usize,
-}
-
-/// One entry of `GET /v1/nodes`.
-#[derive(Serialize, Deserialize, Debug, Clone)]
-pub struct MemberJson {
-    /// Peer id.
-    pub id: String,
-    /// Name.
-    pub name: String,
-    /// Tier.
-    pub tier: String,
-    /// CPU architecture.
-    pub arch: String,
-    /// `alive`, `suspect` or `down`.
-    pub status: String,
-    /// Whether it left on purpose (then `status` is `down`).
-    pub left: bool,
-    /// Smoothed round-trip time, if measured.
-    pub rtt_ms: Option<f64>,
-    /// Its multiaddrs.
-    pub addrs: Vec<String>,
-    /// Labels.
-    pub labels: BTreeMap<String, String>,
-    /// Logical CPUs.
-    pub cpus: u32,
-    /// Memory in MiB.
-    pub memory_mib: u64,
-    /// Agent version.
-    pub version: String,
-    /// Incarnation.
-    pub incarnation: u32,
-    /// Whether this is the node answering.
-    pub is_self: bool,
-    /// Seconds since its status last changed (as seen here).
-    pub status_age_s: f64,
-}
-
-impl MemberJson {
-    /// From the core's view.
-    pub fn from_view(m: &MemberView, now: Time) -> Self {
-        MemberJson {
-            id: m.info.id.to_string(),
-            name: m.info.name.clone(),
-            tier: m.info.tier.as_str().into(),
-            arch: m.info.arch.clone(),
-            status: m.status.as_str().into(),
-            left: m.status == liquid_core::Status::Left,
-            rtt_ms: m.rtt.map(|d| d.as_secs_f64() * 1000.0),
-            addrs: m.info.addrs.clone(),
-            labels: m.info.labels.clone(),
-            cpus: m.info.cpus,
-            memory_mib: m.info.memory_mib,
-            version: m.info.version.clone(),
-            incarnation: m.incarnation,
-            is_self: m.is_self,
-            status_age_s: if m.is_self { 0.0 } else { now.since(m.since).as_secs_f64() },
-        }
-    }
-}
-
-/// An object's value, as `GET`/`POST /v1/objects/{ns}/{key}` and `liquid obj get --json` show it.
-#[derive(Serialize, Deserialize, Debug, Clone)]
-pub struct ObjectJson {
-    /// `namespace/key`.
-    pub object: String,
-    /// The document as JSON.
-    pub value: serde_json::Value,
-    /// The heads it was read at (hex change hashes); pass them as `?after=` to read your
-    /// own write elsewhere.
-    pub heads: Vec<String>,
-    /// For a write: how many replica-set members hold it durably.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub durable_on: Option<usize>,
-}
-
-/// One entry of `GET /v1/objects`.
-#[derive(Serialize, Deserialize, Debug, Clone)]
-pub struct ListedJson {
-    /// `namespace/key`.
-    pub object: String,
-    /// Its heads on this node.
-    pub heads: Vec<String>,
-    /// Its replica set in this node's view (peer ids, best first).
-    pub replicas: Vec<String>,
-}
-
-/// A function as `GET /v1/functions` shows it.
-#[derive(Serialize, Deserialize, Debug, Clone, Default)]
-pub struct FunctionJson {
-    /// Its name.
-    pub name: String,
-    /// Manifest version.
-    pub version: String,
-    /// `stateless` or `actor`.
-    pub kind: String,
-    /// The module's BLAKE3 hash (hex).
-    pub hash: String,
-    /// Module size, bytes.
-    pub size: u64,
-    /// The node it was deployed on.
-    pub deployed_by: String,
-    /// When, Unix ms.
-    pub deployed_at_ms: u64,
-    /// Removed with `fn rm`.
-    pub deleted: bool,
-    /// Nodes holding the module bytes.
-    pub holders: Vec<String>,
-    /// The placement constraints, in words.
-    pub placement: String,
-    /// Alive nodes that may run it, in this node's view.
-    pub eligible: Vec<String>,
-    /// The node an actor (or a call from a node that is not eligible) goes to: the
-    /// registry's placement record, else the rendezvous choice.
-    pub home: Option<String>,
-    /// An actor's activation epoch (raised by every move).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub epoch: Option<u64>,
-    /// Whether the placement policy may move it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub auto: Option<bool>,
-    /// Why it is where it is.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    /// The cost figures behind the last move.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub figures: Option<serde_json::Value>,
-    /// An actor's lease granters.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub granters: Vec<String>,
-    /// A stateless function's serving set: nodes that may not run it pass calls to the nearest
-    /// of these (empty: to the node in `home`).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub serving: Vec<String>,
-    /// The actor's activation on this node, if any.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub activation_here: Option<liquid_core::functions::ActivationView>,
-    /// The placement policy's latest decision on this node (its home), with its figures.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub decision_here: Option<serde_json::Value>,
-    /// The whole manifest.
-    pub manifest: Option<wasm_host::Manifest>,
-    /// Set if this node's registry entry is damaged.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    /// What this node measured of the calls it ran (decaying: recent calls weigh most).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub facts_here: Option<FactsJson>,
-}
-
-/// A function's measured facts on one node (the placement policy's input).
-#[derive(Serialize, Deserialize, Debug, Clone)]
-pub struct FactsJson {
-    /// Calls per second run here.
-    pub calls_per_s: f64,
-    /// Mean fuel per call.
-    pub fuel_per_call: f64,
-    /// Mean latency from the call's arrival here to its outcome, ms.
-    pub latency_ms: f64,
-    /// Where the calls entered the mesh: node, site, calls per second.
-    pub origins: Vec<OriginJson>,
-    /// Objects the calls touched, with their replica sets.
-    pub objects: Vec<TouchedJson>,
-}
-
-/// An object a function's calls touched.
-#[derive(Serialize, Deserialize, Debug, Clone)]
-pub struct TouchedJson {
-    /// `namespace/key`.
-    pub object: String,
-    /// Reads per second.
-    pub reads_per_s: f64,
-    /// Writes per second.
-    pub writes_per_s: f64,
-    /// Its replica set, as last seen here.
-    pub replicas: Vec<String>,
-}
-
-/// One origin of a function's calls.
-#[derive(Serialize, Deserialize, Debug, Clone)]
-pub struct OriginJson {
-    /// The node the calls entered at.
-    pub node: String,
-    /// Its `site` label.
-    pub site: Option<String>,
-    /// Calls per second.
-    pub calls_per_s: f64,
-}
-
-impl FactsJson {
-    /// From the core's facts, read at `now_s`.
-    pub fn new(f: &liquid_core::placement::Facts<liquid_core::NodeId>, now_s: f64) -> FactsJson {
-        let h = liquid_core::functions::FACTS_HALF_LIFE_S;
-        let mut origins: Vec<OriginJson> = f
-            .origins
-            .iter()
-            .map(|o| OriginJson { node: o.node.to_string(), site: o.site.clone(), calls_per_s: o.calls.rate(now_s, h) })
-            .collect();
-        origins.sort_by(|a, b| b.calls_per_s.total_cmp(&a.calls_per_s));
-        let objects = f
-            .objects
-            .iter()
-            .map(|o| TouchedJson {
-                object: o.object.clone(),
-                reads_per_s: o.reads.rate(now_s, h),
-                writes_per_s: o.writes.rate(now_s, h),
-                replicas: o.replicas.iter().map(ToString::to_string).collect(),
-            })
-            .collect();
-        FactsJson {
-            calls_per_s: f.rate(now_s),
-            fuel_per_call: f.fuel_per_call(now_s),
-            latency_ms: f.latency_per_call(now_s),
-            origins,
-            objects,
-        }
-    }
-}
-
-impl FunctionJson {
-    /// From the core's registry and view.
-    pub fn new(
-        name: &str,
-        reg: Result<liquid_core::functions::Registered, String>,
-        m: &liquid_core::membership::Membership,
-        now: Time,
-    ) -> FunctionJson {
-        match reg {
-            Ok(r) => {
-                let (eligible, home) = liquid_core::functions::placement_of(name, &r.entry.manifest, m, now);
-                FunctionJson {
-                    name: name.into(),
-                    version: r.entry.manifest.version.clone(),
-                    kind: r.entry.manifest.kind.as_str().into(),
-                    hash: r.entry.hash.to_hex(),
-                    size: r.entry.size,
-                    deployed_by: r.entry.deployed_by.clone(),
-                    deployed_at_ms: r.entry.deployed_at_ms,
-                    deleted: r.entry.deleted,
-                    holders: r.holders.iter().map(ToString::to_string).collect(),
-                    placement: liquid_core::functions::describe_placement(&r.entry.manifest),
-                    eligible: eligible.iter().map(ToString::to_string).collect(),
-                    home: r.placement.as_ref().map(|p| p.home).or(home).map(|h| h.to_string()),
-                    epoch: r.placement.as_ref().map(|p| p.epoch),
-                    auto: r.placement.as_ref().map(|p| p.auto),
-                    reason: r.placement.as_ref().map(|p| p.reason.clone()),
-                    figures: r.placement.as_ref().and_then(|p| p.figures.clone()),
-                    granters: r.placement.iter().flat_map(|p| p.granters.iter().map(ToString::to_string)).collect(),
-                    serving: r.placement.iter().flat_map(|p| p.serving.iter().map(ToString::to_string)).collect(),
-                    activation_here: None,
-                    decision_here: None,
-                    manifest: Some(r.entry.manifest),
-                    error: None,
-                    facts_here: None,
-                }
-            }
-            Err(e) => FunctionJson { name: name.into(), error: Some(e), ..Default::default() },
-        }
-    }
-}
+use crate::daemon::inbox::DriverMsg;
+use crate::views::{BlockedJson, ListedJson, MANIFEST_HEADER, MemberJson, ObjectJson, PlacementChange};
 
 /// The largest request body: an object import or an operation batch.
 pub const BODY_BYTES_MAX: usize = 16 * 1024 * 1024;
@@ -331,7 +33,7 @@ pub const MODULE_BYTES_MAX: usize = 64 * 1024 * 1024;
 struct AppState {
     modules: Arc<wasm_host::store::ModuleStore>,
     token: Arc<str>,
-    driver: mpsc::Sender<ApiRequest>,
+    driver: mpsc::Sender<DriverMsg>,
     registry: Arc<Registry>,
     changes: broadcast::Sender<ObjectName>,
 }
@@ -353,21 +55,21 @@ async fn require_token(State(st): State<AppState>, req: Request, next: Next) -> 
     next.run(req).await
 }
 
-async fn ask<T>(st: &AppState, make: impl FnOnce(oneshot::Sender<T>) -> ApiRequest) -> Result<T, Response> {
+async fn ask<T>(st: &AppState, make: impl FnOnce(oneshot::Sender<T>) -> DriverMsg) -> Result<T, Response> {
     let (tx, rx) = oneshot::channel();
     st.driver.send(make(tx)).await.map_err(|_| error(StatusCode::SERVICE_UNAVAILABLE, "the agent is shutting down"))?;
     rx.await.map_err(|_| error(StatusCode::SERVICE_UNAVAILABLE, "the agent is shutting down"))
 }
 
 async fn status(State(st): State<AppState>) -> Response {
-    match ask(&st, ApiRequest::Status).await {
+    match ask(&st, DriverMsg::Status).await {
         Ok(s) => Json(s).into_response(),
         Err(r) => r,
     }
 }
 
 async fn nodes(State(st): State<AppState>) -> Response {
-    match ask(&st, ApiRequest::Nodes).await {
+    match ask(&st, DriverMsg::Nodes).await {
         Ok(s) => Json(s).into_response(),
         Err(r) => r,
     }
@@ -430,7 +132,7 @@ fn value_json(reply: Reply) -> Response {
 }
 
 async fn object_call(st: &AppState, req: ObjRequest) -> Result<Reply, Response> {
-    ask(st, |tx| ApiRequest::Object(req, tx)).await
+    ask(st, |tx| DriverMsg::Object(req, tx)).await
 }
 
 #[derive(Deserialize)]
@@ -617,13 +319,6 @@ async fn object_watch(State(st): State<AppState>, Path((ns, key)): Path<(String,
     Sse::new(stream).keep_alive(KeepAlive::default()).into_response()
 }
 
-/// `PUT /v1/debug/blocked` body.
-#[derive(Serialize, Deserialize, Debug, Clone, Default)]
-pub struct BlockedJson {
-    /// Peer ids whose messages this agent drops, both ways; empty heals.
-    pub peers: Vec<String>,
-}
-
 /// Fault injection, only on agents started with `--dev`: cut this agent off from some peers.
 async fn debug_block(State(st): State<AppState>, Json(body): Json<BlockedJson>) -> Response {
     let mut ids = Vec::new();
@@ -633,14 +328,11 @@ async fn debug_block(State(st): State<AppState>, Json(body): Json<BlockedJson>) 
             None => return error(StatusCode::BAD_REQUEST, &format!("{p:?} is not a peer id (12D3KooW…)")),
         }
     }
-    match ask(&st, |tx| ApiRequest::Block(ids, tx)).await {
+    match ask(&st, |tx| DriverMsg::Block(ids, tx)).await {
         Ok(list) => Json(BlockedJson { peers: list.iter().map(ToString::to_string).collect() }).into_response(),
         Err(r) => r,
     }
 }
-
-/// The header that carries a deploy's manifest: `liquid.toml`, base64 (standard alphabet).
-pub const MANIFEST_HEADER: &str = "liquid-manifest";
 
 async fn function_deploy(
     State(st): State<AppState>,
@@ -696,7 +388,7 @@ async fn function_deploy(
         deployed_at_ms,
         deleted: false,
     };
-    match ask(&st, |tx| ApiRequest::Deploy(Box::new(entry), tx)).await {
+    match ask(&st, |tx| DriverMsg::Deploy(Box::new(entry), tx)).await {
         Ok(Reply::Value { .. }) => {
             (StatusCode::CREATED, Json(serde_json::json!({"name": name, "hash": hash.to_hex(), "size": size})))
                 .into_response()
@@ -708,14 +400,14 @@ async fn function_deploy(
 }
 
 async fn function_list(State(st): State<AppState>) -> Response {
-    match ask(&st, ApiRequest::Functions).await {
+    match ask(&st, DriverMsg::Functions).await {
         Ok(list) => Json(list.into_iter().filter(|f| !f.deleted).collect::<Vec<_>>()).into_response(),
         Err(r) => r,
     }
 }
 
 async fn function_get(State(st): State<AppState>, Path(name): Path<String>) -> Response {
-    match ask(&st, ApiRequest::Functions).await {
+    match ask(&st, DriverMsg::Functions).await {
         Ok(list) => match list.into_iter().find(|f| f.name == name && !f.deleted) {
             Some(f) => Json(f).into_response(),
             None => {
@@ -764,7 +456,7 @@ pub fn invoke_status(e: &wasm_host::InvokeError) -> StatusCode {
 
 async fn function_invoke(State(st): State<AppState>, Path(name): Path<String>, body: Bytes) -> Response {
     let input = body.to_vec();
-    match ask(&st, |tx| ApiRequest::Invoke { name, input, depth: 0, reply: tx }).await {
+    match ask(&st, |tx| DriverMsg::Invoke { name, input, depth: 0, reply: tx }).await {
         Ok(Ok(out)) => ([(header::CONTENT_TYPE, "application/octet-stream")], out).into_response(),
         Ok(Err(e)) => {
             (invoke_status(&e), Json(serde_json::json!({"error": e.to_string(), "kind": e.kind()}))).into_response()
@@ -774,7 +466,7 @@ async fn function_invoke(State(st): State<AppState>, Path(name): Path<String>, b
 }
 
 async fn function_logs(State(st): State<AppState>, Path(name): Path<String>) -> Response {
-    match ask(&st, |tx| ApiRequest::Logs(name, tx)).await {
+    match ask(&st, |tx| DriverMsg::Logs(name, tx)).await {
         Ok(lines) => Json(lines).into_response(),
         Err(r) => r,
     }
@@ -790,7 +482,7 @@ async fn resolve_node(st: &AppState, given: &str) -> Result<liquid_core::NodeId,
     if let Some(id) = liquid_core::NodeId::parse(given) {
         return Ok(id);
     }
-    let nodes = ask(st, ApiRequest::Nodes).await?;
+    let nodes = ask(st, DriverMsg::Nodes).await?;
     let found: Vec<&MemberJson> = nodes.iter().filter(|n| n.name == given).collect();
     match found.as_slice() {
         [one] => liquid_core::NodeId::parse(&one.id)
@@ -816,7 +508,7 @@ async fn function_migrate(
         Ok(t) => t,
         Err(r) => return r,
     };
-    match ask(&st, |reply| ApiRequest::Migrate { name, to, reply }).await {
+    match ask(&st, |reply| DriverMsg::Migrate { name, to, reply }).await {
         Ok(Ok(home)) => {
             Json(serde_json::json!({ "home": home.to_string(), "to": to.to_string(), "started": true })).into_response()
         }
@@ -828,7 +520,7 @@ async fn function_migrate(
 async fn function_placement(
     State(st): State<AppState>,
     Path(name): Path<String>,
-    body: Result<Json<liquid_core::functions::PlacementChange>, axum::extract::rejection::JsonRejection>,
+    body: Result<Json<PlacementChange>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
     let Json(mut change) = match body {
         Ok(b) => b,
@@ -840,7 +532,7 @@ async fn function_placement(
             Err(r) => return r,
         }
     }
-    match ask(&st, |reply| ApiRequest::SetPlacement { name, change, reply }).await {
+    match ask(&st, |reply| DriverMsg::SetPlacement { name, change, reply }).await {
         Ok(Ok(())) => Json(serde_json::json!({ "ok": true })).into_response(),
         Ok(Err(e)) => error(StatusCode::CONFLICT, &e),
         Err(r) => r,
@@ -855,7 +547,7 @@ async fn not_found() -> Response {
 pub fn router(
     modules: Arc<wasm_host::store::ModuleStore>,
     token: String,
-    driver: mpsc::Sender<ApiRequest>,
+    driver: mpsc::Sender<DriverMsg>,
     registry: Registry,
     changes: broadcast::Sender<ObjectName>,
     dev: bool,

@@ -19,89 +19,11 @@ use state_sync::{FileStore, ObjectName};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tracing::{debug, info, warn};
 
-use crate::daemon::api::{MemberJson, StatusJson};
 use crate::daemon::executor::{Executor, FnMetrics};
+use crate::daemon::inbox::{DriverMsg, InvokeReply};
+use crate::views::{MemberJson, StatusJson};
 use liquid_core::functions::{ExecId, Executed, InvokeId};
 use std::sync::Arc;
-
-/// A question from the HTTP API, answered from the core's state.
-pub enum ApiRequest {
-    /// This node's status.
-    Status(oneshot::Sender<StatusJson>),
-    /// Every member.
-    Nodes(oneshot::Sender<Vec<MemberJson>>),
-    /// An object request, answered when the core replies.
-    Object(objects::Request, oneshot::Sender<Reply>),
-    /// An object request from a running function (a host call of this execution).
-    HostObject(ExecId, objects::Request, oneshot::Sender<Reply>),
-    /// Fault injection (`--dev` only): drop every message to and from these peers,
-    /// replacing the previous set; answers the set now blocked.
-    Block(Vec<NodeId>, oneshot::Sender<Vec<NodeId>>),
-    /// Invoke a function (from the API, or nested from a running function).
-    Invoke {
-        /// The function.
-        name: String,
-        /// The input.
-        input: Vec<u8>,
-        /// Nesting depth (0 from the API).
-        depth: u32,
-        /// Where the outcome goes.
-        reply: InvokeReply,
-    },
-    /// Register a function whose module is already in the local module store.
-    Deploy(Box<liquid_core::functions::Entry>, oneshot::Sender<Reply>),
-    /// The registry as this node holds it, with each function's placement in its view.
-    Functions(oneshot::Sender<Vec<crate::daemon::api::FunctionJson>>),
-    /// Recent log lines of a function on this node.
-    Logs(String, oneshot::Sender<Vec<crate::daemon::executor::LogLine>>),
-    /// The executor fetched and compiled a module for an incoming migration.
-    Prefetched {
-        /// The actor.
-        name: String,
-        /// Ready, or why not.
-        result: Result<(), String>,
-    },
-    /// The executor streamed an actor's snapshot (its size) or failed.
-    HandoffSent {
-        /// The actor.
-        name: String,
-        /// The target's epoch.
-        epoch: u64,
-        /// Bytes sent, or why it failed.
-        result: Result<u64, String>,
-    },
-    /// The executor received and stored an actor's snapshot.
-    SnapshotReceived {
-        /// The source.
-        from: NodeId,
-        /// The actor.
-        name: String,
-        /// Its new epoch.
-        epoch: u64,
-    },
-    /// Move actor `name` to `to` (answered with its current home, which runs the migration).
-    Migrate {
-        /// The actor.
-        name: String,
-        /// The target.
-        to: NodeId,
-        /// Answered once the migration started (or could not).
-        reply: oneshot::Sender<Result<NodeId, String>>,
-    },
-    /// Change a function's placement: pin it to a node or a tier (or unpin), and turn
-    /// automatic placement on or off.
-    SetPlacement {
-        /// The function.
-        name: String,
-        /// The change.
-        change: liquid_core::functions::PlacementChange,
-        /// Answered when the registry write is durable here.
-        reply: oneshot::Sender<Result<(), String>>,
-    },
-}
-
-/// Where an invocation's outcome goes.
-pub type InvokeReply = oneshot::Sender<Result<Vec<u8>, wasm_host::InvokeError>>;
 
 /// The driver's own metrics.
 #[derive(Clone, Default)]
@@ -194,43 +116,108 @@ pub fn disk_worker(
 /// Everything the loop needs.
 pub struct Driver {
     /// The core.
-    pub node: Node,
+    node: Node,
+    /// The transport.
+    mesh: Mesh,
+    /// Transport events.
+    events: mpsc::Receiver<Event>,
+    /// Events that arrived before the core existed.
+    early: Vec<Event>,
+    /// The inbox: API questions, executor completions, guest host calls.
+    inbox: mpsc::Receiver<DriverMsg>,
+    /// The core's epoch.
+    epoch: Instant,
+    /// Where the membership memory is persisted.
+    state_file: PathBuf,
+    /// Addresses actually listened on.
+    listen_addrs: Vec<String>,
+    /// Metrics.
+    metrics: DriverMetrics,
+    /// Storage work, to the disk worker.
+    disk: std::sync::mpsc::Sender<DiskOp>,
+    /// Flush completions, from the disk worker.
+    flushed: mpsc::UnboundedReceiver<(u64, Result<(), String>)>,
+    /// Object changes, for watchers.
+    changes: broadcast::Sender<ObjectName>,
+    /// Replies the core owes, by request id.
+    pending: HashMap<u64, oneshot::Sender<Reply>>,
+    /// The next request id.
+    next_request: u64,
+    /// Peers whose messages are dropped both ways (fault injection, `--dev` only).
+    blocked: std::collections::BTreeSet<NodeId>,
+    /// Runs functions.
+    executor: Arc<Executor>,
+    /// Finished executions, from the executor.
+    executed: mpsc::UnboundedReceiver<(ExecId, Executed)>,
+    /// Invocations the core owes an outcome, by id, with when they started.
+    invokes: HashMap<u64, (InvokeReply, Instant)>,
+    /// Function metrics.
+    fn_metrics: FnMetrics,
+}
+
+/// What the driver runs besides the core: the transport, the executor, where the
+/// membership memory goes, and the metrics.
+pub struct Parts {
     /// The transport.
     pub mesh: Mesh,
+    /// Addresses the mesh actually listens on.
+    pub listen_addrs: Vec<String>,
+    /// Runs functions.
+    pub executor: Arc<Executor>,
+    /// Where the membership memory is persisted.
+    pub state_file: PathBuf,
+    /// The driver's metrics.
+    pub metrics: DriverMetrics,
+    /// Function metrics.
+    pub fn_metrics: FnMetrics,
+}
+
+/// The channels the driver loop reads and writes.
+pub struct Channels {
     /// Transport events.
     pub events: mpsc::Receiver<Event>,
     /// Events that arrived before the core existed.
     pub early: Vec<Event>,
-    /// API questions.
-    pub api: mpsc::Receiver<ApiRequest>,
-    /// The core's epoch.
-    pub epoch: Instant,
-    /// Where the membership memory is persisted.
-    pub state_file: PathBuf,
-    /// Addresses actually listened on.
-    pub listen_addrs: Vec<String>,
-    /// Metrics.
-    pub metrics: DriverMetrics,
+    /// The inbox: API questions, executor completions, guest host calls.
+    pub inbox: mpsc::Receiver<DriverMsg>,
     /// Storage work, to the disk worker.
     pub disk: std::sync::mpsc::Sender<DiskOp>,
     /// Flush completions, from the disk worker.
     pub flushed: mpsc::UnboundedReceiver<(u64, Result<(), String>)>,
-    /// Object changes, for watchers.
-    pub changes: broadcast::Sender<ObjectName>,
-    /// Replies the core owes, by request id.
-    pub pending: HashMap<u64, oneshot::Sender<Reply>>,
-    /// The next request id.
-    pub next_request: u64,
-    /// Peers whose messages are dropped both ways (fault injection, `--dev` only).
-    pub blocked: std::collections::BTreeSet<NodeId>,
-    /// Runs functions.
-    pub executor: Arc<Executor>,
     /// Finished executions, from the executor.
     pub executed: mpsc::UnboundedReceiver<(ExecId, Executed)>,
-    /// Invocations the core owes an outcome, by id, with when they started.
-    pub invokes: HashMap<u64, (InvokeReply, Instant)>,
-    /// Function metrics.
-    pub fn_metrics: FnMetrics,
+    /// Object changes, for watchers.
+    pub changes: broadcast::Sender<ObjectName>,
+}
+
+impl Driver {
+    /// A driver for `node`, whose clock started at `epoch`. It owes no replies yet and blocks
+    /// no peer.
+    pub fn new(node: Node, epoch: Instant, parts: Parts, channels: Channels) -> Driver {
+        let Parts { mesh, listen_addrs, executor, state_file, metrics, fn_metrics } = parts;
+        let Channels { events, early, inbox, disk, flushed, executed, changes } = channels;
+        Driver {
+            node,
+            mesh,
+            events,
+            early,
+            inbox,
+            epoch,
+            state_file,
+            listen_addrs,
+            metrics,
+            disk,
+            flushed,
+            changes,
+            pending: HashMap::new(),
+            next_request: 0,
+            blocked: std::collections::BTreeSet::new(),
+            executor,
+            executed,
+            invokes: HashMap::new(),
+            fn_metrics,
+        }
+    }
 }
 
 impl Driver {
@@ -258,7 +245,7 @@ impl Driver {
                     Some(ev) => self.on_event(ev),
                     None => break,
                 },
-                Some(req) = self.api.recv() => self.on_api(req),
+                Some(msg) = self.inbox.recv() => self.on_msg(msg),
                 Some((id, done)) = self.executed.recv() => {
                     let now = self.now();
                     self.node.handle_executed(now, id, done);
@@ -390,10 +377,10 @@ impl Driver {
         self.node.membership().members(now).find(|m| m.info.id == *id).map(|m| m.info.name.clone()).unwrap_or_default()
     }
 
-    fn on_api(&mut self, req: ApiRequest) {
+    fn on_msg(&mut self, msg: DriverMsg) {
         let now = self.now();
-        match req {
-            ApiRequest::Status(tx) => {
+        match msg {
+            DriverMsg::Status(tx) => {
                 let m = self.node.membership();
                 let me = m.me();
                 let c = m.counts();
@@ -407,7 +394,7 @@ impl Driver {
                     incarnation: m.incarnation(),
                     listen_addrs: self.listen_addrs.clone(),
                     uptime_s: self.epoch.elapsed().as_secs_f64(),
-                    peers: crate::daemon::api::PeerCounts {
+                    peers: crate::views::PeerCounts {
                         alive: c[0],
                         suspect: c[1],
                         down: c[2] + c[3],
@@ -415,11 +402,11 @@ impl Driver {
                     },
                 });
             }
-            ApiRequest::Nodes(tx) => {
+            DriverMsg::Nodes(tx) => {
                 let list = self.node.membership().members(now).map(|m| MemberJson::from_view(&m, now)).collect();
                 let _ = tx.send(list);
             }
-            ApiRequest::Block(peers, tx) => {
+            DriverMsg::Block(peers, tx) => {
                 let now_blocked: std::collections::BTreeSet<NodeId> = peers.into_iter().collect();
                 let healed: Vec<NodeId> = self.blocked.difference(&now_blocked).copied().collect();
                 self.blocked = now_blocked;
@@ -430,25 +417,25 @@ impl Driver {
                 }
                 let _ = tx.send(self.blocked.iter().copied().collect());
             }
-            ApiRequest::Object(req, tx) => {
+            DriverMsg::Object(req, tx) => {
                 self.next_request += 1;
                 let id = self.next_request;
                 self.pending.insert(id, tx);
                 self.node.handle_request(now, RequestId(id), req);
             }
-            ApiRequest::HostObject(exec, req, tx) => {
+            DriverMsg::HostObject(exec, req, tx) => {
                 self.next_request += 1;
                 let id = self.next_request;
                 self.pending.insert(id, tx);
                 self.node.handle_host_request(now, exec, RequestId(id), req);
             }
-            ApiRequest::Invoke { name, input, depth, reply } => {
+            DriverMsg::Invoke { name, input, depth, reply } => {
                 self.next_request += 1;
                 let id = self.next_request;
                 self.invokes.insert(id, (reply, Instant::now()));
                 self.node.handle_invoke(now, InvokeId(id), name, input, depth);
             }
-            ApiRequest::Deploy(entry, tx) => match self.node.deploy_request(now, &entry) {
+            DriverMsg::Deploy(entry, tx) => match self.node.deploy_request(now, &entry) {
                 Ok(write) => {
                     self.next_request += 1;
                     let id = self.next_request;
@@ -459,15 +446,15 @@ impl Driver {
                     let _ = tx.send(Reply::Error(objects::ObjectError::Invalid { message }));
                 }
             },
-            ApiRequest::Functions(tx) => {
+            DriverMsg::Functions(tx) => {
                 let m = self.node.membership();
                 let now_s = liquid_core::functions::secs(now);
                 let list = liquid_core::functions::registry(self.node.objects())
                     .into_iter()
                     .map(|(name, reg)| {
-                        let mut f = crate::daemon::api::FunctionJson::new(&name, reg, m, now);
+                        let mut f = crate::views::FunctionJson::new(&name, reg, m, now);
                         f.facts_here =
-                            self.node.functions().facts(&name).map(|x| crate::daemon::api::FactsJson::new(x, now_s));
+                            self.node.functions().facts(&name).map(|x| crate::views::FactsJson::new(x, now_s));
                         f.activation_here = self.node.functions().activation(now, &name);
                         f.decision_here = self.node.functions().decision(&name).cloned();
                         f
@@ -475,19 +462,19 @@ impl Driver {
                     .collect();
                 let _ = tx.send(list);
             }
-            ApiRequest::Logs(name, tx) => {
+            DriverMsg::Logs(name, tx) => {
                 let _ = tx.send(self.executor.logs(&name));
             }
-            ApiRequest::Prefetched { name, result } => self.node.handle_prefetched(now, &name, result),
-            ApiRequest::HandoffSent { name, epoch, result } => self.node.handle_handoff_sent(now, &name, epoch, result),
-            ApiRequest::SnapshotReceived { from, name, epoch } => {
+            DriverMsg::Prefetched { name, result } => self.node.handle_prefetched(now, &name, result),
+            DriverMsg::HandoffSent { name, epoch, result } => self.node.handle_handoff_sent(now, &name, epoch, result),
+            DriverMsg::SnapshotReceived { from, name, epoch } => {
                 self.node.handle_snapshot_received(now, from, &name, epoch)
             }
-            ApiRequest::Migrate { name, to, reply } => {
+            DriverMsg::Migrate { name, to, reply } => {
                 let _ =
                     reply.send(self.node.handle_migrate(now, &name, to, "moved by hand (liquid fn migrate)".into()));
             }
-            ApiRequest::SetPlacement { name, change, reply } => {
+            DriverMsg::SetPlacement { name, change, reply } => {
                 match liquid_core::functions::registry::placement_change(self.node.objects(), &name, &change) {
                     Ok(write) => {
                         self.next_request += 1;

@@ -2,7 +2,7 @@
 //! over the mesh's bulk stream from a node that holds it, and checking the hash), loads the
 //! compiled artifact (or compiles once and caches it), and runs the call on a blocking
 //! thread with the manifest's limits. Host calls from the guest (objects, nested calls) go
-//! back to the core through the API channel, blocking only the guest's thread.
+//! back to the core through the driver's inbox, blocking only the guest's thread.
 //!
 //! Actors keep one live instance per node, checkpointed durably after every call
 //! ([`crate::daemon::checkpoint`]); a migration streams the newest checkpoint over the bulk stream.
@@ -32,7 +32,8 @@ use serde_json::Value as Json;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tracing::{debug, info, warn};
 
-use crate::daemon::driver::ApiRequest;
+use crate::daemon::inbox::DriverMsg;
+use crate::views::LogLine;
 
 /// The first byte of a bulk stream: what the opener wants.
 const BULK_MODULE: u8 = 1;
@@ -128,17 +129,6 @@ impl FnMetrics {
     }
 }
 
-/// One line of a function's log.
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
-pub struct LogLine {
-    /// Unix ms.
-    pub at_ms: u64,
-    /// `error`, `warn`, `info`, `debug`.
-    pub level: String,
-    /// The text.
-    pub line: String,
-}
-
 /// Recent log lines, per function.
 pub type Logs = Arc<Mutex<HashMap<String, VecDeque<LogLine>>>>;
 
@@ -155,7 +145,7 @@ type ActorSlot = Arc<Mutex<Option<Live>>>;
 pub struct Executor {
     store: Arc<ModuleStore>,
     mesh: Mesh,
-    api: mpsc::Sender<ApiRequest>,
+    driver: mpsc::Sender<DriverMsg>,
     done: mpsc::UnboundedSender<(ExecId, Executed)>,
     slots: Mutex<HashMap<String, Arc<Semaphore>>>,
     actors: Mutex<HashMap<String, ActorSlot>>,
@@ -173,7 +163,7 @@ impl Executor {
     pub fn new(
         store: Arc<ModuleStore>,
         mesh: Mesh,
-        api: mpsc::Sender<ApiRequest>,
+        driver: mpsc::Sender<DriverMsg>,
         done: mpsc::UnboundedSender<(ExecId, Executed)>,
         metrics: FnMetrics,
         unix_offset_us: u64,
@@ -182,7 +172,7 @@ impl Executor {
         Arc::new(Executor {
             store,
             mesh,
-            api,
+            driver,
             done,
             slots: Mutex::new(HashMap::new()),
             actors: Mutex::new(HashMap::new()),
@@ -347,7 +337,7 @@ impl Executor {
             depth: exec.depth,
         };
         let host = Box::new(AgentHost {
-            api: self.api.clone(),
+            driver: self.driver.clone(),
             exec: exec.id,
             function: exec.name.clone(),
             logs: self.logs.clone(),
@@ -464,7 +454,7 @@ impl Executor {
             {
                 m.insert(p.name.clone(), (p.hash, p.manifest));
             }
-            let _ = me.api.send(ApiRequest::Prefetched { name: p.name, result }).await;
+            let _ = me.driver.send(DriverMsg::Prefetched { name: p.name, result }).await;
         });
     }
 
@@ -492,7 +482,7 @@ impl Executor {
                     warn!(actor = %h.name, to = %h.to.short(), epoch = h.epoch, error = %e, "actor snapshot not sent")
                 }
             }
-            let _ = me.api.send(ApiRequest::HandoffSent { name: h.name, epoch: h.epoch, result }).await;
+            let _ = me.driver.send(DriverMsg::HandoffSent { name: h.name, epoch: h.epoch, result }).await;
         });
     }
 
@@ -655,7 +645,7 @@ impl Executor {
                         }
                         .await;
                         if let Some(from) = mesh::node_id(&from) {
-                            let _ = me.api.send(ApiRequest::SnapshotReceived { from, name, epoch }).await;
+                            let _ = me.driver.send(DriverMsg::SnapshotReceived { from, name, epoch }).await;
                         }
                     }
                     Err(e) => {
@@ -722,7 +712,7 @@ impl Executor {
 /// The host side of a running function on the real driver: blocks its (blocking) thread on
 /// the core's answers.
 struct AgentHost {
-    api: mpsc::Sender<ApiRequest>,
+    driver: mpsc::Sender<DriverMsg>,
     exec: ExecId,
     function: String,
     logs: Logs,
@@ -733,9 +723,9 @@ fn unavailable() -> AbiError {
 }
 
 impl AgentHost {
-    fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> ApiRequest) -> Result<T, AbiError> {
+    fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> DriverMsg) -> Result<T, AbiError> {
         let (tx, rx) = oneshot::channel();
-        self.api.blocking_send(make(tx)).map_err(|_| unavailable())?;
+        self.driver.blocking_send(make(tx)).map_err(|_| unavailable())?;
         rx.blocking_recv().map_err(|_| unavailable())
     }
 }
@@ -744,13 +734,13 @@ impl Host for AgentHost {
     fn object(&mut self, call: ObjCall) -> Result<Json, AbiError> {
         let (req, is_write) = liquid_core::functions::host_request(call);
         let exec = self.exec;
-        let reply = self.ask(|tx| ApiRequest::HostObject(exec, req, tx))?;
+        let reply = self.ask(|tx| DriverMsg::HostObject(exec, req, tx))?;
         liquid_core::functions::host_answer(reply, is_write)
     }
 
     fn invoke(&mut self, function: &str, input: Vec<u8>, depth: u32) -> Result<Vec<u8>, AbiError> {
         let name = function.to_string();
-        let result = self.ask(|tx| ApiRequest::Invoke { name, input, depth, reply: tx })?;
+        let result = self.ask(|tx| DriverMsg::Invoke { name, input, depth, reply: tx })?;
         liquid_core::functions::host_invoke_answer(result)
     }
 

@@ -8,3 +8,4 @@ pub mod checkpoint;
 pub mod config;
 pub mod driver;
 pub mod executor;
+pub mod inbox;

@@ -19,6 +19,7 @@ use state_sync::automerge::{ChangeHash, ROOT, ReadDoc};
 use state_sync::{Digest, Document, Heads, ObjectName};
 
 use crate::engine::Engine;
+use crate::metrics::Target;
 use crate::report::{CoreObjectStats, ObjectsCheck};
 use crate::workload::{Outcome, key_of, parse_key, value_of};
 
@@ -26,9 +27,6 @@ use crate::workload::{Outcome, key_of, parse_key, value_of};
 const PROBLEMS_MAX: usize = 10;
 /// A write unanswered this long at the end counts as stuck.
 const STUCK_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
-
-/// Per island, per object: the changes every holder must contain.
-pub(crate) struct Target(BTreeMap<u32, BTreeMap<ObjectName, Heads>>);
 
 /// What one copy's document says.
 struct Content<'a> {

@@ -3,8 +3,7 @@
 
 use std::fmt::Write as _;
 
-use super::Report;
-use crate::PolicySummary;
+use super::{Bucket, PolicySummary, Report};
 
 const W: f64 = 720.0;
 const H: f64 = 260.0;
@@ -225,11 +224,10 @@ pub(super) fn page(r: &Report) -> String {
     }
     s.push_str("</table>\n");
     let x_max = r.duration_s;
-    let at =
-        |p: &PolicySummary, f: &dyn Fn(&super::super::policies::Bucket) -> Option<f64>| -> Vec<(f64, Option<f64>)> {
-            let half = p.timeline.get(1).map_or(0.0, |b| b.start_s / 2.0);
-            p.timeline.iter().map(|b| (b.start_s + half, f(b))).collect()
-        };
+    let at = |p: &PolicySummary, f: &dyn Fn(&Bucket) -> Option<f64>| -> Vec<(f64, Option<f64>)> {
+        let half = p.timeline.get(1).map_or(0.0, |b| b.start_s / 2.0);
+        p.timeline.iter().map(|b| (b.start_s + half, f(b))).collect()
+    };
     for (title, pick) in [
         ("Median call latency over time (by when the call was made)", 0),
         ("99th percentile call latency over time", 1),

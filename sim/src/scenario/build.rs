@@ -635,7 +635,7 @@ fn build_invocations(
 fn build_placement(cx: &Ctx, raw: RawPlacement) -> Result<PlacementCfg, ScenarioError> {
     let mut cfg = PlacementCfg::default();
     if let Some(p) = &raw.policy {
-        cfg.policy = crate::Policy::parse(p.get_ref())
+        cfg.policy = crate::PolicyKind::parse(p.get_ref())
             .ok_or_else(|| cx.invalid(Some(p.span()), "placement.policy", "one of cloud, pinned, liquid"))?;
     }
     if let Some(every) = &raw.every {
