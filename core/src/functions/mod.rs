@@ -4,7 +4,7 @@
 //! ([`crate::placement`] makes them).
 //!
 //! [`Functions`] is a composition of parts that own their state, one file or folder each:
-//! - [`registry`]: every read and write of the registry documents (objects in the reserved
+//! - [`registry`](mod@registry): every read and write of the registry documents (objects in the reserved
 //!   namespace `liquid-fn`, replicated to every node), and the writes waiting for their
 //!   answer;
 //! - [`invocations`]: calls in progress — routing, forwarding, execution, exactly one outcome

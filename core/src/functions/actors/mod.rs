@@ -1,7 +1,7 @@
 //! Actors in the core: the one activation of each actor, its lease, and its migration.
 //!
 //! An activation serves a call only while its lease (a majority of the actor's granters, see
-//! [`super::lease`]) has at least [`admission_margin`] left; calls that arrive while it has none
+//! [`lease`]) has at least [`admission_margin`] left; calls that arrive while it has none
 //! (it is starting, renewing after a cut, or being handed over) wait, bounded by
 //! [`HOLD_MAX`]. A migration from this node (the source, epoch `e`) to a target:
 //!
