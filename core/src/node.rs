@@ -345,11 +345,6 @@ impl Node {
         Ok(Request::Write { object, change: objects::Change::Ops(ops), durability: objects::Durability::Local })
     }
 
-    /// The functions subsystem, mutably (for its event log).
-    pub fn functions_mut(&mut self) -> &mut Functions {
-        &mut self.functions
-    }
-
     /// Tells the other subsystems about members that came (back) to life among the outputs
     /// membership just produced.
     fn after_membership(&mut self, now: Time, before: usize) {
