@@ -24,6 +24,8 @@ use serde_json::Value as Json;
 
 use crate::ops::{self, BatchError, OPS_PER_BATCH_MAX, Op};
 
+mod structural;
+
 /// Nesting deeper than this is read as `null` (only imported documents can be that deep).
 const READ_DEPTH_MAX: usize = 256;
 
@@ -140,15 +142,43 @@ impl Document {
         if ops.len() > OPS_PER_BATCH_MAX {
             return Err(BatchError::TooManyOps { count: ops.len() });
         }
+        // The batch runs once; if it created containers at missing paths, it is rolled back,
+        // those containers are made by structural changes every replica makes identically
+        // (see the ops module's "Concurrency"), and the batch runs again on top of them.
+        let mut created = Vec::new();
+        self.try_apply(ops, timestamp, &mut created, created_none)?;
+        if created.is_empty() {
+            return Ok(self.heads());
+        }
+        for c in &created {
+            structural::create(&mut self.doc, c);
+        }
+        self.try_apply(ops, timestamp, &mut Vec::new(), |_| true)?;
+        Ok(self.heads())
+    }
+
+    /// Runs `ops` in one transaction, recording what they create in `created`; commits if
+    /// `commit(created)` says so, else rolls back.
+    fn try_apply(
+        &mut self,
+        ops: &[Op],
+        timestamp: i64,
+        created: &mut Vec<ops::Created>,
+        commit: impl FnOnce(&[ops::Created]) -> bool,
+    ) -> Result<(), BatchError> {
         let mut tx = self.doc.transaction();
         for (index, op) in ops.iter().enumerate() {
-            if let Err(source) = ops::apply(&mut tx, op) {
+            if let Err(source) = ops::apply(&mut tx, op, created) {
                 tx.rollback();
                 return Err(BatchError::Op { index, kind: op.kind(), path: op.path().clone(), source });
             }
         }
-        tx.commit_with(automerge::transaction::CommitOptions::default().with_time(timestamp));
-        Ok(self.heads())
+        if commit(created) {
+            tx.commit_with(automerge::transaction::CommitOptions::default().with_time(timestamp));
+        } else {
+            tx.rollback();
+        }
+        Ok(())
     }
 
     /// The document's value and heads.
@@ -221,6 +251,11 @@ impl Document {
     pub(crate) fn automerge_mut(&mut self) -> &mut Automerge {
         &mut self.doc
     }
+}
+
+/// Commits only batches that created nothing.
+fn created_none(created: &[ops::Created]) -> bool {
+    created.is_empty()
 }
 
 fn object_json(doc: &Automerge, obj: &ObjId, ty: ObjType, depth: usize) -> Json {

@@ -28,17 +28,25 @@
 //! larger positive ones as unsigned integers, the rest as floats.
 //!
 //! # Concurrency, what to expect
-//! `set`, `del` and creation are last-writer-wins per key: two replicas that `set` the same
-//! key while apart keep one of the two values (the same one everywhere). That includes
-//! *creating* a counter: if two replicas each create the same missing counter while apart,
-//! one creation wins and the increments made on the other side before they synced are lost.
-//! Increments to a counter that both sides already had always add up. Create counters once
-//! (an `inc` with `"by": 0` when the object is made) if they will be incremented in several
-//! places at once.
+//! `set` and `del` are last-writer-wins per key: two replicas that `set` the same key while
+//! apart keep one of the two values (the same one everywhere).
+//!
+//! *Creating* is not a write that can lose: the maps an operation creates on the way to a
+//! missing path, the counter a first `inc` creates and the list a first `insert` creates are
+//! made by a **deterministic structural change**: every replica that creates the same
+//! container at the same path in the same parent produces the byte-identical change (same
+//! synthetic actor, same dependencies, timestamp 0), which automerge stores once. So replicas
+//! that concurrently create a counter and increment it all increment the *same* counter, and
+//! every acknowledged increment counts; fields set concurrently in a map both replicas
+//! created land in the same map. (If the container was deleted since, the next creation is a
+//! new generation with its own actor, and replicas that saw the same history agree on it.)
+//! The structural change carries no user data; the operation's own writes follow in the
+//! batch's one change.
 //!
 //! # Bounds
 //! At most [`OPS_PER_BATCH_MAX`] operations per batch, values nested at most
-//! [`VALUE_DEPTH_MAX`] deep, increments of at most ±[`INC_ABS_MAX`]; the byte size of a batch is bounded by whoever receives it (the
+//! [`VALUE_DEPTH_MAX`] deep, increments of at most ±[`INC_ABS_MAX`], counters within
+//! ±[`COUNTER_ABS_MAX`]; the byte size of a batch is bounded by whoever receives it (the
 //! HTTP API's body limit).
 
 mod apply;
@@ -47,16 +55,21 @@ use serde::{Deserialize, Serialize};
 
 use crate::object::Path;
 
-pub(crate) use apply::apply;
+pub(crate) use apply::{Created, Made, apply};
 
 /// The most operations in one batch.
-pub const OPS_PER_BATCH_MAX: usize = 1024;
+pub const OPS_PER_BATCH_MAX: usize = 1000;
 /// The deepest nesting of maps and lists inside one `set` or `insert` value.
 pub const VALUE_DEPTH_MAX: usize = 32;
 /// The largest increment, in absolute value: 2^53, the largest integer JavaScript's automerge
 /// reads exactly. (A counter itself is an `i64`; automerge wraps it past `i64::MAX` in release
 /// builds and panics in debug builds, which needs ~1,000 maximal increments.)
 pub const INC_ABS_MAX: u64 = 1 << 53;
+/// The range of a counter, in absolute value: ±2^53. An `inc` whose result would leave it is
+/// refused ([`OpError::CounterOutOfRange`]). Automerge stores counters as `i64` and sums them
+/// when read, so the bound also leaves room for the increments of up to 1,024 replicas
+/// that each reached it while apart before an `i64` could overflow on merge.
+pub const COUNTER_ABS_MAX: u64 = 1 << 53;
 
 /// One operation. See the [module docs](self) for the JSON format.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -138,10 +151,60 @@ impl Op {
         }
     }
 
-    /// Parses a JSON list of operations (the HTTP API's request body).
+    /// Parses a JSON list of operations (the HTTP API's request body). An integer literal
+    /// that fits neither `i64` nor `u64` is refused: JSON parsers read it as an approximate
+    /// float, which would store a different number than the one sent.
     pub fn parse_batch(json: &str) -> Result<Vec<Op>, serde_json::Error> {
+        if let Some(literal) = oversized_integer(json) {
+            return Err(<serde_json::Error as serde::de::Error>::custom(oversized_message(literal)));
+        }
         serde_json::from_str(json)
     }
+}
+
+/// The first integer literal in the JSON text `json` (outside strings) that fits neither
+/// `i64` nor `u64`, if any. Numbers with a fraction or an exponent are floats by intent.
+pub fn oversized_integer(json: &str) -> Option<&str> {
+    let bytes = json.as_bytes();
+    let (mut i, mut in_string) = (0, false);
+    while i < bytes.len() {
+        let b = bytes[i];
+        if in_string {
+            match b {
+                b'\\' => i += 1,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            i += 1;
+            continue;
+        }
+        if b == b'"' {
+            in_string = true;
+            i += 1;
+            continue;
+        }
+        if b == b'-' || b.is_ascii_digit() {
+            let start = i;
+            while i < bytes.len() && matches!(bytes[i], b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E') {
+                i += 1;
+            }
+            let token = &json[start..i];
+            let integral = !token.contains(['.', 'e', 'E']);
+            if integral && token.parse::<i64>().is_err() && token.parse::<u64>().is_err() && token.len() > 1 {
+                return Some(token);
+            }
+            continue;
+        }
+        i += 1;
+    }
+    None
+}
+
+/// The error for an [`oversized_integer`].
+pub fn oversized_message(literal: &str) -> String {
+    format!(
+        "the integer {literal} does not fit 64 bits, so it would be stored as an approximate float: send it as a string (\"{literal}\"), or as a float on purpose (with a fraction or an exponent)"
+    )
 }
 
 /// Why one operation cannot apply. Every variant names the path it is about.
@@ -185,6 +248,16 @@ pub enum OpError {
         path: Path,
         /// What it is.
         found: &'static str,
+    },
+    /// `inc` whose result leaves ±[`COUNTER_ABS_MAX`].
+    #[error("{path} holds {before}: adding {by} would take it past ±2^53 ({COUNTER_ABS_MAX}), the range of a counter")]
+    CounterOutOfRange {
+        /// The counter.
+        path: Path,
+        /// The counter's value before the refused increment.
+        before: i64,
+        /// The refused increment.
+        by: i64,
     },
     /// `set` on an existing counter, which would lose concurrent increments.
     #[error("{path} is a counter: change it with inc, or del it first to replace it")]
@@ -300,5 +373,25 @@ mod tests {
         }
         let err = Op::parse_batch(r#"[{"op":"del","path":"a..b"}]"#).unwrap_err().to_string();
         assert!(err.contains("empty segment"), "{err}");
+    }
+
+    /// Issue 17: integers beyond 64 bits silently became floats.
+    #[test]
+    fn integers_beyond_64_bits_are_refused_not_rounded() {
+        let big = r#"[{"op":"set","path":"n","value":{"x":[1, 123456789012345678901234]}}]"#;
+        let err = Op::parse_batch(big).unwrap_err().to_string();
+        assert!(err.contains("123456789012345678901234") && err.contains("as a string"), "{err}");
+        assert_eq!(oversized_integer("-9223372036854775809"), Some("-9223372036854775809"));
+        for fine in [
+            r#"[{"op":"set","path":"n","value":18446744073709551615}]"#,
+            r#"[{"op":"set","path":"n","value":-9223372036854775808}]"#,
+            r#"[{"op":"set","path":"n","value":1e30}]"#,
+            r#"[{"op":"set","path":"n","value":123456789012345678901234.5}]"#,
+            r#"[{"op":"set","path":"n","value":"123456789012345678901234"}]"#,
+            r#"[{"op":"set","path":"n","value":"a \" 123456789012345678901234"}]"#,
+            r#"[{"op":"set","path":"n","value":-0.0}]"#,
+        ] {
+            assert!(Op::parse_batch(fine).is_ok(), "{fine}");
+        }
     }
 }

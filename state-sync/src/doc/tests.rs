@@ -133,9 +133,64 @@ fn a_failing_batch_applies_nothing() {
 #[test]
 fn a_batch_is_one_change() {
     let mut d = doc();
-    apply(&mut d, json!([{"op":"set","path":"a","value":1},{"op":"set","path":"b","value":2},{"op":"inc","path":"c"}]))
-        .unwrap();
+    apply(
+        &mut d,
+        json!([{"op":"set","path":"a","value":1},{"op":"set","path":"b","value":2},{"op":"set","path":"c","value":3}]),
+    )
+    .unwrap();
     assert_eq!(d.automerge().get_changes(&[]).len(), 1);
+    // Creating a counter adds one structural change (timestamp 0, a synthetic actor) before
+    // the batch's own change, which holds every write.
+    apply(&mut d, json!([{"op":"set","path":"d","value":1},{"op":"inc","path":"e","by":2}])).unwrap();
+    let changes = d.automerge().get_changes(&[]);
+    assert_eq!(changes.len(), 3);
+    assert_eq!((changes[1].timestamp(), changes[1].len()), (0, 1));
+    assert_ne!(changes[1].actor_id(), changes[2].actor_id());
+    assert_eq!(changes[2].len(), 2);
+    assert_eq!(d.value(), json!({"a":1,"b":2,"c":3,"d":1,"e":2}));
+}
+
+#[test]
+fn counters_stay_in_range() {
+    let mut d = doc();
+    let max = 1i64 << 53;
+    apply(&mut d, json!([{"op":"inc","path":"n","by":max}])).unwrap();
+    let e = op_error(apply(&mut d, json!([{"op":"inc","path":"n","by":1}])));
+    assert_eq!(e, OpError::CounterOutOfRange { path: Path::parse("n").unwrap(), before: max, by: 1 });
+    assert!(e.to_string().contains("2^53"), "{e}");
+    assert_eq!(d.value(), json!({"n":max}));
+    // The same at the bottom, and a refused batch changes nothing.
+    apply(&mut d, json!([{"op":"inc","path":"n","by":-max},{"op":"inc","path":"n","by":-max}])).unwrap();
+    let heads = d.heads();
+    let e = op_error(apply(&mut d, json!([{"op":"set","path":"x","value":1},{"op":"inc","path":"n","by":-1}])));
+    assert!(matches!(e, OpError::CounterOutOfRange { before, by: -1, .. } if before == -max), "{e:?}");
+    assert_eq!((d.heads(), d.value()), (heads, json!({"n":-max})));
+}
+
+/// The issue-17 overflow: a counter that peers pushed past `i64` (each side within its own
+/// bounds, or a peer that lies) neither panics on merge nor on read.
+#[test]
+fn a_counter_overflowing_on_merge_never_panics() {
+    let mut sides: Vec<Document> = (0..3u8).map(|i| Document::new(ActorId::from([i + 1; 16].as_slice()))).collect();
+    let mut base = doc();
+    apply(&mut base, json!([{"op":"inc","path":"n","by":0}])).unwrap();
+    let shared = base.save();
+    for side in &mut sides {
+        side.import(&shared).unwrap();
+        // A lying peer: raw automerge increments, past every bound of ours.
+        let mut tx = side.automerge_mut().transaction();
+        for _ in 0..2 {
+            automerge::transaction::Transactable::increment(&mut tx, ROOT, "n", i64::MAX / 2).unwrap();
+        }
+        tx.commit();
+    }
+    for side in &sides {
+        base.import(&side.save()).unwrap();
+    }
+    let v = base.value();
+    assert!(v["n"].is_i64(), "{v}");
+    let e = apply(&mut base, json!([{"op":"inc","path":"n","by":1}]));
+    assert!(e.is_err(), "an increment of a counter out of range is refused: {e:?}");
 }
 
 #[test]

@@ -8,14 +8,36 @@ use automerge::transaction::Transactable;
 use automerge::{AutomergeError, ObjId, ObjType, Prop, ROOT, ScalarValue, Value};
 use serde_json::Value as Json;
 
-use super::{INC_ABS_MAX, Op, OpError, VALUE_DEPTH_MAX};
+use super::{COUNTER_ABS_MAX, INC_ABS_MAX, Op, OpError, VALUE_DEPTH_MAX};
 use crate::object::{Path, segment_index};
 
-/// Applies `op` to `tx`. On error the caller rolls the whole transaction back.
-pub(crate) fn apply<T: Transactable>(tx: &mut T, op: &Op) -> Result<(), OpError> {
+/// What an operation created because its path was missing (as opposed to what it wrote).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Made {
+    /// A map on the way to a deeper path.
+    Map,
+    /// The list an `insert` needed.
+    List,
+    /// The counter an `inc` needed.
+    Counter,
+}
+
+/// A container created at a missing path, recorded so [`crate::doc::Document::apply`] can
+/// replace the creation by one every replica makes identically.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Created {
+    /// Where.
+    pub path: Path,
+    /// What.
+    pub made: Made,
+}
+
+/// Applies `op` to `tx`, recording in `created` every container it creates at a missing
+/// path. On error the caller rolls the whole transaction back.
+pub(crate) fn apply<T: Transactable>(tx: &mut T, op: &Op, created: &mut Vec<Created>) -> Result<(), OpError> {
     match op {
         Op::Set { path, value, text } => {
-            let (parent, prop) = slot(tx, path, true)?;
+            let (parent, prop) = slot(tx, path, true, created)?;
             match get(tx, &parent, &prop, path)? {
                 Some((Value::Scalar(s), _)) if matches!(s.as_ref(), ScalarValue::Counter(_)) => {
                     return Err(OpError::SetOnCounter { path: path.clone() });
@@ -35,7 +57,7 @@ pub(crate) fn apply<T: Transactable>(tx: &mut T, op: &Op) -> Result<(), OpError>
             }
         }
         Op::Del { path } => {
-            let (parent, prop) = slot(tx, path, false)?;
+            let (parent, prop) = slot(tx, path, false, created)?;
             match get(tx, &parent, &prop, path)? {
                 Some(_) => tx.delete(&parent, prop).map_err(am(path)),
                 None if is_index(&prop) => Err(out_of_range(tx, &parent, &prop, path)),
@@ -48,29 +70,35 @@ pub(crate) fn apply<T: Transactable>(tx: &mut T, op: &Op) -> Result<(), OpError>
                     format!("an increment is at most ±{INC_ABS_MAX} (2^53), so counters stay exact in JavaScript");
                 return Err(OpError::InvalidValue { path: path.clone(), reason });
             }
-            let (parent, prop) = slot(tx, path, true)?;
-            // Fast path: reading a counter costs as much as incrementing it (automerge sums
-            // its increment ops), so try the increment first; it fails without a trace on
-            // anything but a counter, and the slow path below finds out what is there.
+            let (parent, prop) = slot(tx, path, true, created)?;
+            // Fast path: try the increment first; it fails without a trace on anything but a
+            // counter, and the slow path below finds out what is there.
             if tx.increment(&parent, prop.clone(), *by).is_ok() {
-                return Ok(());
+                return counter_in_range(tx, &parent, &prop, path, *by);
             }
             match get(tx, &parent, &prop, path)? {
                 Some((Value::Scalar(s), _)) if matches!(s.as_ref(), ScalarValue::Counter(_)) => {
-                    tx.increment(&parent, prop, *by).map_err(am(path))
+                    tx.increment(&parent, prop.clone(), *by).map_err(am(path))?;
+                    counter_in_range(tx, &parent, &prop, path, *by)
                 }
                 Some((v, _)) => Err(OpError::NotACounter { path: path.clone(), found: kind(&v) }),
                 None if is_index(&prop) => Err(out_of_range(tx, &parent, &prop, path)),
-                None => tx.put(&parent, prop, ScalarValue::counter(*by)).map_err(am(path)),
+                None => {
+                    created.push(Created { path: path.clone(), made: Made::Counter });
+                    tx.put(&parent, prop, ScalarValue::counter(*by)).map_err(am(path))
+                }
             }
         }
         Op::Insert { path, index, value } => {
-            let (parent, prop) = slot(tx, path, true)?;
+            let (parent, prop) = slot(tx, path, true, created)?;
             let list = match get(tx, &parent, &prop, path)? {
                 Some((Value::Object(ObjType::List), id)) => id,
                 Some((v, _)) => return Err(OpError::NotAList { path: path.clone(), found: kind(&v) }),
                 None if is_index(&prop) => return Err(out_of_range(tx, &parent, &prop, path)),
-                None => tx.put_object(&parent, prop, ObjType::List).map_err(am(path))?,
+                None => {
+                    created.push(Created { path: path.clone(), made: Made::List });
+                    tx.put_object(&parent, prop, ObjType::List).map_err(am(path))?
+                }
             };
             let len = tx.length(&list);
             let index = index.unwrap_or(len);
@@ -80,7 +108,7 @@ pub(crate) fn apply<T: Transactable>(tx: &mut T, op: &Op) -> Result<(), OpError>
             write(tx, Place::Insert(list, index), value, path, 0)
         }
         Op::Splice { path, index, delete, insert } => {
-            let (parent, prop) = slot(tx, path, false)?;
+            let (parent, prop) = slot(tx, path, false, created)?;
             let text = match get(tx, &parent, &prop, path)? {
                 Some((Value::Object(ObjType::Text), id)) => id,
                 Some((v, _)) => return Err(OpError::NotText { path: path.clone(), found: kind(&v) }),
@@ -98,7 +126,12 @@ pub(crate) fn apply<T: Transactable>(tx: &mut T, op: &Op) -> Result<(), OpError>
 }
 
 /// Resolves every segment but the last to a map or list, and the last to a property in it.
-fn slot<T: Transactable>(tx: &mut T, path: &Path, create: bool) -> Result<(ObjId, Prop), OpError> {
+fn slot<T: Transactable>(
+    tx: &mut T,
+    path: &Path,
+    create: bool,
+    created: &mut Vec<Created>,
+) -> Result<(ObjId, Prop), OpError> {
     let segments = path.segments();
     let (mut obj, mut ty) = (ROOT, ObjType::Map);
     for (depth, segment) in segments.iter().enumerate() {
@@ -112,6 +145,7 @@ fn slot<T: Transactable>(tx: &mut T, path: &Path, create: bool) -> Result<(ObjId
             Some((Value::Object(t @ (ObjType::Map | ObjType::Table | ObjType::List)), id)) => (id, t),
             Some((v, _)) => return Err(OpError::NotAContainer { path: inner, found: kind(&v) }),
             None if create && !is_index(&prop) => {
+                created.push(Created { path: inner.clone(), made: Made::Map });
                 (tx.put_object(&obj, prop, ObjType::Map).map_err(am(&inner))?, ObjType::Map)
             }
             None if is_index(&prop) => return Err(out_of_range(tx, &obj, &prop, &inner)),
@@ -146,6 +180,22 @@ fn get<T: Transactable>(
     }
     let got = tx.get(obj, prop.clone()).map_err(am(path))?;
     Ok(got.map(|(v, id)| (v.into_owned(), id)))
+}
+
+/// Refuses an increment (already made in `tx`, which the caller rolls back) that took the
+/// counter out of ±[`COUNTER_ABS_MAX`].
+fn counter_in_range<T: Transactable>(tx: &T, obj: &ObjId, prop: &Prop, path: &Path, by: i64) -> Result<(), OpError> {
+    let value = match get(tx, obj, prop, path)? {
+        Some((Value::Scalar(s), _)) => match s.as_ref() {
+            ScalarValue::Counter(c) => i64::from(c),
+            _ => return Ok(()),
+        },
+        _ => return Ok(()),
+    };
+    if value.unsigned_abs() > COUNTER_ABS_MAX {
+        return Err(OpError::CounterOutOfRange { path: path.clone(), by, before: value.wrapping_sub(by) });
+    }
+    Ok(())
 }
 
 fn is_index(prop: &Prop) -> bool {
