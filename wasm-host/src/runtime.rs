@@ -155,6 +155,11 @@ pub trait Host: Send {
     fn invoke(&mut self, function: &str, input: Vec<u8>, depth: u32) -> Result<Vec<u8>, AbiError>;
     /// A line for the function's log.
     fn log(&mut self, level: Level, line: &str);
+
+    /// The call wrote `n` log lines past its budget, which were dropped.
+    fn logs_dropped(&mut self, n: u64) {
+        let _ = n;
+    }
 }
 
 /// One call's inputs, all chosen by the node core.
@@ -215,6 +220,9 @@ impl Runtime {
             s.wasi.get_or_insert_with(|| WasiCtxBuilder::new().build_p1())
         })
         .map_err(|e| format!("linking WASI: {e}"))?;
+        linker.allow_shadowing(true);
+        add_poll_oneoff(&mut linker).map_err(|e| format!("linking WASI poll_oneoff: {e}"))?;
+        linker.allow_shadowing(false);
         add_liquid(&mut linker).map_err(|e| format!("linking the Liquid ABI: {e}"))?;
         let stop = Arc::new(AtomicBool::new(false));
         if cfg.wall_deadlines {
@@ -247,7 +255,16 @@ impl Runtime {
         if bytes.len() > self.cfg.module_max {
             return Err(ModuleError::TooLarge { size: bytes.len(), max: self.cfg.module_max });
         }
-        let module = Module::new(&self.engine, bytes).map_err(|e| ModuleError::NotWasm(error_chain(&e)))?;
+        let module = if bytes.starts_with(b"\0asm") {
+            Module::from_binary(&self.engine, bytes).map_err(|e| ModuleError::NotWasm(error_chain(&e)))?
+        } else if looks_like_wat(bytes) {
+            Module::new(&self.engine, bytes).map_err(|e| ModuleError::NotWasm(without_source(&error_chain(&e))))?
+        } else {
+            return Err(ModuleError::NotWasm(
+                "these bytes are neither a WebAssembly binary (which starts with \\0asm) nor WebAssembly text"
+                    .to_owned(),
+            ));
+        };
         self.link(module, ModuleHash::of(bytes), manifest)
     }
 
@@ -348,6 +365,9 @@ impl Runtime {
                 .update(&inv.seed.to_le_bytes())
                 .finalize_xof(),
             depth: inv.depth,
+            log_lines_left: LOG_LINES_PER_CALL,
+            log_bytes_left: LOG_BYTES_PER_CALL,
+            log_dropped: 0,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| s as &mut dyn ResourceLimiter);
@@ -365,6 +385,7 @@ impl Runtime {
         s.input = inv.input;
         s.output.clear();
         s.output_overflow = false;
+        (s.log_lines_left, s.log_bytes_left, s.log_dropped) = (LOG_LINES_PER_CALL, LOG_BYTES_PER_CALL, 0);
         s.result.clear();
         s.host = Some(host);
         s.now_ms = inv.now_ms;
@@ -615,6 +636,15 @@ fn finish(
     for line in String::from_utf8_lossy(&stderr).lines().take(100) {
         host.log(Level::Info, line);
     }
+    if s.log_dropped > 0 {
+        let line = format!(
+            "dropped {} more log lines of this call: a call logs at most {LOG_LINES_PER_CALL} lines and {} KiB",
+            s.log_dropped,
+            LOG_BYTES_PER_CALL >> 10
+        );
+        host.log(Level::Warn, &line);
+        host.logs_dropped(s.log_dropped);
+    }
     let stdout = s.stdout.contents();
     let result = match (interface, ran) {
         (_, Err(e)) => match e.downcast_ref::<I32Exit>() {
@@ -672,6 +702,30 @@ fn classify(e: &wasmtime::Error, s: &State, manifest: &Manifest) -> InvokeError 
     }
 }
 
+/// Whether `bytes` can be WebAssembly text (UTF-8 that starts, after blanks, with a form
+/// or a comment); anything else is refused without handing it to the text parser.
+fn looks_like_wat(bytes: &[u8]) -> bool {
+    std::str::from_utf8(bytes).is_ok_and(|t| {
+        let t = t.trim_start();
+        t.starts_with('(') || t.starts_with(";;") || t.starts_with("(;")
+    })
+}
+
+/// A text-parser error without the source lines it quotes: an upload's error must not echo
+/// the file's contents back (issue 17: a manifest pointing at /etc/passwd did).
+fn without_source(message: &str) -> String {
+    message
+        .lines()
+        .filter(|l| {
+            let t = l.trim_start();
+            !(t.starts_with('|') || t.split_once(" |").is_some_and(|(n, _)| n.chars().all(|c| c.is_ascii_digit())))
+        })
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 fn error_chain(e: &wasmtime::Error) -> String {
     let mut s = e.to_string();
     for cause in e.chain().skip(1) {
@@ -715,6 +769,10 @@ struct State {
     now_ms: i64,
     rng: blake3::OutputReader,
     depth: u32,
+    /// Log lines and bytes this call may still write, and how many it wrote past them.
+    log_lines_left: u32,
+    log_bytes_left: usize,
+    log_dropped: u64,
 }
 
 impl ResourceLimiter for State {
@@ -755,6 +813,55 @@ impl HostMonotonicClock for FixedMono {
 
 /// The largest stderr kept from one call (it goes to the function's log).
 const STDERR_MAX: usize = 64 << 10;
+/// The longest line `liquid.log` keeps (the rest is cut).
+pub const LOG_LINE_BYTES_MAX: usize = 4096;
+/// The most `liquid.log` lines one call writes; later ones are dropped and counted, and the
+/// call's log ends with one line saying how many (issue 17: one call of a module logging in
+/// a loop wrote 794 MiB to the agent's log in 5 s).
+pub const LOG_LINES_PER_CALL: u32 = 1000;
+/// The most `liquid.log` bytes one call writes (the same rule as lines).
+pub const LOG_BYTES_PER_CALL: usize = 256 << 10;
+
+/// WASI's `poll_oneoff`, without blocking: every subscription is reported ready at once.
+///
+/// Why: wasmtime's own implementation sleeps the calling thread for a clock subscription, and
+/// a thread inside a host call cannot be interrupted by the epoch, so `wall_ms` did not
+/// bound a module sleeping for 120 s (issue 17), and such calls held executor threads that
+/// other functions needed. Inside a call time does not pass anyway (the WASI clocks read the
+/// call's start, see `wasi_ctx`), so a sleep that returns at once is what the guest would
+/// observe; a guest that waits for its clock to move spins until `wall_ms` or its fuel ends
+/// it. The only readable or writable descriptors are the in-memory stdio pipes, which never
+/// block.
+fn add_poll_oneoff(linker: &mut Linker<State>) -> wasmtime::Result<()> {
+    /// Bytes of one `subscription` and one `event` in WASI preview 1.
+    const SUB: usize = 48;
+    const EVENT: usize = 32;
+    const ERRNO_INVAL: i32 = 28;
+    linker.func_wrap(
+        "wasi_snapshot_preview1",
+        "poll_oneoff",
+        |mut c: Ctx<'_>, subs: i32, events: i32, n: i32, nevents: i32| -> wasmtime::Result<i32> {
+            let mem = memory(&mut c)?;
+            let data = mem.data_mut(&mut c);
+            let Ok(count) = usize::try_from(n) else { return Ok(ERRNO_INVAL) };
+            if count == 0 {
+                return Ok(ERRNO_INVAL);
+            }
+            let in_len = i32::try_from(count.saturating_mul(SUB)).unwrap_or(i32::MAX);
+            let subscriptions = abi::slice(data, subs, in_len)?.to_vec();
+            let out_len = i32::try_from(count.saturating_mul(EVENT)).unwrap_or(i32::MAX);
+            let out = abi::slice_mut(data, events, out_len)?;
+            for (sub, event) in subscriptions.chunks_exact(SUB).zip(out.chunks_exact_mut(EVENT)) {
+                event.fill(0);
+                event[..8].copy_from_slice(&sub[..8]); // userdata
+                event[10] = sub[8]; // the event's type is the subscription's tag
+            }
+            abi::slice_mut(data, nevents, 4)?.copy_from_slice(&(n as u32).to_le_bytes());
+            Ok(0)
+        },
+    )?;
+    Ok(())
+}
 
 fn wasi_ctx(name: &str, inv: &Invocation, stdout: &MemoryOutputPipe, stderr: &MemoryOutputPipe) -> WasiP1Ctx {
     let mut random = vec![0u8; 4096];
@@ -934,7 +1041,14 @@ fn add_liquid(linker: &mut Linker<State>) -> wasmtime::Result<()> {
         let mem = memory(&mut c)?;
         let (data, state) = mem.data_and_store_mut(&mut c);
         let bytes = abi::slice(data, ptr, len)?;
-        let line = String::from_utf8_lossy(&bytes[..bytes.len().min(4096)]).into_owned();
+        let bytes = &bytes[..bytes.len().min(LOG_LINE_BYTES_MAX)];
+        if state.log_lines_left == 0 || state.log_bytes_left < bytes.len() {
+            state.log_dropped += 1;
+            return Ok(());
+        }
+        state.log_lines_left -= 1;
+        state.log_bytes_left -= bytes.len();
+        let line = String::from_utf8_lossy(bytes).into_owned();
         if let Some(h) = state.host.as_mut() {
             h.log(Level::from_guest(level), &line);
         }

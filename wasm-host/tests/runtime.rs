@@ -126,12 +126,59 @@ fn wall_clock_limit_ends_a_loop_with_fuel_to_spare() {
     assert!(t.elapsed() < std::time::Duration::from_secs(5));
 }
 
+/// Issue 17: a module sleeping 120 s in WASI's poll_oneoff ran for 120 s under
+/// `wall_ms = 5000`; sleeping now returns at once, and the call ends well within its limit.
+#[test]
+fn a_blocking_wasi_sleep_does_not_outlive_the_wall_limit() {
+    let rt = runtime();
+    let (c, m) = compile(&rt, "sleep.wat");
+    let t = std::time::Instant::now();
+    let out = rt.invoke(&c, &m, inv(b""), Box::new(MemHost::default()));
+    assert_eq!(out.result.expect("the sleeper finishes"), b"slept");
+    assert!(t.elapsed() < std::time::Duration::from_millis(m.limits.wall_ms), "{:?}", t.elapsed());
+}
+
+/// Issue 17: one call logging in a loop flooded the agent's log. A call keeps its first
+/// lines, drops the rest, and says how many it dropped.
+#[test]
+fn a_log_flood_is_cut_and_counted() {
+    let rt = runtime();
+    let (c, mut m) = compile(&rt, "log-flood.wat");
+    m.limits.fuel = 1_000_000_000;
+    let host = MemHost::default();
+    let out = rt.invoke(&c, &m, inv(b""), Box::new(host.clone()));
+    assert!(out.result.is_ok(), "{:?}", out.result);
+    let logs = host.logs.lock().unwrap();
+    let max = wasm_host::runtime::LOG_LINES_PER_CALL as usize;
+    assert_eq!(logs.len(), max + 1, "the budget and one line about the rest");
+    assert!(logs[..max].iter().all(|l| l == "warn: flood line"), "{:?}", &logs[..3]);
+    let last = logs.last().unwrap();
+    assert!(last.contains(&format!("dropped {} more log lines", 1_000_000 - max)), "{last}");
+    drop(logs);
+    // The budget is per call: a second call on the same runtime logs again.
+    let again = MemHost::default();
+    rt.invoke(&c, &m, inv(b""), Box::new(again.clone())).result.unwrap();
+    assert_eq!(again.logs.lock().unwrap().len(), max + 1);
+}
+
 #[test]
 fn bad_modules_are_refused_with_the_reason() {
     let rt = runtime();
     let m = manifest("x");
     let err = |file: &str| rt.compile(&guest(file), &m).err().unwrap_or_else(|| panic!("{file} accepted"));
     assert!(matches!(err("not-wasm.bin"), ModuleError::NotWasm(_)));
+    // Issue 17: non-Wasm bytes said "input bytes aren't valid utf-8", and a text file's
+    // parse error quoted its lines back (a manifest could point a deploy at /etc/passwd).
+    let passwd = b"root:x:0:0:root:/root:/bin/bash\nsecret-user:x:1000:1000::/home/s:/bin/sh\n";
+    let binary = [0xff_u8, 0xfe, 0x00, 0x01, 0x80];
+    for bytes in [&passwd[..], &binary[..]] {
+        let e = rt.compile(bytes, &m).err().expect("refused").to_string();
+        assert!(e.contains("neither a WebAssembly binary") && !e.contains("utf-8"), "{e}");
+        assert!(!e.contains("root") && !e.contains("secret"), "echoes the contents: {e}");
+    }
+    let bad_text = b"(module (func $f (secret-token-123)))";
+    let e = rt.compile(bad_text, &m).err().expect("refused").to_string();
+    assert!(e.contains("not a valid WebAssembly module") && !e.contains("secret-token-123"), "{e}");
     match err("bad-import.wat") {
         ModuleError::Import { module, name } => assert_eq!((module.as_str(), name.as_str()), ("env", "system")),
         other => panic!("{other:?}"),
