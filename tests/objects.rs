@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use serde_json::{Value, json};
-use support::{Cli, Cluster, Lines, Output, eventually, http_get, http_send, run, str_of};
+use support::{Cli, Cluster, Lines, Output, eventually, http_get, http_send, mode, run, str_of};
 
 /// How long a fresh mesh of a few agents may take to see itself whole.
 const FORM_WITHIN: Duration = Duration::from_secs(20);
@@ -107,21 +107,23 @@ fn concurrent_increments_from_three_agents_all_count() {
     let key = c.cluster_key("cluster.key");
     let agents = start_mesh(&mut c, &key, &[("inc-1", "cloud"), ("inc-2", "fog"), ("inc-3", "edge")]);
 
-    // Create the counter once (concurrent creations of the same counter keep only one).
-    ok(&agents[0], &["obj", "inc", "app/c", "n", "0"]);
-    wait_value("every agent reads the new counter", &agents, "app/c", &json!({ "n": 0 }), CONVERGE_WITHIN);
     let formed = started.elapsed();
 
-    // Two threads per agent, each incrementing several times by the agent's own amount, so the
-    // sum shows whose increments counted.
+    // The counter does not exist yet: every agent creates it at once (issue 17: creation at
+    // first use lost 1-2 of 120 acknowledged increments). Two threads per agent, released
+    // together, each incrementing several times by the agent's own amount, so the sum shows
+    // whose increments counted.
     const THREADS_PER_AGENT: usize = 2;
     const INCS_PER_THREAD: i64 = 5;
     let amounts = [1_i64, 10, 100];
+    let go = std::sync::Barrier::new(amounts.len() * THREADS_PER_AGENT);
     std::thread::scope(|s| {
         let mut threads = Vec::new();
         for (a, by) in agents.iter().zip(amounts) {
             for _ in 0..THREADS_PER_AGENT {
+                let go = &go;
                 threads.push(s.spawn(move || {
+                    go.wait();
                     for _ in 0..INCS_PER_THREAD {
                         ok(a, &["obj", "inc", "app/c", "n", &by.to_string()]);
                     }
@@ -352,6 +354,31 @@ fn an_agent_restarted_twice_in_quick_succession_is_back_in_the_mesh_at_once() {
     );
 }
 
+/// POSTs `len` bytes to `path` over a raw connection and returns the raw answer (the agent may
+/// answer and close before the body is sent: write errors are not failures).
+fn oversized_post(base: &str, token: &str, path: &str, len: usize) -> String {
+    use std::io::{Read, Write};
+    let host = base.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(host).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n"
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    let chunk = vec![b' '; 1 << 20];
+    let mut left = len;
+    while left > 0 {
+        let n = left.min(chunk.len());
+        if s.write_all(&chunk[..n]).is_err() {
+            break;
+        }
+        left -= n;
+    }
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    String::from_utf8_lossy(&raw).into_owned()
+}
+
 fn len(v: &Value) -> usize {
     v.as_object().map_or(0, serde_json::Map::len)
 }
@@ -560,6 +587,59 @@ fn the_api_and_the_cli_refuse_bad_requests_clearly() {
     let out = obj(a, &["obj", "inc", "app/ctr", "label"]);
     assert!(!out.status.success() && out.stderr.contains("not a counter"), "{out:?}");
     assert_eq!(read(a, "app/ctr").unwrap(), json!({ "n": 5, "label": "x" }));
+
+    // A counter cannot leave ±2^53 (issue 17: it wrapped to a negative number in release
+    // builds and panicked the agent in debug builds): a clear 400, and nothing changes.
+    let max = (1_i64 << 53).to_string();
+    ok(a, &["obj", "inc", "app/big", "n", &max]);
+    let over =
+        http_send(&url, "POST", "/v1/objects/app/big", Some(&token), r#"[{"op":"inc","path":"n","by":1}]"#).unwrap();
+    assert_eq!(over.code, 400, "{over:?}");
+    assert!(over.body.contains("2^53"), "says why: {over:?}");
+    assert_eq!(read(a, "app/big").unwrap(), json!({ "n": 1_i64 << 53 }));
+    let out = obj(a, &["obj", "inc", "app/big", "n", "-1"]);
+    assert!(out.status.success(), "the way back is open: {out:?}");
+
+    // Values at the edges (issue 17): a negative float needs no `--`; an integer beyond 64
+    // bits is refused, not rounded to a float; 1,001 operations are more than the 1,000 the
+    // docs promise; every refusal is JSON, also a bad query string and a body over the limit.
+    ok(a, &["obj", "set", "app/edge", "neg", "-0.5"]);
+    let out = obj(a, &["obj", "set", "app/edge", "huge", "123456789012345678901234"]);
+    assert!(!out.status.success() && out.stderr.contains("as a string"), "{out:?}");
+    let huge = r#"[{"op":"set","path":"huge","value":123456789012345678901234}]"#;
+    let r = http_send(&url, "POST", "/v1/objects/app/edge", Some(&token), huge).unwrap();
+    assert_eq!(r.code, 400, "{r:?}");
+    let many = format!("[{}]", vec![r#"{"op":"set","path":"x","value":1}"#; 1001].join(","));
+    let r = http_send(&url, "POST", "/v1/objects/app/edge", Some(&token), &many).unwrap();
+    assert!(r.code == 400 && r.body.contains("limit of 1000"), "{r:?}");
+    assert_eq!(read(a, "app/edge").unwrap(), json!({ "neg": -0.5 }));
+    let r = http_get(&url, "/v1/objects?limit=abc", Some(&token)).unwrap();
+    assert_eq!(r.code, 400, "{r:?}");
+    assert!(serde_json::from_str::<Value>(r.body.trim()).is_ok_and(|v| v["error"].is_string()), "JSON: {r:?}");
+    let r = oversized_post(&url, &token, "/v1/objects/app/edge", 16 * 1024 * 1024 + 1);
+    assert!(r.starts_with("HTTP/1.1 413"), "{r}");
+    let body = r.split_once("\r\n\r\n").map(|(_, b)| b.trim()).unwrap_or_default();
+    let v: Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("a 413 answers JSON ({e}): {r}"));
+    assert!(v["error"].as_str().is_some_and(|m| m.contains("16 MiB")), "{v}");
+
+    // The data dir is private: folders 0700, files 0600 (issue 17: object logs were 0644).
+    let mut stack = vec![c.agents[0].dir.clone()];
+    let mut seen = 0;
+    while let Some(p) = stack.pop() {
+        let meta = std::fs::symlink_metadata(&p).unwrap();
+        if meta.is_symlink() {
+            continue;
+        }
+        seen += 1;
+        let m = mode(&p);
+        if meta.is_dir() {
+            assert_eq!(m, 0o700, "{}", p.display());
+            stack.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+        } else {
+            assert_eq!(m & 0o077, 0, "{} is readable by others: {m:o}", p.display());
+        }
+    }
+    assert!(seen > 5, "walked the data dir: {seen} entries");
     eprintln!("API checks took {:?}", started.elapsed());
 }
 

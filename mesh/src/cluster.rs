@@ -48,8 +48,8 @@ impl ClusterKey {
             ))
         })?;
         let mut key = [0u8; 32];
-        if hex.len() != 64 {
-            return Err(MeshError::ClusterKey(format!("{}: the key must be 64 hex digits", path.display())));
+        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(MeshError::ClusterKey(format!("{}: the key must be 64 hex digits (0-9, a-f)", path.display())));
         }
         for (i, byte) in key.iter_mut().enumerate() {
             *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16)
@@ -106,5 +106,18 @@ mod tests {
         assert_eq!(ClusterKey::load(&path).unwrap(), k);
         std::fs::write(&path, "nope").unwrap();
         assert!(ClusterKey::load(&path).is_err());
+    }
+
+    /// Issue 17: a key with non-ASCII bytes (64 bytes long, so past the length check) sliced
+    /// a multi-byte character in half and panicked the agent.
+    #[test]
+    fn a_key_with_non_ascii_bytes_is_an_error_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cluster.key");
+        let hex = format!("é{}", "a".repeat(62));
+        assert_eq!(hex.len(), 64);
+        std::fs::write(&path, format!("{FILE_PREFIX}{hex}\n")).unwrap();
+        let e = ClusterKey::load(&path).unwrap_err().to_string();
+        assert!(e.contains("64 hex digits"), "{e}");
     }
 }

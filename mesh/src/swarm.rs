@@ -344,7 +344,12 @@ impl Task {
                 }
                 self.connections.remove(&peer_id);
                 self.peer_nonce.remove(&peer_id);
-                self.auth_deadline.remove(&peer_id);
+                if self.auth_deadline.remove(&peer_id).is_some() && !self.is_authenticated(&peer_id) {
+                    // It left before proving the secret: usually because it refused ours
+                    // first (another cluster key), which races with our refusal of its proof.
+                    warn!(peer = %peer_id, "peer closed the connection before proving the cluster secret");
+                    self.metrics.auth_failures.inc();
+                }
                 self.fail_pending(peer_id, "unreachable");
                 if self.set_authenticated(peer_id, false) {
                     debug!(peer = %peer_id, "disconnected");
@@ -478,10 +483,16 @@ impl Task {
                     self.close_others(peer, connection_id);
                     self.admit(peer).await;
                 }
-                None => debug!(%peer, "the answer to our proof is not a valid proof: ignored"),
+                None => {
+                    warn!(%peer, "peer answered with a proof of another cluster key: disconnecting (do both agents use the same --cluster-key?)");
+                    self.metrics.auth_failures.inc();
+                    self.ban(peer);
+                }
             },
+            // The side that is refused must say so too (issue 17: only the member it contacted
+            // logged anything): its proof went unanswered because the peer dropped it.
             request_response::Event::OutboundFailure { peer, error, .. } if !self.is_authenticated(&peer) => {
-                debug!(%peer, %error, "our proof was not accepted");
+                warn!(%peer, %error, "peer did not accept our proof of the cluster secret: is this agent's --cluster-key the mesh's?");
             }
             _ => {}
         }

@@ -99,10 +99,26 @@ fn init_logs(format: LogFormat, default: &str) {
     }
 }
 
+/// A panic anywhere in the agent ends the process with code 101 (issue 17: a panic in the
+/// driver left a zombie that answered 503 to everything and never exited, so no supervisor
+/// restarted it). Every acknowledged write is durable before it is acknowledged, so a
+/// restart loses nothing.
+fn exit_on_panic() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default(info);
+        tracing::error!(%info, "the agent panicked (a bug: please report it) and exits with code 101 so its supervisor restarts it");
+        std::process::exit(101);
+    }));
+}
+
 fn main() {
     let cli = Cli::parse();
     let is_agent = matches!(cli.cmd, Cmd::Agent(_));
     init_logs(cli.log_format, if is_agent { "info,libp2p_mdns=warn" } else { "warn" });
+    if is_agent {
+        exit_on_panic();
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

@@ -281,7 +281,7 @@ impl Scenario {
     pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
         let origin = path.display().to_string();
         let text =
-            std::fs::read_to_string(path).map_err(|source| ScenarioError::Read { path: origin.clone(), source })?;
+            std::fs::read_to_string(path).map_err(|error| ScenarioError::Read { path: origin.clone(), error })?;
         Scenario::parse(&text, &origin)
     }
 
@@ -371,12 +371,12 @@ impl fmt::Display for Location {
 #[non_exhaustive]
 pub enum ScenarioError {
     /// The file could not be read.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Read {
         /// The path given.
         path: String,
-        /// The I/O error.
-        source: std::io::Error,
+        /// The I/O error (in the message, not a `source`: `{:#}` would print it twice).
+        error: std::io::Error,
     },
     /// The text is not TOML, or does not fit the format (unknown key, wrong type, bad value).
     #[error("{at}: {message}")]

@@ -154,10 +154,27 @@ pub fn http(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Result<Http, String> {
+    http_within(base, method, path, token, headers, body, Duration::from_secs(10))
+}
+
+/// Like [`http`], waiting at most `within` for each read and write. A connection that could
+/// not be made fails with a message that starts with `connect ` (the request was not sent).
+#[allow(dead_code)]
+pub fn http_within(
+    base: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    within: Duration,
+) -> Result<Http, String> {
     let host = base.trim_start_matches("http://").trim_end_matches('/');
-    let mut s = TcpStream::connect(host).map_err(|e| format!("connect {host}: {e}"))?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).map_err(|e| e.to_string())?;
-    s.set_write_timeout(Some(Duration::from_secs(10))).map_err(|e| e.to_string())?;
+    let addr: std::net::SocketAddr = host.parse().map_err(|e| format!("connect {host}: {e}"))?;
+    let mut s =
+        TcpStream::connect_timeout(&addr, Duration::from_secs(3)).map_err(|e| format!("connect {host}: {e}"))?;
+    s.set_read_timeout(Some(within)).map_err(|e| e.to_string())?;
+    s.set_write_timeout(Some(within)).map_err(|e| e.to_string())?;
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: {}\r\n", body.len());
     if let Some(t) = token {
         head.push_str(&format!("Authorization: Bearer {t}\r\n"));
@@ -475,10 +492,22 @@ impl Cluster {
     /// Like [`Cluster::spawn`], inside the network namespace `netns` if one is given (the API
     /// then listens on that namespace's loopback).
     pub fn spawn_in(&mut self, netns: Option<&str>, name: &str, args: &[&str], envs: &[(&str, &str)]) -> usize {
+        self.spawn_in_at(netns, name, "127.0.0.1:0", args, envs)
+    }
+
+    /// Like [`Cluster::spawn_in`], with the API on `api` (`HOST:PORT`).
+    pub fn spawn_in_at(
+        &mut self,
+        netns: Option<&str>,
+        name: &str,
+        api: &str,
+        args: &[&str],
+        envs: &[(&str, &str)],
+    ) -> usize {
         let dir = self.path().join(name);
         let mut all: Vec<OsString> =
             ["agent", "--data-dir"].iter().map(OsString::from).chain([dir.clone().into_os_string()]).collect();
-        all.extend(["--api", "127.0.0.1:0", "--no-mdns"].iter().map(OsString::from));
+        all.extend(["--api", api, "--no-mdns"].iter().map(OsString::from));
         all.extend(args.iter().map(OsString::from));
         let mut agent = Agent {
             name: name.to_string(),

@@ -36,7 +36,8 @@ pub enum ObjCmd {
         object: String,
         /// Dot-separated path.
         path: String,
-        /// A JSON value: 10, true, "text" (with quotes), `[1,2]`, `{"a":1}`.
+        /// A JSON value: 10, -0.5, true, "text" (with quotes), `[1,2]`, `{"a":1}`.
+        #[arg(allow_hyphen_values = true)]
         value: String,
         #[command(flatten)]
         write: WriteArgs,
@@ -145,6 +146,9 @@ pub async fn run(cmd: ObjCmd) -> Result<()> {
             print_value(&got, target.json, heads)
         }
         ObjCmd::Set { object, path: p, value, write } => {
+            if let Some(literal) = state_sync::ops::oversized_integer(&value) {
+                bail!("VALUE: {}", state_sync::ops::oversized_message(literal));
+            }
             let value: Value = serde_json::from_str(&value).with_context(|| {
                 format!("VALUE {value:?} is not JSON: numbers and true/false as they are, strings in quotes ('\"{value}\"'), lists [..], maps {{..}}")
             })?;

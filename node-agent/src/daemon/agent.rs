@@ -81,7 +81,9 @@ fn restore_objects(dir: &Path, node: &mut Node, boot: u64) -> Result<FileStore> 
 
 fn cluster_key(s: &Settings) -> Result<ClusterKey> {
     if let Some(path) = &s.cluster_key {
-        return ClusterKey::load(path).map_err(Into::into);
+        let key = ClusterKey::load(path)?;
+        super::private::warn_if_readable(path, "cluster key");
+        return Ok(key);
     }
     if !s.dev {
         bail!(
@@ -132,7 +134,16 @@ fn memory_mib() -> u64 {
 /// Runs the agent until SIGINT or SIGTERM.
 pub async fn run(args: AgentArgs) -> Result<()> {
     let s = args.resolve()?;
+    super::private::private_umask();
     std::fs::create_dir_all(&s.data_dir).with_context(|| format!("creating data dir {}", s.data_dir.display()))?;
+    let tightened = super::private::tighten(&s.data_dir);
+    if tightened > 0 {
+        tracing::warn!(
+            data_dir = %s.data_dir.display(),
+            entries = tightened,
+            "made the data dir private: folders 0700, files 0600 (they were readable by other users)"
+        );
+    }
     let key = cluster_key(&s)?;
     let identity = mesh::identity::load_or_create(&s.data_dir.join(files::IDENTITY))?;
     let peer_id = identity.public().to_peer_id();

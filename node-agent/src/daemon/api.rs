@@ -539,6 +539,37 @@ async fn function_placement(
     }
 }
 
+/// Every refusal answers JSON (`{"error": "..."}`), including those axum's extractors make
+/// (a bad query string, a body over the limit, a wrong method), which are plain text.
+async fn json_errors(res: Response) -> Response {
+    let status = res.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return res;
+    }
+    let is_json = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if is_json {
+        return res;
+    }
+    let text = match axum::body::to_bytes(res.into_body(), 64 * 1024).await {
+        Ok(b) => String::from_utf8_lossy(&b).trim().to_owned(),
+        Err(_) => String::new(),
+    };
+    let msg = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => format!(
+            "the request body is too large: at most {} MiB ({} MiB for a module)",
+            BODY_BYTES_MAX >> 20,
+            MODULE_BYTES_MAX >> 20
+        ),
+        _ if text.is_empty() => status.canonical_reason().unwrap_or("refused").to_owned(),
+        _ => text,
+    };
+    error(status, &msg)
+}
+
 async fn not_found() -> Response {
     error(StatusCode::NOT_FOUND, "no such route: see docs/api.md")
 }
@@ -578,5 +609,6 @@ pub fn router(
         .route("/metrics", get(metrics))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(st.clone(), require_token))
+        .layer(middleware::map_response(json_errors))
         .with_state(st)
 }

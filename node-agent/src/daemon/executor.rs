@@ -52,6 +52,13 @@ const FETCH_TIMEOUT: Duration = Duration::from_secs(30);
 const QUEUE_WAIT: Duration = Duration::from_secs(2);
 /// Log lines kept per function.
 const LOG_LINES: usize = 500;
+/// Lines per second, per function, that reach the agent's own log (bursts of twice as many);
+/// the rest stay in the function's log (`liquid fn logs`) and are counted.
+const AGENT_LOG_LINES_PER_SEC: f64 = 20.0;
+/// The most instances of one function that run at once on a node, whatever its
+/// `limits.instances`: a fair share of the executor's threads, so one function's calls cannot
+/// starve another's (issue 17). Tokio's blocking pool has 512 threads.
+pub const INSTANCES_FAIR_SHARE: usize = 64;
 
 /// Function metrics.
 #[derive(Clone)]
@@ -77,6 +84,9 @@ pub struct FnMetrics {
     /// Migration events on this node (started, finished, rolled_back, activated, fenced,
     /// refused).
     pub migrations: Family<Vec<(String, String)>, Counter>,
+    /// Guest log lines dropped, by function and reason (`call_budget`: past a call's budget,
+    /// gone; `agent_log_rate`: kept out of the agent's log, still in the function's log).
+    pub log_lines_dropped: Family<Vec<(String, String)>, Counter>,
 }
 
 impl Default for FnMetrics {
@@ -92,6 +102,7 @@ impl Default for FnMetrics {
             snapshots: Family::default(),
             snapshot_bytes: Family::default(),
             migrations: Family::default(),
+            log_lines_dropped: Family::default(),
         }
     }
 }
@@ -126,11 +137,26 @@ impl FnMetrics {
             "Placement events on this node: migrations started, finished, rolled_back, activated, fenced, refused; replica_added",
             self.migrations.clone(),
         );
+        r.register(
+            "function_log_lines_dropped",
+            "Guest log lines dropped, by function and reason (call_budget: past a call's budget; agent_log_rate: kept out of the agent's log only)",
+            self.log_lines_dropped.clone(),
+        );
     }
 }
 
 /// Recent log lines, per function.
 pub type Logs = Arc<Mutex<HashMap<String, VecDeque<LogLine>>>>;
+
+/// A token bucket per function for the lines that reach the agent's own log.
+type LogRate = Arc<Mutex<HashMap<String, Bucket>>>;
+
+struct Bucket {
+    tokens: f64,
+    at: std::time::Instant,
+    /// Lines kept out of the agent's log since the last one that reached it.
+    held_back: u64,
+}
 
 /// An actor's live instance on this node, at one activation epoch.
 struct Live {
@@ -151,6 +177,7 @@ pub struct Executor {
     actors: Mutex<HashMap<String, ActorSlot>>,
     fetching: Mutex<HashMap<ModuleHash, Arc<tokio::sync::Mutex<()>>>>,
     logs: Logs,
+    log_rate: LogRate,
     metrics: FnMetrics,
     unix_offset_us: u64,
     checkpoints: Checkpoints,
@@ -178,6 +205,7 @@ impl Executor {
             actors: Mutex::new(HashMap::new()),
             fetching: Mutex::new(HashMap::new()),
             logs: Arc::default(),
+            log_rate: Arc::default(),
             metrics,
             unix_offset_us,
             checkpoints,
@@ -207,7 +235,7 @@ impl Executor {
         let fail = |e: InvokeError| Executed { result: Err(e), fuel: 0, fetched: false, state_bytes: 0 };
         let slots = {
             let Ok(mut m) = self.slots.lock() else { return fail(InvokeError::Unavailable("executor lock".into())) };
-            let want = exec.manifest.limits.instances as usize;
+            let want = (exec.manifest.limits.instances as usize).min(INSTANCES_FAIR_SHARE);
             let s = m.entry(exec.name.clone()).or_insert_with(|| Arc::new(Semaphore::new(want)));
             s.clone()
         };
@@ -341,6 +369,10 @@ impl Executor {
             exec: exec.id,
             function: exec.name.clone(),
             logs: self.logs.clone(),
+            log_rate: self.log_rate.clone(),
+            metrics: self.metrics.clone(),
+            deadline: std::time::Instant::now() + Duration::from_millis(exec.manifest.limits.wall_ms),
+            runtime: tokio::runtime::Handle::try_current().ok(),
         });
         let rt = self.store.runtime();
         let (out, state_bytes) = match (exec.manifest.kind, exec.actor) {
@@ -710,12 +742,18 @@ impl Executor {
 }
 
 /// The host side of a running function on the real driver: blocks its (blocking) thread on
-/// the core's answers.
+/// the core's answers, never past the call's wall-time limit.
 struct AgentHost {
     driver: mpsc::Sender<DriverMsg>,
     exec: ExecId,
     function: String,
     logs: Logs,
+    log_rate: LogRate,
+    metrics: FnMetrics,
+    /// When the call's `limits.wall_ms` runs out: a host call waits no longer (issue 17: a
+    /// thread blocked in a host call cannot be interrupted by the epoch).
+    deadline: std::time::Instant,
+    runtime: Option<tokio::runtime::Handle>,
 }
 
 fn unavailable() -> AbiError {
@@ -725,8 +763,49 @@ fn unavailable() -> AbiError {
 impl AgentHost {
     fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> DriverMsg) -> Result<T, AbiError> {
         let (tx, rx) = oneshot::channel();
-        self.driver.blocking_send(make(tx)).map_err(|_| unavailable())?;
-        rx.blocking_recv().map_err(|_| unavailable())
+        let out_of_time = || {
+            AbiError::new(abi::ERR_UNAVAILABLE, "the call's wall-time limit (limits.wall_ms) ran out in a host call")
+        };
+        let left = self.deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err(out_of_time());
+        }
+        let Some(rt) = &self.runtime else {
+            self.driver.blocking_send(make(tx)).map_err(|_| unavailable())?;
+            return rx.blocking_recv().map_err(|_| unavailable());
+        };
+        rt.block_on(async {
+            match tokio::time::timeout(left, async {
+                self.driver.send(make(tx)).await.map_err(|_| unavailable())?;
+                rx.await.map_err(|_| unavailable())
+            })
+            .await
+            {
+                Ok(answer) => answer,
+                Err(_) => Err(out_of_time()),
+            }
+        })
+    }
+
+    /// Whether a line may go to the agent's own log now (the per-function rate), saying how
+    /// many were held back before it.
+    fn to_agent_log(&self) -> Option<u64> {
+        let mut rate = self.log_rate.lock().ok()?;
+        let now = std::time::Instant::now();
+        let b = rate.entry(self.function.clone()).or_insert(Bucket {
+            tokens: 2.0 * AGENT_LOG_LINES_PER_SEC,
+            at: now,
+            held_back: 0,
+        });
+        let refill = now.duration_since(b.at).as_secs_f64() * AGENT_LOG_LINES_PER_SEC;
+        b.tokens = (b.tokens + refill).min(2.0 * AGENT_LOG_LINES_PER_SEC);
+        b.at = now;
+        if b.tokens < 1.0 {
+            b.held_back += 1;
+            return None;
+        }
+        b.tokens -= 1.0;
+        Some(std::mem::take(&mut b.held_back))
     }
 }
 
@@ -749,9 +828,26 @@ impl Host for AgentHost {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
             .unwrap_or_default();
-        match level {
-            Level::Error | Level::Warn => warn!(function = %self.function, "{line}"),
-            _ => debug!(function = %self.function, "{line}"),
+        match self.to_agent_log() {
+            Some(held_back) => {
+                if held_back > 0 {
+                    warn!(
+                        function = %self.function,
+                        held_back,
+                        "this function logs faster than {AGENT_LOG_LINES_PER_SEC} lines/s: lines were kept out of the agent's log (all are in `liquid fn logs {}`)",
+                        self.function
+                    );
+                }
+                match level {
+                    Level::Error | Level::Warn => warn!(function = %self.function, "{line}"),
+                    _ => debug!(function = %self.function, "{line}"),
+                }
+            }
+            None => {
+                let labels =
+                    vec![("function".into(), self.function.clone()), ("reason".into(), "agent_log_rate".into())];
+                self.metrics.log_lines_dropped.get_or_create(&labels).inc();
+            }
         }
         if let Ok(mut logs) = self.logs.lock() {
             let q = logs.entry(self.function.clone()).or_default();
@@ -760,5 +856,10 @@ impl Host for AgentHost {
             }
             q.push_back(LogLine { at_ms, level: level.as_str().into(), line: line.to_string() });
         }
+    }
+
+    fn logs_dropped(&mut self, n: u64) {
+        let labels = vec![("function".into(), self.function.clone()), ("reason".into(), "call_budget".into())];
+        self.metrics.log_lines_dropped.get_or_create(&labels).inc_by(n);
     }
 }

@@ -9,3 +9,4 @@ pub mod config;
 pub mod driver;
 pub mod executor;
 pub mod inbox;
+pub mod private;
