@@ -502,3 +502,112 @@ fn hostile_and_refused_modules_on_one_node_and_api_auth() {
     assert!(err.contains("not_found"), "{err}");
     eprintln!("hostile modules done after {hostile:?}; total {:?}", started.elapsed());
 }
+
+/// Signed packages (issue 17): a cluster that requires signatures refuses unsigned packages
+/// and unknown publishers at deploy, and every strict node refuses to run a package that a
+/// lenient node accepted, so the check does not rest on the deploying node alone.
+#[test]
+fn signed_packages_are_checked_at_deploy_and_on_every_node() {
+    let mut c = Cluster::new("signed");
+    let key = c.cluster_key("cluster.key");
+    let publisher = c.path().join("publisher.key");
+    let rogue = c.path().join("rogue.key");
+    let mut public = Vec::new();
+    for k in [&publisher, &rogue] {
+        let out = support::run_liquid(&["publisher", "init", "--out", k.to_str().unwrap()]);
+        assert!(out.status.success(), "{out:?}");
+        let line = out.stdout.lines().find_map(|l| l.strip_prefix("public key: ")).expect("prints the public key");
+        public.push(line.trim().to_string());
+        assert_eq!(support::mode(k), 0o600);
+    }
+    let show = support::run_liquid(&["publisher", "show", publisher.to_str().unwrap()]);
+    assert_eq!(show.stdout.trim(), public[0]);
+
+    // A lenient agent (no requirement) and a strict one that trusts `publisher` only.
+    let keyp = key.to_str().unwrap();
+    let lenient = c.spawn(
+        "sig-lenient",
+        &[
+            "--listen",
+            "/ip4/127.0.0.1/udp/0/quic-v1",
+            "--cluster-key",
+            keyp,
+            "--name",
+            "sig-lenient",
+            "--tier",
+            "cloud",
+        ],
+        &[],
+    );
+    let boot = c.agents[lenient].wait_ready()["listen_addrs"][0].as_str().unwrap().to_string();
+    let strict = c.spawn(
+        "sig-strict",
+        &[
+            "--listen",
+            "/ip4/127.0.0.1/udp/0/quic-v1",
+            "--cluster-key",
+            keyp,
+            "--name",
+            "sig-strict",
+            "--tier",
+            "edge",
+            "--bootstrap",
+            &boot,
+            "--require-signed",
+            "--trust-publisher",
+            &public[0],
+        ],
+        &[],
+    );
+    c.agents[strict].wait_ready();
+    eventually("the two agents see each other", FORM_WITHIN, || {
+        sees_alive(&c, lenient, 2)?;
+        sees_alive(&c, strict, 2)
+    });
+    let (l, s) = (c.agents[lenient].cli_target(), c.agents[strict].cli_target());
+    let hello = example("hello");
+
+    // At the strict node's door: unsigned and a rogue signature are refused, with the reason.
+    let out = cmd(&s, &["fn", "deploy", hello.to_str().unwrap(), "--name", "hello-unsigned"]);
+    assert!(!out.status.success() && out.stderr.contains("not signed"), "{out:?}");
+    assert_eq!(out.stderr.matches("not signed").count(), 1, "the error is printed once: {}", out.stderr);
+    let out =
+        cmd(&s, &["fn", "deploy", hello.to_str().unwrap(), "--name", "hello-rogue", "--sign", rogue.to_str().unwrap()]);
+    assert!(!out.status.success() && out.stderr.contains("does not trust"), "{out:?}");
+    // A forged header (a signature of another module) is refused even by the lenient node.
+    let api = Api::of(&c, lenient);
+    let module = std::fs::read(hello.join("hello.wasm")).unwrap();
+    let forged = format!("{}:{}", public[0], "ab".repeat(64));
+    let encoded = base64(b"name = \"hello-forged\"\n");
+    let r = http(
+        &api.base,
+        "PUT",
+        "/v1/functions/hello-forged",
+        Some(&api.token),
+        &[("liquid-manifest", encoded.as_str()), ("liquid-signature", forged.as_str())],
+        &module,
+    )
+    .unwrap();
+    assert_eq!(r.code, 403, "{r:?}");
+
+    // Signed by the trusted publisher: accepted, and runs on both nodes.
+    ok(&s, &["fn", "deploy", hello.to_str().unwrap(), "--sign", publisher.to_str().unwrap()]);
+    wait_listed(&l, "hello");
+    for a in [&s, &l] {
+        let got = eventually(&format!("{} runs the signed hello", a.name), REPLICATE_WITHIN, || {
+            invoke(a, "hello", Some("x"))
+        });
+        assert!(got.contains("hello"), "{got}");
+    }
+
+    // Unsigned, deployed through the lenient node: the lenient node runs it, the strict node
+    // refuses to (it checks the registry's entry itself before running the module).
+    ok(&l, &["fn", "deploy", hello.to_str().unwrap(), "--name", "hello-lax"]);
+    wait_listed(&s, "hello-lax");
+    assert!(invoke(&l, "hello-lax", Some("x")).is_ok());
+    let refused = invoke_fails(&s, "hello-lax", "x");
+    assert!(
+        refused["error"]["error"].as_str().is_some_and(|e| e.contains("not signed")),
+        "the strict node refuses to run it: {refused}"
+    );
+}

@@ -2,6 +2,7 @@
 
 mod cli;
 mod daemon;
+mod signing;
 mod views;
 
 use std::path::PathBuf;
@@ -66,6 +67,10 @@ enum Cmd {
     /// Manage the cluster secret.
     #[command(subcommand)]
     Cluster(ClusterCmd),
+    /// Publisher keys that sign function packages (`liquid fn deploy --sign KEY`); agents run
+    /// with `--require-signed --trust-publisher PUBLIC` refuse anything else.
+    #[command(subcommand)]
+    Publisher(PublisherCmd),
     /// Run a local demo continuum: several agents on loopback form a mesh, then `liquid nodes`.
     Demo(demo::DemoArgs),
     /// The simulated continuum: the real node core over thousands of simulated nodes.
@@ -83,6 +88,24 @@ enum ClusterCmd {
         /// Overwrite an existing file.
         #[arg(long)]
         force: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum PublisherCmd {
+    /// Create a publisher signing key (mode 0600) and print its public key.
+    Init {
+        /// Where to write the key.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// Overwrite an existing file.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print the public key of a publisher key file (what agents are told to trust).
+    Show {
+        /// The key file.
+        key: PathBuf,
     },
 }
 
@@ -149,6 +172,22 @@ async fn run(cmd: Cmd) -> Result<()> {
             mesh::cluster::ClusterKey::generate().save(&out)?;
             println!("created cluster secret {} (mode 0600)", out.display());
             println!("copy it to every node and start each agent with: liquid agent --cluster-key {}", out.display());
+            Ok(())
+        }
+        Cmd::Publisher(PublisherCmd::Init { out, force }) => {
+            if out.exists() && !force {
+                bail!("{} already exists: pass --force to replace it (packages it signed stay signed)", out.display());
+            }
+            let key = signing::PublisherKey::generate();
+            key.save(&out)?;
+            println!("created publisher key {} (mode 0600; keep it off the agents)", out.display());
+            println!("public key: {}", key.public_hex());
+            println!("sign deploys with:  liquid fn deploy PATH --sign {}", out.display());
+            println!("agents that require it:  liquid agent --require-signed --trust-publisher {}", key.public_hex());
+            Ok(())
+        }
+        Cmd::Publisher(PublisherCmd::Show { key }) => {
+            println!("{}", signing::PublisherKey::load(&key)?.public_hex());
             Ok(())
         }
         Cmd::Demo(args) => demo::run(args).await,

@@ -644,6 +644,7 @@ impl<'a> Engine<'a> {
             deployed_by: me.to_string(),
             deployed_at_ms: self.now.as_micros() / 1000,
             deleted: false,
+            signature: None,
         };
         let now = self.now;
         let write = self.nodes[i as usize].node.as_ref().map(|n| n.deploy_request(now, &entry));

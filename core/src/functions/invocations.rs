@@ -343,6 +343,7 @@ impl Functions {
             hash: reg.entry.hash,
             size: reg.entry.size,
             manifest: reg.entry.manifest,
+            signature: reg.entry.signature,
             input: std::mem::take(&mut p.input),
             now,
             seed,

@@ -42,8 +42,8 @@ pub use invocations::{
 };
 pub use message::Message;
 pub use registry::{
-    Entry, PlacementChange, PlacementRecord, REGISTRY_NS, RESERVED_PREFIX, Registered, deploy_ops, initial_placement,
-    registry, registry_object,
+    Entry, PackageSignature, PlacementChange, PlacementRecord, REGISTRY_NS, RESERVED_PREFIX, Registered, deploy_ops,
+    initial_placement, registry, registry_object,
 };
 
 use crate::placement::Facts;
@@ -112,6 +112,9 @@ pub struct Execution {
     pub depth: u32,
     /// Nodes holding the module bytes, best first, if this node lacks them.
     pub sources: Vec<NodeId>,
+    /// The package's signature, from the registry (the agent checks it against the
+    /// publishers it trusts before running the module).
+    pub signature: Option<PackageSignature>,
     /// An actor's call: which activation runs it.
     pub actor: Option<ActorRun>,
 }
@@ -581,6 +584,7 @@ mod tests {
             deployed_by: id(1).to_string(),
             deployed_at_ms: 5,
             deleted: false,
+            signature: None,
         };
         let value = serde_json::json!({
             "current": serde_json::to_value(&entry).unwrap_or_default(),

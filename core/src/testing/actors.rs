@@ -55,6 +55,7 @@ impl Cluster {
             deployed_by: id(k).to_string(),
             deployed_at_ms: 0,
             deleted: false,
+            signature: None,
             manifest,
         };
         let now = self.clock(k);

@@ -106,6 +106,9 @@ pub struct DeployArgs {
     /// The function's name (default: the manifest's, else the file name).
     #[arg(long)]
     name: Option<String>,
+    /// Sign the package with this publisher key (from `liquid publisher init`).
+    #[arg(long, value_name = "KEY")]
+    sign: Option<PathBuf>,
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
@@ -406,6 +409,13 @@ pub fn load_package(path: &Path, name: Option<&str>) -> Result<(Manifest, Vec<u8
 async fn deploy(a: DeployArgs) -> Result<()> {
     use base64::Engine as _;
     let (manifest, bytes) = load_package(&a.path, a.name.as_deref())?;
+    let signature = match &a.sign {
+        Some(key) => {
+            let key = crate::signing::PublisherKey::load(key)?;
+            Some(crate::signing::header_value(&key.sign(&wasm_host::manifest::ModuleHash::of(&bytes), &manifest)))
+        }
+        None => None,
+    };
     let toml = toml::to_string(&manifest).context("encoding the manifest")?;
     let header = base64::engine::general_purpose::STANDARD.encode(toml);
     let c = a.target.connect()?;
@@ -424,8 +434,11 @@ async fn deploy(a: DeployArgs) -> Result<()> {
         progress.inc(c.len() as u64);
         Ok::<_, std::io::Error>(c)
     }));
-    let resp = c
-        .raw(reqwest::Method::PUT, &format!("/v1/functions/{}", manifest.name))
+    let mut req = c.raw(reqwest::Method::PUT, &format!("/v1/functions/{}", manifest.name));
+    if let Some(sig) = signature {
+        req = req.header(crate::signing::SIGNATURE_HEADER, sig);
+    }
+    let resp = req
         .header("content-type", "application/wasm")
         .header("content-length", total)
         .header(crate::views::MANIFEST_HEADER, header)

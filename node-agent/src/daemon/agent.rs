@@ -240,8 +240,9 @@ pub async fn run(args: AgentArgs) -> Result<()> {
         unix_offset_us,
         crate::daemon::checkpoint::Checkpoints::open(s.data_dir.join("actors"))
             .with_context(|| format!("opening the actor checkpoints in {}", s.data_dir.display()))?,
+        s.trust.clone(),
     );
-    let app = crate::daemon::api::router(modules, token, inbox_tx, registry, changes.clone(), s.dev);
+    let app = crate::daemon::api::router(modules, s.trust.clone(), token, inbox_tx, registry, changes.clone(), s.dev);
 
     let (stop_tx, stop_rx) = oneshot::channel();
     let parts = Parts {

@@ -32,6 +32,7 @@ pub const MODULE_BYTES_MAX: usize = 64 * 1024 * 1024;
 #[derive(Clone)]
 struct AppState {
     modules: Arc<wasm_host::store::ModuleStore>,
+    trust: Arc<crate::signing::Trust>,
     token: Arc<str>,
     driver: mpsc::Sender<DriverMsg>,
     registry: Arc<Registry>,
@@ -367,6 +368,22 @@ async fn function_deploy(
             &format!("the URL names {name:?} but the manifest names {:?}", manifest.name),
         );
     }
+    let signature = match headers.get(crate::signing::SIGNATURE_HEADER) {
+        None => None,
+        Some(v) => match v.to_str().ok().and_then(crate::signing::parse_header) {
+            Some(sig) => Some(sig),
+            None => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "the liquid-signature header must be PUBLISHER_HEX:SIGNATURE_HEX",
+                );
+            }
+        },
+    };
+    let hash = wasm_host::manifest::ModuleHash::of(&body);
+    if let Err(why) = st.trust.check(signature.as_ref(), &hash, &manifest) {
+        return error(StatusCode::FORBIDDEN, &format!("package refused: {why}"));
+    }
     let size = body.len() as u64;
     let modules = st.modules.clone();
     let m2 = manifest.clone();
@@ -387,6 +404,7 @@ async fn function_deploy(
         deployed_by: String::new(),
         deployed_at_ms,
         deleted: false,
+        signature,
     };
     match ask(&st, |tx| DriverMsg::Deploy(Box::new(entry), tx)).await {
         Ok(Reply::Value { .. }) => {
@@ -577,13 +595,21 @@ async fn not_found() -> Response {
 /// The API's routes.
 pub fn router(
     modules: Arc<wasm_host::store::ModuleStore>,
+    trust: crate::signing::Trust,
     token: String,
     driver: mpsc::Sender<DriverMsg>,
     registry: Registry,
     changes: broadcast::Sender<ObjectName>,
     dev: bool,
 ) -> Router {
-    let st = AppState { modules, token: token.into(), driver, registry: Arc::new(registry), changes };
+    let st = AppState {
+        modules,
+        trust: Arc::new(trust),
+        token: token.into(),
+        driver,
+        registry: Arc::new(registry),
+        changes,
+    };
     let mut r = Router::new();
     if dev {
         r = r.route("/v1/debug/blocked", axum::routing::put(debug_block));

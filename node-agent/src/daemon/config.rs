@@ -62,6 +62,14 @@ pub struct AgentArgs {
     /// file's `[placement]` table.
     #[arg(long, env = "LIQUID_PLACEMENT_EVERY", value_name = "SECS")]
     pub placement_every: Option<f64>,
+    /// Refuse function packages that are not signed by a trusted publisher, at deploy and
+    /// before running them (give every agent of the mesh the same setting and publishers).
+    #[arg(long, env = "LIQUID_REQUIRE_SIGNED")]
+    pub require_signed: bool,
+    /// A publisher's public key (hex, from `liquid publisher init`) whose packages this node
+    /// runs; repeatable.
+    #[arg(long = "trust-publisher", env = "LIQUID_TRUST_PUBLISHERS", value_name = "HEX", value_delimiter = ',')]
+    pub trust_publishers: Vec<String>,
 }
 
 /// The config file's format; every key is optional.
@@ -81,6 +89,8 @@ struct FileConfig {
     replication: Option<BTreeMap<String, usize>>,
     placement_every: Option<f64>,
     placement: Option<liquid_core::placement::Params>,
+    require_signed: Option<bool>,
+    trusted_publishers: Option<Vec<String>>,
 }
 
 /// Resolved settings.
@@ -112,6 +122,8 @@ pub struct Settings {
     pub placement_every: Option<std::time::Duration>,
     /// The placement policy's knobs.
     pub placement: liquid_core::placement::Params,
+    /// Which function packages this node accepts.
+    pub trust: crate::signing::Trust,
 }
 
 /// The default data dir: `$LIQUID_HOME`, else `$XDG_DATA_HOME/liquid`, else `~/.local/share/liquid`.
@@ -181,7 +193,20 @@ impl AgentArgs {
         if !(every.is_finite() && every >= 0.0) {
             bail!("--placement-every {every} is not a number of seconds (0 turns automatic placement off)");
         }
+        let mut publishers = std::collections::BTreeSet::new();
+        for p in self.trust_publishers.iter().chain(file.trusted_publishers.iter().flatten()) {
+            let p = p.trim().to_ascii_lowercase();
+            if p.len() != 64 || !p.bytes().all(|b| b.is_ascii_hexdigit()) {
+                bail!("trusted publisher {p:?} is not a public key: 64 hex digits, as `liquid publisher init` prints");
+            }
+            publishers.insert(p);
+        }
+        let required = self.require_signed || file.require_signed.unwrap_or(false);
+        if required && publishers.is_empty() {
+            bail!("--require-signed needs at least one --trust-publisher KEY (from `liquid publisher init`)");
+        }
         Ok(Settings {
+            trust: crate::signing::Trust { required, publishers },
             placement_every: (every > 0.0).then(|| std::time::Duration::from_secs_f64(every)),
             placement: file.placement.unwrap_or_default(),
             replication,

@@ -178,6 +178,7 @@ pub struct Executor {
     fetching: Mutex<HashMap<ModuleHash, Arc<tokio::sync::Mutex<()>>>>,
     logs: Logs,
     log_rate: LogRate,
+    trust: crate::signing::Trust,
     metrics: FnMetrics,
     unix_offset_us: u64,
     checkpoints: Checkpoints,
@@ -187,6 +188,7 @@ pub struct Executor {
 
 impl Executor {
     /// An executor; finished executions are sent to `done`.
+    #[allow(clippy::too_many_arguments)] // each is a separate handle the agent wires in once
     pub fn new(
         store: Arc<ModuleStore>,
         mesh: Mesh,
@@ -195,6 +197,7 @@ impl Executor {
         metrics: FnMetrics,
         unix_offset_us: u64,
         checkpoints: Checkpoints,
+        trust: crate::signing::Trust,
     ) -> Arc<Executor> {
         Arc::new(Executor {
             store,
@@ -206,6 +209,7 @@ impl Executor {
             fetching: Mutex::new(HashMap::new()),
             logs: Arc::default(),
             log_rate: Arc::default(),
+            trust,
             metrics,
             unix_offset_us,
             checkpoints,
@@ -250,6 +254,11 @@ impl Executor {
                 )));
             }
         };
+        // Every node checks the package itself, not only the one that took the deploy.
+        if let Err(why) = self.trust.check(exec.signature.as_ref(), &exec.hash, &exec.manifest) {
+            warn!(function = %exec.name, "refusing to run: {why}");
+            return fail(InvokeError::Invalid(format!("package refused on this node: {why}")));
+        }
         let fetched = match self.ensure_module(&exec).await {
             Ok(f) => f,
             Err(e) => return fail(e),

@@ -49,6 +49,19 @@ pub struct Entry {
     /// Set by `fn rm`: the name is free and calls get "not found".
     #[serde(default)]
     pub deleted: bool,
+    /// The publisher's signature of the module and manifest, if it was signed (verified by
+    /// the agents, which may require one: the core only carries it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<PackageSignature>,
+}
+
+/// A publisher's Ed25519 signature of a package (module hash and manifest), both in hex.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PackageSignature {
+    /// The publisher's public key (32 bytes).
+    pub publisher: String,
+    /// The signature (64 bytes).
+    pub signature: String,
 }
 
 /// A registry document: the current entry and the nodes known to hold the module's bytes.
