@@ -222,7 +222,19 @@ fn five_agents_under_cuts_and_kill_9_lose_no_acknowledged_write() {
     for (i, tier) in tiers.iter().enumerate() {
         let name = format!("chaos-{i}");
         let listen = format!("/ip4/{}/udp/7400/quic-v1", p.mesh_ip[i]);
-        let mut args = vec!["--listen", &listen, "--cluster-key", &key, "--name", &name, "--tier", tier];
+        // The clients speak plain HTTP to the APIs on the test's private veths (a network
+        // address would otherwise be TLS with a pinned certificate: tests/objects.rs checks it).
+        let mut args = vec![
+            "--listen",
+            &listen,
+            "--cluster-key",
+            &key,
+            "--name",
+            &name,
+            "--tier",
+            tier,
+            "--api-insecure-plaintext",
+        ];
         if i > 0 {
             args.extend(["--bootstrap", boot.as_str()]);
         }

@@ -723,3 +723,71 @@ fn watch_sees_a_remote_write_and_export_import_round_trips() {
     });
     eprintln!("watch saw a remote write after {watch_latency:?}; total {:?}", started.elapsed());
 }
+
+/// Issue 17: an API on a network address is served over TLS, and the CLI pins the agent's
+/// certificate. Plain HTTP to it, or another fingerprint, gets nowhere near the token.
+#[test]
+fn an_api_on_a_network_address_is_tls_with_a_pinned_certificate() {
+    let pid = std::process::id();
+    let ns = format!("liquid-e2e-{pid}-tls");
+    let ip_addr = format!("10.232.{}.1", pid % 250);
+    let setup = || -> Result<Netns, String> {
+        ip(&["netns", "add", &ns])?;
+        let guard = Netns(vec![ns.clone()]);
+        ip(&["-n", &ns, "link", "set", "lo", "up"])?;
+        // A veth pair inside the namespace gives it a network address (no dummy driver here).
+        ip(&["-n", &ns, "link", "add", "d0", "type", "veth", "peer", "name", "d1"])?;
+        ip(&["-n", &ns, "addr", "add", &format!("{ip_addr}/24"), "dev", "d0"])?;
+        ip(&["-n", &ns, "link", "set", "d0", "up"])?;
+        ip(&["-n", &ns, "link", "set", "d1", "up"])?;
+        Ok(guard)
+    };
+    let _netns = match setup() {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("SKIPPED: cannot create a network namespace (root and `ip netns` are needed): {e}");
+            return;
+        }
+    };
+    let mut c = Cluster::new("obj-tls");
+    let key = c.cluster_key("cluster.key");
+    let a = c.spawn_in_at(
+        Some(&ns),
+        "tls-1",
+        &format!("{ip_addr}:0"),
+        &["--listen", "/ip4/127.0.0.1/udp/0/quic-v1", "--cluster-key", key.to_str().unwrap()],
+        &[],
+    );
+    // The CLI finds the agent through its data dir, address, token and fingerprint included.
+    c.agents[a].wait_ready();
+    let dir = c.agents[a].dir.clone();
+    let (url, token) = c.agents[a].api();
+    assert!(url.starts_with(&format!("https://{ip_addr}:")), "{url}");
+    let pin = std::fs::read_to_string(dir.join("api.fingerprint")).unwrap().trim().to_string();
+    assert!(pin.len() == 64 && pin.bytes().all(|b| b.is_ascii_hexdigit()), "{pin}");
+    assert_eq!(mode(&dir.join("api-key.pem")), 0o600);
+    let cli = c.agents[a].cli_target();
+    ok(&cli, &["obj", "set", "app/tls", "over", "\"tls\""]);
+    assert_eq!(read(&cli, "app/tls").unwrap(), json!({ "over": "tls" }));
+
+    let status = |extra: &[&str]| {
+        let mut cmd = support::liquid_in(Some(&ns));
+        cmd.args(["status", "--json"]).args(extra);
+        run(cmd, Duration::from_secs(20)).unwrap()
+    };
+    let given = status(&["--api", &url, "--token", &token, "--api-fingerprint", &pin]);
+    assert!(given.status.success(), "the pin given by hand: {given:?}");
+    let wrong = "ab".repeat(32);
+    let out = status(&["--api", &url, "--token", &token, "--api-fingerprint", &wrong]);
+    assert!(!out.status.success(), "another fingerprint is refused: {out:?}");
+    let out = status(&["--api", &url, "--token", &token]);
+    assert!(!out.status.success() && out.stderr.contains("--api-fingerprint"), "https without a pin: {out:?}");
+    let plain = url.replacen("https://", "http://", 1);
+    let out = status(&["--api", &plain, "--token", &token]);
+    assert!(!out.status.success(), "plain HTTP to the TLS port: {out:?}");
+    // Restarted, it keeps its certificate: the pin stays valid.
+    c.agents[a].kill9();
+    c.agents[a].restart();
+    c.agents[a].wait_ready();
+    assert_eq!(std::fs::read_to_string(dir.join("api.fingerprint")).unwrap().trim(), pin);
+}

@@ -467,6 +467,8 @@ async fn invoke_eventually(http: &reqwest::Client, url: &str, token: &str, withi
 }
 
 fn client() -> Result<reqwest::Client> {
+    // reqwest's rustls needs a process-wide provider even for plain HTTP.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     Ok(reqwest::Client::builder().pool_max_idle_per_host(4).build()?)
 }
 

@@ -160,6 +160,8 @@ impl Agent {
 }
 
 fn client() -> Result<reqwest::Client> {
+    // reqwest's rustls needs a process-wide provider even for plain HTTP.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     Ok(reqwest::Client::builder().pool_max_idle_per_host(4).timeout(Duration::from_secs(180)).build()?)
 }
 

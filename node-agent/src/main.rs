@@ -3,6 +3,7 @@
 mod cli;
 mod daemon;
 mod signing;
+mod tls;
 mod views;
 
 use std::path::PathBuf;
@@ -136,6 +137,7 @@ fn exit_on_panic() {
 }
 
 fn main() {
+    tls::install_provider();
     let cli = Cli::parse();
     let is_agent = matches!(cli.cmd, Cmd::Agent(_));
     init_logs(cli.log_format, if is_agent { "info,libp2p_mdns=warn" } else { "warn" });

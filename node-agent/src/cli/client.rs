@@ -20,6 +20,10 @@ pub struct Target {
     /// The API bearer token (with --api).
     #[arg(long, env = "LIQUID_TOKEN", value_name = "TOKEN", global = true, hide_env_values = true)]
     pub token: Option<String>,
+    /// The SHA-256 fingerprint of an https:// API's certificate (the agent's data dir has it,
+    /// api.fingerprint): the CLI talks only to the agent holding that certificate.
+    #[arg(long, env = "LIQUID_API_FINGERPRINT", value_name = "HEX", global = true)]
+    pub api_fingerprint: Option<String>,
     /// Print JSON for scripts instead of a table.
     #[arg(long, global = true)]
     pub json: bool,
@@ -35,6 +39,7 @@ pub struct Client {
 impl Target {
     /// Resolves the API URL and token.
     pub fn connect(&self) -> Result<Client> {
+        let mut pin = self.api_fingerprint.clone();
         let (base, token) = match (&self.api, &self.token) {
             (Some(api), Some(token)) => (api.clone(), token.clone()),
             (Some(_), None) => {
@@ -51,10 +56,15 @@ impl Target {
                         )
                     })
                 };
-                (read(files::API_ADDR)?, self.token.clone().map_or_else(|| read(files::API_TOKEN), Ok)?)
+                let addr = read(files::API_ADDR)?;
+                if pin.is_none() && addr.starts_with("https://") {
+                    pin = Some(read(crate::tls::FINGERPRINT)?);
+                }
+                (addr, self.token.clone().map_or_else(|| read(files::API_TOKEN), Ok)?)
             }
         };
-        Ok(Client { base: base.trim_end_matches('/').to_string(), token, http: reqwest::Client::new() })
+        let http = crate::tls::client(&base, pin.as_deref())?;
+        Ok(Client { base: base.trim_end_matches('/').to_string(), token, http })
     }
 }
 

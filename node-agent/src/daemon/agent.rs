@@ -20,7 +20,7 @@ use state_sync::store::Store;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 
-use crate::daemon::config::{AgentArgs, Settings};
+use crate::daemon::config::{AgentArgs, ApiTls, Settings};
 use crate::daemon::driver::{Channels, Driver, DriverMetrics, Parts, load_persisted};
 
 /// File names inside the data dir.
@@ -220,8 +220,28 @@ pub async fn run(args: AgentArgs) -> Result<()> {
 
     let listener =
         tokio::net::TcpListener::bind(s.api).await.with_context(|| format!("binding the API on {}", s.api))?;
-    let api_url = format!("http://{}", listener.local_addr()?);
+    let local_api = listener.local_addr()?;
+    let tls = match &s.api_tls {
+        ApiTls::Plain => {
+            if !local_api.ip().is_loopback() {
+                warn!(api = %local_api, "the API is served in PLAIN HTTP on a network address (--api-insecure-plaintext): its bearer token crosses the network in the clear");
+            }
+            None
+        }
+        ApiTls::SelfSigned => Some(crate::tls::server(&s.data_dir, None, local_api.ip(), &s.name)?),
+        ApiTls::Operator { cert, key } => {
+            Some(crate::tls::server(&s.data_dir, Some((cert, key)), local_api.ip(), &s.name)?)
+        }
+    };
+    let api_url = format!("{}://{local_api}", if tls.is_some() { "https" } else { "http" });
     let token = api_token(&s.data_dir)?;
+    let fingerprint_file = s.data_dir.join(crate::tls::FINGERPRINT);
+    match &tls {
+        Some(t) => std::fs::write(&fingerprint_file, format!("{}\n", t.fingerprint))?,
+        None => {
+            let _ = std::fs::remove_file(&fingerprint_file);
+        }
+    }
     std::fs::write(s.data_dir.join(files::API_ADDR), format!("{api_url}\n"))?;
     let (inbox_tx, inbox_rx) = mpsc::channel(256);
     let runtime = wasm_host::runtime::Runtime::new(wasm_host::runtime::RuntimeConfig::default())
@@ -259,10 +279,15 @@ pub async fn run(args: AgentArgs) -> Result<()> {
     let driver = tokio::spawn(driver.run(stop_rx));
     info!(id = %peer_id, name = %s.name, tier = %s.tier, api = %api_url, addrs = ?listen_addrs, "agent started");
 
-    let server = axum::serve(listener, app).with_graceful_shutdown(async {
-        shutdown_signal().await;
-    });
-    if let Err(e) = server.await {
+    let served = match tls {
+        Some(t) => {
+            info!(fingerprint = %t.fingerprint, "the API is served over TLS (the CLI pins this certificate fingerprint)");
+            let listener = crate::tls::TlsListener::new(listener, t.config)?;
+            axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await
+        }
+        None => axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await,
+    };
+    if let Err(e) = served {
         warn!(error = %e, "API server failed");
     }
     let _ = stop_tx.send(());

@@ -70,6 +70,18 @@ pub struct AgentArgs {
     /// runs; repeatable.
     #[arg(long = "trust-publisher", env = "LIQUID_TRUST_PUBLISHERS", value_name = "HEX", value_delimiter = ',')]
     pub trust_publishers: Vec<String>,
+    /// The API's TLS certificate (PEM; with --api-key). An API on a non-loopback address is
+    /// always served over TLS: without these, with a self-signed certificate the agent makes
+    /// and keeps in its data dir. The CLI pins the certificate's fingerprint (api.fingerprint).
+    #[arg(long, env = "LIQUID_API_CERT", value_name = "FILE", requires = "api_key")]
+    pub api_cert: Option<PathBuf>,
+    /// The API certificate's private key (PEM).
+    #[arg(long, env = "LIQUID_API_KEY", value_name = "FILE", requires = "api_cert")]
+    pub api_key: Option<PathBuf>,
+    /// Serve a non-loopback API in plain HTTP anyway: the bearer token crosses the network in
+    /// the clear. Only for a private test network.
+    #[arg(long, env = "LIQUID_API_INSECURE_PLAINTEXT")]
+    pub api_insecure_plaintext: bool,
 }
 
 /// The config file's format; every key is optional.
@@ -91,6 +103,9 @@ struct FileConfig {
     placement: Option<liquid_core::placement::Params>,
     require_signed: Option<bool>,
     trusted_publishers: Option<Vec<String>>,
+    api_cert: Option<PathBuf>,
+    api_key: Option<PathBuf>,
+    api_insecure_plaintext: Option<bool>,
 }
 
 /// Resolved settings.
@@ -124,6 +139,24 @@ pub struct Settings {
     pub placement: liquid_core::placement::Params,
     /// Which function packages this node accepts.
     pub trust: crate::signing::Trust,
+    /// How the API is served.
+    pub api_tls: ApiTls,
+}
+
+/// How the API is served.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApiTls {
+    /// Plain HTTP (a loopback address, or `--api-insecure-plaintext`).
+    Plain,
+    /// TLS with the agent's own self-signed certificate.
+    SelfSigned,
+    /// TLS with the operator's certificate and key.
+    Operator {
+        /// The certificate (PEM).
+        cert: PathBuf,
+        /// The key (PEM).
+        key: PathBuf,
+    },
 }
 
 /// The default data dir: `$LIQUID_HOME`, else `$XDG_DATA_HOME/liquid`, else `~/.local/share/liquid`.
@@ -205,7 +238,17 @@ impl AgentArgs {
         if required && publishers.is_empty() {
             bail!("--require-signed needs at least one --trust-publisher KEY (from `liquid publisher init`)");
         }
+        let cert = self.api_cert.clone().or(file.api_cert);
+        let key = self.api_key.clone().or(file.api_key);
+        let plaintext = self.api_insecure_plaintext || file.api_insecure_plaintext.unwrap_or(false);
+        let api_tls = match (cert, key) {
+            (Some(cert), Some(key)) => ApiTls::Operator { cert, key },
+            (Some(_), None) | (None, Some(_)) => bail!("the API's TLS needs both api_cert and api_key"),
+            (None, None) if api.ip().is_loopback() || plaintext => ApiTls::Plain,
+            (None, None) => ApiTls::SelfSigned,
+        };
         Ok(Settings {
+            api_tls,
             trust: crate::signing::Trust { required, publishers },
             placement_every: (every > 0.0).then(|| std::time::Duration::from_secs_f64(every)),
             placement: file.placement.unwrap_or_default(),
