@@ -82,8 +82,47 @@ pub struct Log {
     pub chunks: Vec<Vec<u8>>,
     /// The torn tail that was dropped, if any.
     pub torn: Option<TornTail>,
+    /// Damage found (bad bytes with intact records after them), if any. The store kept the
+    /// damaged file aside and rewrote the log from the intact records.
+    pub damage: Option<Damage>,
     /// The log's sizes after loading.
     pub stats: LogStats,
+}
+
+/// Bad bytes in the middle of a log: the disk (or something else) changed bytes that were
+/// durable, so records that were acknowledged may be lost. Unlike a torn tail, this is never
+/// cut off: the damaged file is kept aside, as [`Damage::kept`], and the log is rewritten
+/// from every record that still verifies, before and after the bad stretches.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Damage {
+    /// The bad stretches, in order.
+    pub gaps: Vec<Gap>,
+    /// Where the damaged file was kept (in the store's directory, named
+    /// `<log file>.corrupt-<unix seconds>`; `sim:<object>.corrupt-<n>` in a [`SimStore`]).
+    pub kept: PathBuf,
+    /// How many intact records were found after the first bad stretch (and kept).
+    pub records_after: u64,
+}
+
+impl Damage {
+    /// Where the first bad stretch starts.
+    pub fn offset(&self) -> u64 {
+        self.gaps.first().map_or(0, |g| g.offset)
+    }
+
+    /// The bytes lost in every bad stretch together.
+    pub fn lost_bytes(&self) -> u64 {
+        self.gaps.iter().map(|g| g.bytes).sum()
+    }
+}
+
+/// One bad stretch of a log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Gap {
+    /// Its first byte's offset in the damaged file.
+    pub offset: u64,
+    /// Its length: the next intact record starts at `offset + bytes`.
+    pub bytes: u64,
 }
 
 /// A dropped torn tail: where it started and how long it was.
@@ -190,6 +229,19 @@ pub struct Restored {
     pub doc: Document,
     /// The torn tail dropped on the way, if any (already logged as a warning).
     pub torn: Option<TornTail>,
+    /// The damage found in the log, if any (already logged as an error).
+    pub damage: Option<Damage>,
+}
+
+impl Restored {
+    /// Whether the document is known to lack changes it had: its log was damaged, and
+    /// changes after the damage depend on changes that did not survive it
+    /// ([`Document::missing_deps`]). Such a document is older than what was acknowledged;
+    /// it is whole again once sync brings the missing changes from a replica. (Damage with
+    /// nothing depending on the lost records cannot be told from a shorter log.)
+    pub fn incomplete(&self) -> bool {
+        self.damage.is_some() && !self.doc.missing_deps().is_empty()
+    }
 }
 
 /// Why a document could not be restored.
@@ -222,7 +274,20 @@ pub fn restore<S: Store + ?Sized>(
     }
     let doc = Document::load(actor, log.chunks.iter().map(Vec::as_slice))
         .map_err(|source| RestoreError::Load { name: name.clone(), source })?;
-    Ok(Some(Restored { doc, torn: log.torn }))
+    if let Some(d) = &log.damage {
+        let missing = doc.missing_deps().len();
+        tracing::error!(
+            object = %name,
+            kept = %d.kept.display(),
+            offset = d.offset(),
+            lost_bytes = d.lost_bytes(),
+            records_after = d.records_after,
+            missing_changes = missing,
+            "an object log is damaged (bytes that were durable changed): kept the damaged file, rewrote the log from the records that verify; {}",
+            if missing > 0 { "the object lacks acknowledged changes until a replica sends them" } else { "no kept change depends on the lost bytes" },
+        );
+    }
+    Ok(Some(Restored { doc, torn: log.torn, damage: log.damage }))
 }
 
 #[cfg(test)]

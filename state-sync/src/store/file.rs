@@ -27,6 +27,7 @@ pub struct FileStore {
     dir_dirty: bool,
     stats: BTreeMap<ObjectName, LogStats>,
     torn: BTreeSet<ObjectName>,
+    unix_clock: fn() -> u64,
 }
 
 fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> StoreError + 'a {
@@ -45,7 +46,21 @@ impl FileStore {
                 fs::remove_file(&path).map_err(io("remove leftover", &path))?;
             }
         }
-        Ok(FileStore { dir, dirty: BTreeMap::new(), dir_dirty: false, stats: BTreeMap::new(), torn: BTreeSet::new() })
+        Ok(FileStore {
+            dir,
+            dirty: BTreeMap::new(),
+            dir_dirty: false,
+            stats: BTreeMap::new(),
+            torn: BTreeSet::new(),
+            unix_clock: || 0,
+        })
+    }
+
+    /// Sets the clock (seconds since the Unix epoch) that names the copies of damaged logs
+    /// (`<file>.corrupt-<seconds>`). Without one they are numbered from 0.
+    pub fn with_unix_clock(mut self, clock: fn() -> u64) -> Self {
+        self.unix_clock = clock;
+        self
     }
 
     /// The directory.
@@ -57,6 +72,35 @@ impl FileStore {
     pub fn path(&self, name: &ObjectName) -> PathBuf {
         let hash = blake3::hash(name.as_str().as_bytes());
         self.dir.join(format!("{}.log", hex::encode(&hash.as_bytes()[..16])))
+    }
+
+    /// Writes `bytes` durably to `path` through a temporary file and a rename.
+    fn replace(&mut self, path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+        let tmp = path.with_extension("tmp");
+        let mut file = File::create(&tmp).map_err(io("create", &tmp))?;
+        file.write_all(bytes).and_then(|()| file.sync_all()).map_err(io("write", &tmp))?;
+        drop(file);
+        fs::rename(&tmp, path).map_err(io("rename over", path))?;
+        self.sync_dir()
+    }
+
+    /// Copies a damaged log's bytes to a new file beside it, durably, and returns its path.
+    fn keep_aside(&mut self, path: &Path, bytes: &[u8]) -> Result<PathBuf, StoreError> {
+        let stamp = (self.unix_clock)();
+        let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        for n in 0..u64::from(u16::MAX) {
+            let suffix = if n == 0 { String::new() } else { format!("-{n}") };
+            let kept = self.dir.join(format!("{file_name}.corrupt-{stamp}{suffix}"));
+            let mut file = match OpenOptions::new().write(true).create_new(true).open(&kept) {
+                Ok(f) => f,
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(io("create", &kept)(e)),
+            };
+            file.write_all(bytes).and_then(|()| file.sync_all()).map_err(io("write", &kept))?;
+            self.sync_dir()?;
+            return Ok(kept);
+        }
+        Err(io("create", path)(io::Error::other("too many kept copies of this damaged log; remove old ones")))
     }
 
     fn sync_dir(&mut self) -> Result<(), StoreError> {
@@ -135,14 +179,9 @@ impl Store for FileStore {
     fn compact(&mut self, name: &ObjectName, snapshot: &[u8]) -> Result<(), StoreError> {
         let image = log::image(name, snapshot)?;
         let path = self.path(name);
-        let tmp = path.with_extension("tmp");
-        let mut file = File::create(&tmp).map_err(io("create", &tmp))?;
-        file.write_all(&image).and_then(|()| file.sync_all()).map_err(io("write", &tmp))?;
-        drop(file);
-        fs::rename(&tmp, &path).map_err(io("rename over", &path))?;
+        self.replace(&path, &image)?;
         self.dirty.remove(name); // the old file is gone; its unsynced appends are in the snapshot
         self.torn.remove(name);
-        self.sync_dir()?;
         let len = image.len() as u64;
         self.stats.insert(name.clone(), LogStats { bytes: len, base_bytes: len, records: 2 });
         Ok(())
@@ -171,8 +210,12 @@ impl Store for FileStore {
                 self.sync_dir()?;
                 Ok(None)
             }
-            Parsed::Log { log, valid_len } => {
-                if valid_len < bytes.len() {
+            Parsed::Log { mut log, valid_len, spans } => {
+                if let Some(damage) = &mut log.damage {
+                    // Never cut: keep the damaged file, then rewrite the log from what verifies.
+                    damage.kept = self.keep_aside(&path, &bytes)?;
+                    self.replace(&path, &log::salvaged(name, &bytes, &spans))?;
+                } else if valid_len < bytes.len() {
                     let f = OpenOptions::new().write(true).open(&path).map_err(io("open", &path))?;
                     f.set_len(valid_len as u64)
                         .and_then(|()| f.sync_all())
@@ -206,7 +249,15 @@ impl Store for FileStore {
             let mut head = Vec::with_capacity(512);
             let read = File::open(&path).and_then(|f| f.take(512).read_to_end(&mut head));
             match read {
-                Ok(_) => names.extend(log::name(&head).filter(|n| self.path(n) == path)),
+                // A name whose record is damaged still counts if it hashes to the file name.
+                Ok(_) => match log::name(&head).or_else(|| log::name_unchecked(&head)).filter(|n| self.path(n) == path)
+                {
+                    Some(n) => names.push(n),
+                    None if head.len() > log::MAGIC.len() => {
+                        tracing::warn!(path = %path.display(), "ignoring an object log whose name record is unreadable (its creation never completed, or it is damaged: then inspect it and move it away)");
+                    }
+                    None => {}
+                },
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(io("read", &path)(e)),
             }
