@@ -234,13 +234,14 @@ pub struct Restored {
 }
 
 impl Restored {
-    /// Whether the document is known to lack changes it had: its log was damaged, and
-    /// changes after the damage depend on changes that did not survive it
-    /// ([`Document::missing_deps`]). Such a document is older than what was acknowledged;
-    /// it is whole again once sync brings the missing changes from a replica. (Damage with
-    /// nothing depending on the lost records cannot be told from a shorter log.)
+    /// Whether the document is known to lack changes it had: its log holds changes that
+    /// depend on changes it does not hold ([`Document::missing_deps`]), which only damage
+    /// (found now, or at an earlier start: the rewritten log keeps the orphaned changes)
+    /// explains. Such a document is older than what was acknowledged; it is whole again
+    /// once sync brings the missing changes from a replica. (Damage with nothing depending
+    /// on the lost records cannot be told from a shorter log.)
     pub fn incomplete(&self) -> bool {
-        self.damage.is_some() && !self.doc.missing_deps().is_empty()
+        !self.doc.missing_deps().is_empty()
     }
 }
 
@@ -287,7 +288,11 @@ pub fn restore<S: Store + ?Sized>(
             if missing > 0 { "the object lacks acknowledged changes until a replica sends them" } else { "no kept change depends on the lost bytes" },
         );
     }
-    Ok(Some(Restored { doc, torn: log.torn, damage: log.damage }))
+    let restored = Restored { doc, torn: log.torn, damage: log.damage };
+    if restored.damage.is_none() && restored.incomplete() {
+        tracing::error!(object = %name, missing_changes = restored.doc.missing_deps().len(), "an object's log lacks changes that others depend on (damage found at an earlier start): the object lacks acknowledged changes until a replica sends them");
+    }
+    Ok(Some(restored))
 }
 
 #[cfg(test)]

@@ -103,6 +103,21 @@ impl FileStore {
         Err(io("create", path)(io::Error::other("too many kept copies of this damaged log; remove old ones")))
     }
 
+    /// The copies of `name`'s log kept aside because it was damaged, sorted.
+    pub fn kept(&self, name: &ObjectName) -> Result<Vec<PathBuf>, StoreError> {
+        let path = self.path(name);
+        let prefix = format!("{}.corrupt-", path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default());
+        let mut kept = Vec::new();
+        for entry in fs::read_dir(&self.dir).map_err(io("list", &self.dir))? {
+            let entry = entry.map_err(io("list", &self.dir))?;
+            if entry.file_name().to_string_lossy().starts_with(&prefix) {
+                kept.push(entry.path());
+            }
+        }
+        kept.sort();
+        Ok(kept)
+    }
+
     fn sync_dir(&mut self) -> Result<(), StoreError> {
         File::open(&self.dir).and_then(|d| d.sync_all()).map_err(io("fsync directory", &self.dir))?;
         self.dir_dirty = false;
