@@ -14,10 +14,24 @@
 //!   `sync` covers every object appended to since the last one (group commit).
 //! - [`Store::compact`] replaces an object's log by one full save, atomically (temp file,
 //!   fsync, rename, directory fsync) and durably when it returns.
-//! - [`Store::load`] returns every intact record. A torn tail (a crash in the middle of an
-//!   append) is detected by its length or checksum, **dropped, cut off the file**, and
-//!   reported in [`Log::torn`]; it never panics. Only unsynced bytes can be torn, so nothing
-//!   acknowledged is lost.
+//! - [`Store::load`] returns every intact record; it never panics. A record whose length or
+//!   checksum fails starts a bad stretch, which is one of two things:
+//!   - a **torn tail** (a crash in the middle of an append) if no intact record follows it:
+//!     it is **dropped, cut off the file**, and reported in [`Log::torn`]. Only unsynced
+//!     bytes can be torn, so nothing acknowledged is lost.
+//!   - **damage** (durable bytes changed: a failing disk) if an intact record follows it.
+//!     Nothing is cut: the damaged file is kept aside (`<file>.corrupt-<unix seconds>`,
+//!     fsynced), the log is rewritten from every record that verifies, before and after the
+//!     bad stretches, and the damage is reported in [`Log::damage`]. [`restore`] logs it as an
+//!     error; [`Restored::incomplete`] says whether changes that survived depend on changes
+//!     that did not (the node must then refuse to serve the object until sync brings them).
+//!
+//!   The scan for an intact record after a bad one checks headers before checksums; random
+//!   bytes pass as a record with a probability far below 2^-39 per offset, so a torn tail is
+//!   taken for damage only if the torn record's own bytes contain a whole valid record.
+//!   A damaged name record is damage too when records follow it (the name is known from the
+//!   file name's hash); damaged magic bytes or an unknown record kind are
+//!   [`StoreError::Corrupt`].
 //! - A `sync` error means the appends since the last good sync may be lost (the kernel may
 //!   have dropped the dirty pages): stop acknowledging, and reload from disk before writing
 //!   again.
@@ -52,7 +66,7 @@ use crate::object::ObjectName;
 pub use file::FileStore;
 pub use sim::SimStore;
 
-/// The largest record accepted, in bytes; a length field above it marks a torn tail.
+/// The largest record accepted, in bytes; a length field above it marks a bad record.
 pub const RECORD_BYTES_MAX: usize = 1 << 30;
 
 /// A small synchronous storage backend for object logs.
@@ -65,7 +79,8 @@ pub trait Store {
     /// Replaces `name`'s log by one full save (which must contain everything appended
     /// before), atomically and durably.
     fn compact(&mut self, name: &ObjectName, snapshot: &[u8]) -> Result<(), StoreError>;
-    /// Reads `name`'s log; `None` if there is none. Cuts off a torn tail.
+    /// Reads `name`'s log; `None` if there is none. Cuts off a torn tail; keeps a damaged
+    /// log aside and rewrites it from its intact records (see the module docs).
     fn load(&mut self, name: &ObjectName) -> Result<Option<Log>, StoreError>;
     /// Deletes `name`'s log, durably.
     fn remove(&mut self, name: &ObjectName) -> Result<(), StoreError>;
