@@ -30,7 +30,9 @@
 //!   bytes pass as a record with a probability far below 2^-39 per offset, so a torn tail is
 //!   taken for damage only if the torn record's own bytes contain a whole valid record.
 //!   A damaged name record is damage too when records follow it (the name is known from the
-//!   file name's hash); damaged magic bytes or an unknown record kind are
+//!   file name's hash, and [`Store::list`] still finds the log unless the name's own bytes
+//!   changed; then the file store logs a warning naming the file, and the log is only found
+//!   when its object is loaded by name); damaged magic bytes or an unknown record kind are
 //!   [`StoreError::Corrupt`].
 //! - A `sync` error means the appends since the last good sync may be lost (the kernel may
 //!   have dropped the dirty pages): stop acknowledging, and reload from disk before writing

@@ -142,7 +142,13 @@ impl FileStore {
             self.sync()?;
         }
         let path = self.path(name);
-        if !self.stats.contains_key(name) && self.load(name)?.is_none() {
+        let loaded = if self.stats.contains_key(name) { None } else { Some(self.load(name)?) };
+        if let Some(Some(Log { damage: Some(d), .. })) = &loaded {
+            // Found on a write rather than at start: the records kept are on disk, not in the
+            // caller's document (it did not load them); they come back at the next restore.
+            tracing::error!(object = %name, kept = %d.kept.display(), offset = d.offset(), lost_bytes = d.lost_bytes(), "an object log is damaged: kept the damaged file and rewrote the log from the records that verify");
+        }
+        if matches!(loaded, Some(None)) {
             let header = log::header(name);
             fs::write(&path, &header).map_err(io("create", &path))?;
             let len = header.len() as u64;
@@ -265,14 +271,16 @@ impl Store for FileStore {
             let read = File::open(&path).and_then(|f| f.take(512).read_to_end(&mut head));
             match read {
                 // A name whose record is damaged still counts if it hashes to the file name.
-                Ok(_) => match log::name(&head).or_else(|| log::name_unchecked(&head)).filter(|n| self.path(n) == path)
-                {
-                    Some(n) => names.push(n),
-                    None if head.len() > log::MAGIC.len() => {
-                        tracing::warn!(path = %path.display(), "ignoring an object log whose name record is unreadable (its creation never completed, or it is damaged: then inspect it and move it away)");
+                Ok(_) => {
+                    match log::name(&head).into_iter().chain(log::name_candidates(&head)).find(|n| self.path(n) == path)
+                    {
+                        Some(n) => names.push(n),
+                        None if head.len() > log::MAGIC.len() => {
+                            tracing::warn!(path = %path.display(), "ignoring an object log whose name record is unreadable (its creation never completed, or it is damaged: then inspect it and move it away)");
+                        }
+                        None => {}
                     }
-                    None => {}
-                },
+                }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(io("read", &path)(e)),
             }

@@ -120,18 +120,15 @@ pub(crate) fn name(bytes: &[u8]) -> Option<ObjectName> {
     }
 }
 
-/// Reads the name in a log's header even if the name record's checksum fails, as long as
-/// its length and kind hold. The caller must check it (against the file name's hash).
-pub(crate) fn name_unchecked(bytes: &[u8]) -> Option<ObjectName> {
-    if bytes.get(..MAGIC.len())? != MAGIC {
-        return None;
-    }
-    let len = u32::from_le_bytes(bytes.get(MAGIC.len()..MAGIC.len() + 4)?.try_into().ok()?) as usize;
-    if *bytes.get(MAGIC.len() + 4)? != NAME {
-        return None;
-    }
-    let payload = bytes.get(MAGIC.len() + 5..MAGIC.len() + 5 + len)?;
-    ObjectName::parse(std::str::from_utf8(payload).ok()?).ok()
+/// The names a log's header could hold if its name record is damaged (its length, kind or
+/// checksum): every valid name its payload bytes start with, shortest first. The caller
+/// picks the one its file is named after (by hash), which no damage can fake.
+pub(crate) fn name_candidates(bytes: &[u8]) -> impl Iterator<Item = ObjectName> + '_ {
+    let start = MAGIC.len() + 5;
+    let magic = bytes.get(..MAGIC.len()) == Some(&MAGIC[..]);
+    let payload = if magic { bytes.get(start..).unwrap_or_default() } else { &[] };
+    (1..=payload.len())
+        .filter_map(move |len| std::str::from_utf8(&payload[..len]).ok().and_then(|s| ObjectName::parse(s).ok()))
 }
 
 /// A new log holding `name`'s header and the records of `bytes` at `spans` (a salvage).

@@ -179,8 +179,9 @@ impl Store for SimStore {
     }
 
     fn list(&mut self) -> Result<Vec<ObjectName>, StoreError> {
-        let readable =
-            |n: &ObjectName, image: &[u8]| log::name(image).or_else(|| log::name_unchecked(image)).as_ref() == Some(n);
+        let readable = |n: &ObjectName, image: &[u8]| {
+            log::name(image).as_ref() == Some(n) || log::name_candidates(image).any(|c| c == *n)
+        };
         Ok(self.live.iter().filter(|(n, image)| readable(n, image)).map(|(n, _)| n.clone()).collect())
     }
 

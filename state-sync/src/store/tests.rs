@@ -288,6 +288,10 @@ fn sim_a_flip_at_every_offset_is_damage_unless_nothing_follows() {
         for mask in [0x01, 0x80, 0xff] {
             let mut s = store.clone();
             assert!(s.damage(&n, at, image[at] ^ mask));
+            // Only damage to the name's own bytes hides the log from a listing.
+            let in_name = (log::MAGIC.len() + 5..log::MAGIC.len() + 5 + n.as_str().len()).contains(&at);
+            let listed = s.list().unwrap();
+            assert_eq!(listed.is_empty(), at < log::MAGIC.len() || in_name, "byte {at} ^ {mask:#x}: listed {listed:?}");
             let loaded = s.load(&n);
             let ctx = format!("byte {at} ^ {mask:#x}");
             if at < log::MAGIC.len() {
@@ -295,6 +299,7 @@ fn sim_a_flip_at_every_offset_is_damage_unless_nothing_follows() {
                 continue;
             }
             let log = loaded.unwrap().unwrap_or_else(|| panic!("{ctx}: the log vanished"));
+            assert_eq!(s.list().unwrap(), std::slice::from_ref(&n), "{ctx}: the log is listed once loaded");
             let record = starts.iter().rposition(|s| *s <= at).filter(|_| at >= header);
             match record {
                 Some(4) => {
@@ -326,4 +331,25 @@ fn sim_a_flip_at_every_offset_is_damage_unless_nothing_follows() {
             assert_eq!((again.torn, again.damage, again.chunks.len()), (None, None, log.chunks.len()), "{ctx}");
         }
     }
+}
+
+/// The story: the checksum of a log's name record is damaged. The log is still listed (its
+/// file is named after the name's hash, which damage cannot fake), and its records are kept.
+#[test]
+fn file_a_damaged_name_record_is_still_listed_and_its_records_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = name("app/named");
+    let mut store = FileStore::open(dir.path()).unwrap();
+    let (doc, _) = durable_writes(&mut store, &n, 3);
+    drop(store);
+    let path = FileStore::open(dir.path()).unwrap().path(&n);
+    let mut bytes = fs::read(&path).unwrap();
+    bytes[log::header(&n).len() - 1] ^= 0x01;
+    fs::write(&path, &bytes).unwrap();
+    let mut store = FileStore::open(dir.path()).unwrap();
+    assert_eq!(store.list().unwrap(), std::slice::from_ref(&n));
+    let restored = restore(&mut store, &n, actor()).unwrap().unwrap();
+    assert_eq!(restored.damage.map(|d| d.gaps[0].offset), Some(log::MAGIC.len() as u64));
+    assert_eq!(restored.doc.read(), doc.read());
+    assert_eq!(store.kept(&n).unwrap().len(), 1);
 }
