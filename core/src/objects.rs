@@ -28,6 +28,9 @@
 //!   again as they come up; it is answered *not found* only when every member asked said so,
 //!   never remembered as missing. A write to an unknown object tries the same first, for at
 //!   most [`Config::write_fetch_timeout`], then creates the object locally.
+//! - **Damaged logs**: an object restored from a log that lost changes others depend on is
+//!   *damaged* ([`Objects::mark_damaged`]): it is held and synced like any copy, but requests
+//!   for it are refused with [`ObjectError::Damaged`] until sync makes its document whole.
 
 #[cfg(test)]
 mod tests;
@@ -1547,7 +1550,8 @@ impl Objects {
         for name in names {
             let set = self.set_of(members, &name);
             let Some(o) = self.objects.get(&name) else { continue };
-            if o.replica.doc().heads().is_empty() {
+            // A damaged object may have no applied change yet; its digest still asks peers.
+            if !o.held() {
                 continue;
             }
             let digest = o.replica.digest();

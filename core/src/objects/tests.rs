@@ -205,6 +205,11 @@ fn listing_and_export() {
 /// Flips a byte in the payload of the middle record of node `k`'s log of `name` (a disk
 /// that damaged durable bytes), and returns how many records the log holds.
 fn damage_middle_record(h: &mut Cluster, k: usize, name: &str) -> usize {
+    damage_record(h, k, name, |records| records / 2)
+}
+
+/// Flips a byte in the payload of record `which(records)` of node `k`'s log of `name`.
+fn damage_record(h: &mut Cluster, k: usize, name: &str, which: fn(usize) -> usize) -> usize {
     let object = obj(name);
     let image = h.disks[k].durable_image(&object).expect("a log").to_vec();
     let mut starts = Vec::new();
@@ -214,7 +219,7 @@ fn damage_middle_record(h: &mut Cluster, k: usize, name: &str) -> usize {
         let len = u32::from_le_bytes(image[off..off + 4].try_into().unwrap()) as usize;
         off += 9 + len;
     }
-    let at = starts[starts.len() / 2] + 6;
+    let at = starts[which(starts.len())] + 6;
     assert!(h.disks[k].damage(&object, at, image[at] ^ 0x40));
     starts.len()
 }
@@ -280,5 +285,54 @@ fn a_damaged_object_without_a_replica_refuses_reads() {
         assert!(matches!(&r, Reply::Error(ObjectError::Damaged { .. })), "{r:?}");
         assert_eq!(h.disks[0].kept().len(), 1, "the damaged log is kept once");
         h.crash(0);
+    }
+}
+
+/// The story: the damage hits the log's first record (the snapshot every later change builds
+/// on), so nothing at all applies at restart: the object has no heads, yet it is held (not
+/// fetched over, not forgotten as empty), refused, offered to peers by digest, and repaired.
+#[test]
+fn a_damaged_first_record_leaves_nothing_applied_and_is_still_repaired() {
+    let mut h = Cluster::new(3);
+    count_to(&mut h, 0, "app/first", 10);
+    h.run_for(Duration::from_secs(2));
+    h.crash(0);
+    damage_record(&mut h, 0, "app/first", |_| 0);
+    h.partition(&[0], &[1, 2]);
+    h.start(0);
+    assert!(h.node(0).objects().doc(&obj("app/first")).unwrap().heads().is_empty());
+    h.run_for(Duration::from_secs(11)); // an anti-entropy round, cut off: nothing is dropped
+    let r = h.get(0, "app/first");
+    assert!(matches!(&r, Reply::Error(ObjectError::Damaged { .. })), "{r:?}");
+    h.heal();
+    h.run_for(Duration::from_secs(15));
+    assert_eq!(value_of(&h.get(0, "app/first"))["n"], 10);
+}
+
+/// The story: the same damage to the first record, on each node of a two-node cluster whose
+/// objects have one replica, so one of the two runs damages a follower copy (which nobody
+/// sends digests to unless it offers its own): both are repaired.
+#[test]
+fn a_damaged_follower_copy_with_nothing_applied_is_repaired_too() {
+    for victim in 0..2 {
+        let cfg = Config { replication_default: 1, ..Default::default() };
+        let mut h = Cluster::with(2, cfg);
+        // Both nodes write, so both logs hold records after their first one.
+        count_to(&mut h, 0, "app/one", 5);
+        h.run_for(Duration::from_secs(1));
+        count_to(&mut h, 1, "app/one", 5);
+        h.run_for(Duration::from_secs(2));
+        count_to(&mut h, 0, "app/one", 1);
+        h.run_for(Duration::from_secs(2));
+        h.crash(victim);
+        assert!(damage_record(&mut h, victim, "app/one", |_| 0) > 2, "victim {victim}");
+        h.partition(&[0], &[1]);
+        h.start(victim);
+        h.run_for(Duration::from_secs(11));
+        let r = h.get(victim, "app/one");
+        assert!(matches!(&r, Reply::Error(ObjectError::Damaged { .. })), "victim {victim}: {r:?}");
+        h.heal();
+        h.run_for(Duration::from_secs(25));
+        assert_eq!(value_of(&h.get(victim, "app/one"))["n"], 11, "victim {victim}");
     }
 }
