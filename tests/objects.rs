@@ -791,3 +791,83 @@ fn an_api_on_a_network_address_is_tls_with_a_pinned_certificate() {
     c.agents[a].wait_ready();
     assert_eq!(std::fs::read_to_string(dir.join("api.fingerprint")).unwrap().trim(), pin);
 }
+
+/// Flips a byte in the middle record of `object`'s log in the data dir `dir`; returns the log's path.
+fn damage_log(dir: &Path, object: &str) -> std::path::PathBuf {
+    let objects = dir.join("objects");
+    for entry in std::fs::read_dir(&objects).unwrap() {
+        let path = entry.unwrap().path();
+        let mut bytes = std::fs::read(&path).unwrap();
+        let header = 8 + 9 + object.len();
+        if path.extension().is_none_or(|e| e != "log") || bytes.get(13..13 + object.len()) != Some(object.as_bytes()) {
+            continue;
+        }
+        let mut starts = Vec::new();
+        let mut off = header;
+        while off + 4 <= bytes.len() {
+            starts.push(off);
+            off += 9 + u32::from_le_bytes(bytes[off..off + 4].try_into().unwrap()) as usize;
+        }
+        assert!(starts.len() >= 5, "{} records in {}", starts.len(), path.display());
+        bytes[starts[starts.len() / 2] + 6] ^= 0x40;
+        std::fs::write(&path, &bytes).unwrap();
+        return path;
+    }
+    panic!("no log of {object} in {}", objects.display());
+}
+
+/// The story (issue 17): a disk damages the middle of a counter's log while its agent is
+/// down. At restart the agent keeps the damaged file, refuses to serve the counter older
+/// (503 naming the kept file), says so in `liquid status`, its log and `/metrics`, and serves
+/// it again — with every acknowledged increment — once its replica has sent the lost changes.
+#[test]
+fn a_damaged_object_log_is_refused_loudly_then_repaired_by_its_replica() {
+    let mut c = Cluster::new("obj-damage");
+    let key = c.cluster_key("cluster.key");
+    let agents = start_mesh(&mut c, &key, &[("dmg-1", "cloud"), ("dmg-2", "edge")]);
+    let (victim, other) = (1, 0);
+    let b = agents[victim].clone();
+    for _ in 0..20 {
+        ok(&b, &["obj", "inc", "app/c", "n"]);
+    }
+    wait_value("both agents read the count", &agents, "app/c", &json!({ "n": 20 }), CONVERGE_WITHIN);
+    c.agents[victim].kill9();
+    // Freeze the replica, so the restarted agent can only rely on its own disk at first.
+    c.agents[other].signal(Signal::SIGSTOP);
+    let log = damage_log(&c.agents[victim].dir, "app/c");
+    c.agents[victim].restart();
+    c.agents[victim].wait_ready();
+
+    let out = obj(&b, &["obj", "get", "app/c", "--json"]);
+    assert!(!out.status.success(), "a damaged object was served: {}", out.stdout);
+    assert!(out.stderr.contains("damaged") && out.stderr.contains(".corrupt-"), "{}", out.stderr);
+    let (base, token) = c.agents[victim].api();
+    let r = http_get(&base, "/v1/objects/app/c", Some(&token)).unwrap();
+    assert_eq!(r.code, 503, "{}", r.body);
+    let body: Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(body["kind"], "damaged", "{body}");
+    let kept = str_of(&body, "kept").to_string();
+    assert!(kept.starts_with(&format!("{}.corrupt-", log.display())) && Path::new(&kept).exists(), "{body}");
+    let status = c.agents[victim].status().unwrap();
+    assert_eq!(status["damaged_objects"][0]["object"], "app/c", "{status}");
+    assert!(ok(&b, &["status"]).stdout.contains("DAMAGED"));
+    let metrics = http_get(&base, "/metrics", Some(&token)).unwrap().body;
+    assert!(metrics.contains("liquid_objects_damaged 1"), "{metrics}");
+    assert!(metrics.contains("liquid_object_logs_corrupt_total 1"), "{metrics}");
+    assert!(c.agents[victim].log_text().contains("ERROR"), "the damage is logged as an error");
+
+    c.agents[other].signal(Signal::SIGCONT);
+    wait_value(
+        "the damaged agent is repaired",
+        std::slice::from_ref(&b),
+        "app/c",
+        &json!({ "n": 20 }),
+        CONVERGE_WITHIN,
+    );
+    let status = c.agents[victim].status().unwrap();
+    assert_eq!(status["damaged_objects"], json!([]), "{status}");
+    eventually("the damaged-objects gauge (updated every second) drops", Duration::from_secs(5), || {
+        let metrics = http_get(&base, "/metrics", Some(&token))?.body;
+        if metrics.contains("liquid_objects_damaged 0") { Ok(()) } else { Err(metrics) }
+    });
+}

@@ -201,6 +201,13 @@ impl Node {
         self.note_registry(&name);
     }
 
+    /// Marks an object restored with [`Node::restore_object`] as damaged: its log was
+    /// damaged on disk (the damaged file kept at `kept`) and changes are missing until a
+    /// replica sends them back (see [`Objects::mark_damaged`](crate::objects::Objects::mark_damaged)).
+    pub fn mark_object_damaged(&mut self, object: &ObjectName, kept: String) {
+        self.objects.mark_damaged(object, kept);
+    }
+
     /// The objects this node holds.
     pub fn objects(&self) -> &Objects {
         &self.objects

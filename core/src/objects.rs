@@ -28,6 +28,9 @@
 //!   again as they come up; it is answered *not found* only when every member asked said so,
 //!   never remembered as missing. A write to an unknown object tries the same first, for at
 //!   most [`Config::write_fetch_timeout`], then creates the object locally.
+//! - **Damaged logs**: an object restored from a log that lost changes others depend on is
+//!   *damaged* ([`Objects::mark_damaged`]): it is held and synced like any copy, but requests
+//!   for it are refused with [`ObjectError::Damaged`] until sync makes its document whole.
 
 #[cfg(test)]
 mod tests;
@@ -332,6 +335,18 @@ pub enum ObjectError {
         /// How long the write waited.
         waited_ms: u64,
     },
+    /// This node's log of the object was damaged on disk, and changes it held are missing
+    /// until sync brings them back from a replica: reads and writes here are refused rather
+    /// than served from an older document.
+    #[error(
+        "object {object}: its log on this node was damaged (the damaged file is kept at {kept}) and acknowledged changes are missing; it is awaiting repair from its replicas: retry later, or read it at another replica"
+    )]
+    Damaged {
+        /// The object whose log was damaged.
+        object: ObjectName,
+        /// Where the damaged log file was kept.
+        kept: String,
+    },
     /// This node holds as many objects, or waits on as many requests, as it may.
     #[error("this node is at its limit of {max} {what}; try another node or raise the limit")]
     Full {
@@ -449,6 +464,16 @@ struct Object {
     set_view: u64,
     log: LogStats,
     snapshot_next: bool,
+    /// Where its damaged log was kept, while the document lacks changes it had (see
+    /// [`Objects::mark_damaged`]).
+    damaged: Option<String>,
+}
+
+impl Object {
+    /// Whether this node holds the object: it has changes, or had some it is waiting for.
+    fn held(&self) -> bool {
+        !self.replica.doc().heads().is_empty() || self.damaged.is_some()
+    }
 }
 
 #[derive(Debug)]
@@ -593,8 +618,29 @@ impl Objects {
     pub fn restore(&mut self, object: ObjectName, doc: Document, log: LogStats) {
         let hash = hash64(object.as_str().as_bytes());
         let replica = Replica::new(doc, self.cfg.replica.clone());
-        self.objects
-            .insert(object, Object { replica, hash, set: Vec::new(), set_view: u64::MAX, log, snapshot_next: false });
+        self.objects.insert(
+            object,
+            Object { replica, hash, set: Vec::new(), set_view: u64::MAX, log, snapshot_next: false, damaged: None },
+        );
+    }
+
+    /// Marks a restored object as damaged: its log was damaged on disk (the damaged file
+    /// kept at `kept`) and its document lacks changes that later ones depend on
+    /// (`state_sync::store::Restored::incomplete`). Until sync brings them back from a
+    /// replica, requests for it are answered [`ObjectError::Damaged`]; then it is whole again
+    /// and served as usual. Changes that arrive meanwhile are stored as usual.
+    pub fn mark_damaged(&mut self, object: &ObjectName, kept: String) {
+        if let Some(o) = self.objects.get_mut(object)
+            && !o.replica.doc().missing_deps().is_empty()
+        {
+            o.damaged = Some(kept);
+        }
+    }
+
+    /// The objects marked damaged that are still awaiting repair, with where their damaged
+    /// logs were kept.
+    pub fn damaged(&self) -> impl Iterator<Item = (&ObjectName, &str)> {
+        self.objects.iter().filter_map(|(n, o)| Some((n, o.damaged.as_deref()?)))
     }
 
     /// Counters.
@@ -948,7 +994,7 @@ impl Objects {
         members: &Membership,
         out: &mut (impl Sink<Output> + ?Sized),
     ) {
-        if self.objects.get(&object).is_some_and(|o| !o.replica.doc().heads().is_empty()) {
+        if self.objects.get(&object).is_some_and(Object::held) {
             self.serve(now, id, &object, pending, out);
             return;
         }
@@ -1036,6 +1082,7 @@ impl Objects {
                 set_view: u64::MAX,
                 log: LogStats::default(),
                 snapshot_next: false,
+                damaged: None,
             };
             self.objects.insert(object.clone(), o);
         }
@@ -1051,6 +1098,14 @@ impl Objects {
         pending: Pending,
         out: &mut (impl Sink<Output> + ?Sized),
     ) {
+        if let Some(kept) = self.objects.get(object).and_then(|o| o.damaged.clone()) {
+            if matches!(pending, Pending::Write { .. }) {
+                self.stats.writes_failed += 1;
+            }
+            let err = ObjectError::Damaged { object: object.clone(), kept };
+            out.push(Output::Reply { id, reply: Reply::Error(err) });
+            return;
+        }
         match pending {
             Pending::Get { after: Some(heads) }
                 if !self.objects.get(object).is_some_and(|o| o.replica.doc().has_heads(&heads)) =>
@@ -1144,7 +1199,14 @@ impl Objects {
             self.sync_at = Some(now + self.cfg.batch_delay);
         }
         out.push(Output::Changed(object.clone()));
-        if let Some(o) = self.objects.get(object) {
+        if let Some(o) = self.objects.get_mut(object)
+            && o.damaged.is_some()
+            && o.replica.doc().missing_deps().is_empty()
+        {
+            tracing::info!(object = %object, kept = o.damaged.as_deref().unwrap_or_default(), "a damaged object is whole again: sync brought back the changes its log lost");
+            o.damaged = None;
+        }
+        if let Some(o) = self.objects.get(object).filter(|o| o.damaged.is_none()) {
             let doc = o.replica.doc();
             let mut i = 0;
             while i < self.head_waits.len() {
@@ -1285,7 +1347,7 @@ impl Objects {
                 }
             }
         }
-        if self.objects.get(object).is_some_and(|o| o.replica.doc().heads().is_empty()) {
+        if self.objects.get(object).is_some_and(|o| !o.held()) {
             self.objects.remove(object);
         }
     }
@@ -1326,7 +1388,7 @@ impl Objects {
             }
             if self.fetches.get(&object).is_some_and(|f| f.waiters.is_empty()) {
                 self.fetches.remove(&object);
-                if self.objects.get(&object).is_some_and(|o| o.replica.doc().heads().is_empty()) {
+                if self.objects.get(&object).is_some_and(|o| !o.held()) {
                     self.objects.remove(&object);
                 }
             }
@@ -1488,7 +1550,8 @@ impl Objects {
         for name in names {
             let set = self.set_of(members, &name);
             let Some(o) = self.objects.get(&name) else { continue };
-            if o.replica.doc().heads().is_empty() {
+            // A damaged object may have no applied change yet; its digest still asks peers.
+            if !o.held() {
                 continue;
             }
             let digest = o.replica.digest();
@@ -1512,7 +1575,7 @@ impl Objects {
     /// Forgets empty documents nobody is fetching (left over from "not found" exchanges).
     fn drop_empty(&mut self) {
         let fetching = &self.fetches;
-        self.objects.retain(|n, o| !o.replica.doc().heads().is_empty() || fetching.contains_key(n));
+        self.objects.retain(|n, o| o.held() || fetching.contains_key(n));
     }
 
     /// The replica set of `object`, cached per view.

@@ -33,6 +33,19 @@ pub struct StatusJson {
     pub uptime_s: f64,
     /// Other members by status.
     pub peers: PeerCounts,
+    /// Objects whose log on this node was damaged and that lack changes until a replica
+    /// sends them back; reads of them are refused meanwhile.
+    #[serde(default)]
+    pub damaged_objects: Vec<DamagedJson>,
+}
+
+/// An object awaiting repair from its replicas (see [`StatusJson::damaged_objects`]).
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct DamagedJson {
+    /// The object (`namespace/key`).
+    pub object: String,
+    /// Where the damaged log file was kept.
+    pub kept: String,
 }
 
 /// Members other than this node, by status.

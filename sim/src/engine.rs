@@ -398,7 +398,13 @@ impl<'a> Engine<'a> {
             match state_sync::store::restore(&mut sn.store, &name, actor.clone()) {
                 Ok(Some(r)) => {
                     let stats = sn.store.stats(&name).unwrap_or_default();
-                    node.restore_object(name, r.doc, stats);
+                    let incomplete = r.incomplete();
+                    let kept =
+                        r.damage.map_or_else(|| "(kept at an earlier start)".into(), |d| d.kept.display().to_string());
+                    node.restore_object(name.clone(), r.doc, stats);
+                    if incomplete {
+                        node.mark_object_damaged(&name, kept);
+                    }
                 }
                 Ok(None) => {}
                 Err(e) => self.restore_errors.push((i, name.to_string(), e.to_string())),

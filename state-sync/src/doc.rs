@@ -212,6 +212,13 @@ impl Document {
         heads.0.iter().all(|h| self.doc.get_change_meta_by_hash(h).is_some())
     }
 
+    /// The changes this document knows it lacks: those that changes it holds depend on but
+    /// that never arrived (automerge queues such changes, unapplied, until they do). Empty
+    /// for a whole document.
+    pub fn missing_deps(&self) -> Vec<ChangeHash> {
+        self.doc.get_missing_deps(&[])
+    }
+
     /// The changes not yet marked saved, if any.
     pub fn unsaved(&self) -> Option<Unsaved> {
         let heads = self.doc.get_heads();

@@ -14,10 +14,26 @@
 //!   `sync` covers every object appended to since the last one (group commit).
 //! - [`Store::compact`] replaces an object's log by one full save, atomically (temp file,
 //!   fsync, rename, directory fsync) and durably when it returns.
-//! - [`Store::load`] returns every intact record. A torn tail (a crash in the middle of an
-//!   append) is detected by its length or checksum, **dropped, cut off the file**, and
-//!   reported in [`Log::torn`]; it never panics. Only unsynced bytes can be torn, so nothing
-//!   acknowledged is lost.
+//! - [`Store::load`] returns every intact record; it never panics. A record whose length or
+//!   checksum fails starts a bad stretch, which is one of two things:
+//!   - a **torn tail** (a crash in the middle of an append) if no intact record follows it:
+//!     it is **dropped, cut off the file**, and reported in [`Log::torn`]. Only unsynced
+//!     bytes can be torn, so nothing acknowledged is lost.
+//!   - **damage** (durable bytes changed: a failing disk) if an intact record follows it.
+//!     Nothing is cut: the damaged file is kept aside (`<file>.corrupt-<unix seconds>`,
+//!     fsynced), the log is rewritten from every record that verifies, before and after the
+//!     bad stretches, and the damage is reported in [`Log::damage`]. [`restore`] logs it as an
+//!     error; [`Restored::incomplete`] says whether changes that survived depend on changes
+//!     that did not (the node must then refuse to serve the object until sync brings them).
+//!
+//!   The scan for an intact record after a bad one checks headers before checksums; random
+//!   bytes pass as a record with a probability far below 2^-39 per offset, so a torn tail is
+//!   taken for damage only if the torn record's own bytes contain a whole valid record.
+//!   A damaged name record is damage too when records follow it (the name is known from the
+//!   file name's hash, and [`Store::list`] still finds the log unless the name's own bytes
+//!   changed; then the file store logs a warning naming the file, and the log is only found
+//!   when its object is loaded by name); damaged magic bytes or an unknown record kind are
+//!   [`StoreError::Corrupt`].
 //! - A `sync` error means the appends since the last good sync may be lost (the kernel may
 //!   have dropped the dirty pages): stop acknowledging, and reload from disk before writing
 //!   again.
@@ -52,7 +68,7 @@ use crate::object::ObjectName;
 pub use file::FileStore;
 pub use sim::SimStore;
 
-/// The largest record accepted, in bytes; a length field above it marks a torn tail.
+/// The largest record accepted, in bytes; a length field above it marks a bad record.
 pub const RECORD_BYTES_MAX: usize = 1 << 30;
 
 /// A small synchronous storage backend for object logs.
@@ -65,7 +81,8 @@ pub trait Store {
     /// Replaces `name`'s log by one full save (which must contain everything appended
     /// before), atomically and durably.
     fn compact(&mut self, name: &ObjectName, snapshot: &[u8]) -> Result<(), StoreError>;
-    /// Reads `name`'s log; `None` if there is none. Cuts off a torn tail.
+    /// Reads `name`'s log; `None` if there is none. Cuts off a torn tail; keeps a damaged
+    /// log aside and rewrites it from its intact records (see the module docs).
     fn load(&mut self, name: &ObjectName) -> Result<Option<Log>, StoreError>;
     /// Deletes `name`'s log, durably.
     fn remove(&mut self, name: &ObjectName) -> Result<(), StoreError>;
@@ -82,8 +99,47 @@ pub struct Log {
     pub chunks: Vec<Vec<u8>>,
     /// The torn tail that was dropped, if any.
     pub torn: Option<TornTail>,
+    /// Damage found (bad bytes with intact records after them), if any. The store kept the
+    /// damaged file aside and rewrote the log from the intact records.
+    pub damage: Option<Damage>,
     /// The log's sizes after loading.
     pub stats: LogStats,
+}
+
+/// Bad bytes in the middle of a log: the disk (or something else) changed bytes that were
+/// durable, so records that were acknowledged may be lost. Unlike a torn tail, this is never
+/// cut off: the damaged file is kept aside, as [`Damage::kept`], and the log is rewritten
+/// from every record that still verifies, before and after the bad stretches.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Damage {
+    /// The bad stretches, in order.
+    pub gaps: Vec<Gap>,
+    /// Where the damaged file was kept (in the store's directory, named
+    /// `<log file>.corrupt-<unix seconds>`; `sim:<object>.corrupt-<n>` in a [`SimStore`]).
+    pub kept: PathBuf,
+    /// How many intact records were found after the first bad stretch (and kept).
+    pub records_after: u64,
+}
+
+impl Damage {
+    /// Where the first bad stretch starts.
+    pub fn offset(&self) -> u64 {
+        self.gaps.first().map_or(0, |g| g.offset)
+    }
+
+    /// The bytes lost in every bad stretch together.
+    pub fn lost_bytes(&self) -> u64 {
+        self.gaps.iter().map(|g| g.bytes).sum()
+    }
+}
+
+/// One bad stretch of a log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Gap {
+    /// Its first byte's offset in the damaged file.
+    pub offset: u64,
+    /// Its length: the next intact record starts at `offset + bytes`.
+    pub bytes: u64,
 }
 
 /// A dropped torn tail: where it started and how long it was.
@@ -190,6 +246,20 @@ pub struct Restored {
     pub doc: Document,
     /// The torn tail dropped on the way, if any (already logged as a warning).
     pub torn: Option<TornTail>,
+    /// The damage found in the log, if any (already logged as an error).
+    pub damage: Option<Damage>,
+}
+
+impl Restored {
+    /// Whether the document is known to lack changes it had: its log holds changes that
+    /// depend on changes it does not hold ([`Document::missing_deps`]), which only damage
+    /// (found now, or at an earlier start: the rewritten log keeps the orphaned changes)
+    /// explains. Such a document is older than what was acknowledged; it is whole again
+    /// once sync brings the missing changes from a replica. (Damage with nothing depending
+    /// on the lost records cannot be told from a shorter log.)
+    pub fn incomplete(&self) -> bool {
+        !self.doc.missing_deps().is_empty()
+    }
 }
 
 /// Why a document could not be restored.
@@ -222,7 +292,24 @@ pub fn restore<S: Store + ?Sized>(
     }
     let doc = Document::load(actor, log.chunks.iter().map(Vec::as_slice))
         .map_err(|source| RestoreError::Load { name: name.clone(), source })?;
-    Ok(Some(Restored { doc, torn: log.torn }))
+    if let Some(d) = &log.damage {
+        let missing = doc.missing_deps().len();
+        tracing::error!(
+            object = %name,
+            kept = %d.kept.display(),
+            offset = d.offset(),
+            lost_bytes = d.lost_bytes(),
+            records_after = d.records_after,
+            missing_changes = missing,
+            "an object log is damaged (bytes that were durable changed): kept the damaged file, rewrote the log from the records that verify; {}",
+            if missing > 0 { "the object lacks acknowledged changes until a replica sends them" } else { "no kept change depends on the lost bytes" },
+        );
+    }
+    let restored = Restored { doc, torn: log.torn, damage: log.damage };
+    if restored.damage.is_none() && restored.incomplete() {
+        tracing::error!(object = %name, missing_changes = restored.doc.missing_deps().len(), "an object's log lacks changes that others depend on (damage found at an earlier start): the object lacks acknowledged changes until a replica sends them");
+    }
+    Ok(Some(restored))
 }
 
 #[cfg(test)]

@@ -335,7 +335,12 @@ impl Cluster {
         for name in disk.list().unwrap() {
             let r = store::restore(disk, &name, actor_id(&id(k), boot)).unwrap().unwrap();
             let stats = disk.stats(&name).unwrap();
-            node.restore_object(name, r.doc, stats);
+            let incomplete = r.incomplete();
+            let kept = r.damage.map_or_else(|| "(kept at an earlier start)".into(), |d| d.kept.display().to_string());
+            node.restore_object(name.clone(), r.doc, stats);
+            if incomplete {
+                node.mark_object_damaged(&name, kept);
+            }
         }
         self.nodes[k] = Some(node);
     }

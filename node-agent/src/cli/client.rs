@@ -141,6 +141,15 @@ pub async fn status(t: &Target) -> Result<()> {
     println!("name:     {} ({}, {}, v{})", s.name, s.tier, s.arch, s.version);
     println!("uptime:   {:.0} s", s.uptime_s);
     println!("peers:    {} alive, {} suspect, {} down", s.peers.alive, s.peers.suspect, s.peers.down);
+    if !s.damaged_objects.is_empty() {
+        println!(
+            "DAMAGED:  {} object(s) lost changes to a damaged log; reads refused until replicas repair them:",
+            s.damaged_objects.len()
+        );
+        for d in &s.damaged_objects {
+            println!("  {}  (damaged log kept at {})", d.object, d.kept);
+        }
+    }
     println!("listen:");
     for a in &s.listen_addrs {
         println!("  {a}");

@@ -63,20 +63,47 @@ fn next_boot(dir: &Path) -> Result<u64> {
     Ok(boot)
 }
 
+fn unix_now_s() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
 /// Opens the object store and loads every object, as documents of this boot's actor.
-fn restore_objects(dir: &Path, node: &mut Node, boot: u64) -> Result<FileStore> {
-    let mut store = FileStore::open(dir.join(files::OBJECTS))?;
+/// Returns the store and how many logs were found damaged.
+fn restore_objects(dir: &Path, node: &mut Node, boot: u64) -> Result<(FileStore, u64)> {
+    let mut store = FileStore::open(dir.join(files::OBJECTS))?.with_unix_clock(unix_now_s);
     let actor = liquid_core::objects::actor_id(&node.id(), boot);
     let names = store.list()?;
-    let mut torn = 0;
+    let (mut torn, mut damaged, mut incomplete) = (0, 0, 0);
     for name in &names {
         let Some(r) = state_sync::store::restore(&mut store, name, actor.clone())? else { continue };
         torn += usize::from(r.torn.is_some());
+        damaged += u64::from(r.damage.is_some());
+        let kept = match &r.damage {
+            Some(d) => d.kept.display().to_string(),
+            None => store.kept(name)?.last().map_or_else(|| "(not found)".into(), |p| p.display().to_string()),
+        };
+        let missing = r.incomplete();
         let stats = store.stats(name).unwrap_or_default();
         node.restore_object(name.clone(), r.doc, stats);
+        if missing {
+            incomplete += 1;
+            node.mark_object_damaged(name, kept);
+        }
     }
-    info!(objects = names.len(), torn_tails_dropped = torn, "object store loaded");
-    Ok(store)
+    info!(
+        objects = names.len(),
+        torn_tails_dropped = torn,
+        damaged_logs = damaged,
+        awaiting_repair = incomplete,
+        "object store loaded"
+    );
+    if incomplete > 0 {
+        warn!(
+            objects = incomplete,
+            "objects lack changes lost to damaged logs: reads of them are refused until their replicas send the changes back (see `liquid status`)"
+        );
+    }
+    Ok((store, damaged))
 }
 
 fn cluster_key(s: &Settings) -> Result<ClusterKey> {
@@ -209,7 +236,8 @@ pub async fn run(args: AgentArgs) -> Result<()> {
     };
     let cfg = liquid_core::node::Config { objects, functions, boot, ..Default::default() };
     let mut node = Node::new(cfg, info, restored.as_ref(), rand::random(), liquid_core::Time::ZERO);
-    let store = restore_objects(&s.data_dir, &mut node, boot)?;
+    let (store, damaged_logs) = restore_objects(&s.data_dir, &mut node, boot)?;
+    driver_metrics.count_damaged_logs(damaged_logs);
     let (disk_tx, disk_rx) = std::sync::mpsc::channel();
     let (flushed_tx, flushed_rx) = mpsc::unbounded_channel();
     std::thread::Builder::new()

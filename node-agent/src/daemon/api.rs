@@ -108,10 +108,16 @@ fn writable_object(ns: &str, key: &str) -> Result<ObjectName, BadRequest> {
 }
 
 fn object_error(e: &ObjectError) -> Response {
+    if let ObjectError::Damaged { kept, .. } = e {
+        let body = serde_json::json!({ "error": e.to_string(), "kind": "damaged", "kept": kept });
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+    }
     let code = match e {
         ObjectError::NotFound { .. } => StatusCode::NOT_FOUND,
         ObjectError::Invalid { .. } => StatusCode::BAD_REQUEST,
-        ObjectError::Unavailable { .. } | ObjectError::Full { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        ObjectError::Unavailable { .. } | ObjectError::Full { .. } | ObjectError::Damaged { .. } => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
         ObjectError::HeadsTimeout { .. } | ObjectError::Quorum { .. } => StatusCode::GATEWAY_TIMEOUT,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };

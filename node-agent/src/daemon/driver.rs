@@ -31,6 +31,8 @@ pub struct DriverMetrics {
     members: Family<Vec<(String, String)>, Gauge>,
     changes: Family<Vec<(String, String)>, Counter>,
     objects_held: Gauge,
+    objects_damaged: Gauge,
+    logs_damaged: Counter,
     replicas_behind: Gauge,
     sync_messages: Family<Vec<(String, String)>, Counter>,
     sync_bytes: Family<Vec<(String, String)>, Counter>,
@@ -47,6 +49,16 @@ impl DriverMetrics {
         r.register("member_changes", "Status changes in this node's view, by new status", self.changes.clone());
         r.register("objects_held", "Objects this node holds (replicas and follower copies)", self.objects_held.clone());
         r.register(
+            "objects_damaged",
+            "Objects whose log was damaged and that lack changes until a replica sends them back (reads refused)",
+            self.objects_damaged.clone(),
+        );
+        r.register(
+            "object_logs_corrupt",
+            "Object logs found damaged at start (bad bytes with intact records after them; kept as *.corrupt-*)",
+            self.logs_damaged.clone(),
+        );
+        r.register(
             "object_replicas_behind",
             "Replica-set members whose last known heads differ from this node's, summed over objects",
             self.replicas_behind.clone(),
@@ -55,6 +67,11 @@ impl DriverMetrics {
         r.register("object_sync_bytes", "Bytes of object sync messages, by direction", self.sync_bytes.clone());
         r.register("object_writes", "Object writes answered, by outcome", self.writes.clone());
         r.register("object_flushes", "Group commits of object changes to disk", self.flushes.clone());
+    }
+
+    /// Counts object logs found damaged when the store was loaded.
+    pub fn count_damaged_logs(&self, n: u64) {
+        self.logs_damaged.inc_by(n);
     }
 
     /// Brings the object metrics up to date with the core's counters.
@@ -76,6 +93,7 @@ impl DriverMetrics {
         self.writes.get_or_create(&label("outcome", "failed")).inc_by(d(s.writes_failed, self.seen.writes_failed));
         self.flushes.inc_by(d(s.flushes, self.seen.flushes));
         self.objects_held.set(i64::try_from(o.held()).unwrap_or(i64::MAX));
+        self.objects_damaged.set(i64::try_from(o.damaged().count()).unwrap_or(i64::MAX));
         self.replicas_behind.set(i64::try_from(o.replicas_behind()).unwrap_or(i64::MAX));
         self.seen = s;
     }
@@ -400,6 +418,12 @@ impl Driver {
                         down: c[2] + c[3],
                         total: c.iter().sum(),
                     },
+                    damaged_objects: self
+                        .node
+                        .objects()
+                        .damaged()
+                        .map(|(o, kept)| crate::views::DamagedJson { object: o.to_string(), kept: kept.to_string() })
+                        .collect(),
                 });
             }
             DriverMsg::Nodes(tx) => {

@@ -27,6 +27,7 @@ pub struct FileStore {
     dir_dirty: bool,
     stats: BTreeMap<ObjectName, LogStats>,
     torn: BTreeSet<ObjectName>,
+    unix_clock: fn() -> u64,
 }
 
 fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> StoreError + 'a {
@@ -45,7 +46,21 @@ impl FileStore {
                 fs::remove_file(&path).map_err(io("remove leftover", &path))?;
             }
         }
-        Ok(FileStore { dir, dirty: BTreeMap::new(), dir_dirty: false, stats: BTreeMap::new(), torn: BTreeSet::new() })
+        Ok(FileStore {
+            dir,
+            dirty: BTreeMap::new(),
+            dir_dirty: false,
+            stats: BTreeMap::new(),
+            torn: BTreeSet::new(),
+            unix_clock: || 0,
+        })
+    }
+
+    /// Sets the clock (seconds since the Unix epoch) that names the copies of damaged logs
+    /// (`<file>.corrupt-<seconds>`). Without one they are numbered from 0.
+    pub fn with_unix_clock(mut self, clock: fn() -> u64) -> Self {
+        self.unix_clock = clock;
+        self
     }
 
     /// The directory.
@@ -57,6 +72,50 @@ impl FileStore {
     pub fn path(&self, name: &ObjectName) -> PathBuf {
         let hash = blake3::hash(name.as_str().as_bytes());
         self.dir.join(format!("{}.log", hex::encode(&hash.as_bytes()[..16])))
+    }
+
+    /// Writes `bytes` durably to `path` through a temporary file and a rename.
+    fn replace(&mut self, path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+        let tmp = path.with_extension("tmp");
+        let mut file = File::create(&tmp).map_err(io("create", &tmp))?;
+        file.write_all(bytes).and_then(|()| file.sync_all()).map_err(io("write", &tmp))?;
+        drop(file);
+        fs::rename(&tmp, path).map_err(io("rename over", path))?;
+        self.sync_dir()
+    }
+
+    /// Copies a damaged log's bytes to a new file beside it, durably, and returns its path.
+    fn keep_aside(&mut self, path: &Path, bytes: &[u8]) -> Result<PathBuf, StoreError> {
+        let stamp = (self.unix_clock)();
+        let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        for n in 0..u64::from(u16::MAX) {
+            let suffix = if n == 0 { String::new() } else { format!("-{n}") };
+            let kept = self.dir.join(format!("{file_name}.corrupt-{stamp}{suffix}"));
+            let mut file = match OpenOptions::new().write(true).create_new(true).open(&kept) {
+                Ok(f) => f,
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(io("create", &kept)(e)),
+            };
+            file.write_all(bytes).and_then(|()| file.sync_all()).map_err(io("write", &kept))?;
+            self.sync_dir()?;
+            return Ok(kept);
+        }
+        Err(io("create", path)(io::Error::other("too many kept copies of this damaged log; remove old ones")))
+    }
+
+    /// The copies of `name`'s log kept aside because it was damaged, sorted.
+    pub fn kept(&self, name: &ObjectName) -> Result<Vec<PathBuf>, StoreError> {
+        let path = self.path(name);
+        let prefix = format!("{}.corrupt-", path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default());
+        let mut kept = Vec::new();
+        for entry in fs::read_dir(&self.dir).map_err(io("list", &self.dir))? {
+            let entry = entry.map_err(io("list", &self.dir))?;
+            if entry.file_name().to_string_lossy().starts_with(&prefix) {
+                kept.push(entry.path());
+            }
+        }
+        kept.sort();
+        Ok(kept)
     }
 
     fn sync_dir(&mut self) -> Result<(), StoreError> {
@@ -83,7 +142,13 @@ impl FileStore {
             self.sync()?;
         }
         let path = self.path(name);
-        if !self.stats.contains_key(name) && self.load(name)?.is_none() {
+        let loaded = if self.stats.contains_key(name) { None } else { Some(self.load(name)?) };
+        if let Some(Some(Log { damage: Some(d), .. })) = &loaded {
+            // Found on a write rather than at start: the records kept are on disk, not in the
+            // caller's document (it did not load them); they come back at the next restore.
+            tracing::error!(object = %name, kept = %d.kept.display(), offset = d.offset(), lost_bytes = d.lost_bytes(), "an object log is damaged: kept the damaged file and rewrote the log from the records that verify");
+        }
+        if matches!(loaded, Some(None)) {
             let header = log::header(name);
             fs::write(&path, &header).map_err(io("create", &path))?;
             let len = header.len() as u64;
@@ -135,14 +200,9 @@ impl Store for FileStore {
     fn compact(&mut self, name: &ObjectName, snapshot: &[u8]) -> Result<(), StoreError> {
         let image = log::image(name, snapshot)?;
         let path = self.path(name);
-        let tmp = path.with_extension("tmp");
-        let mut file = File::create(&tmp).map_err(io("create", &tmp))?;
-        file.write_all(&image).and_then(|()| file.sync_all()).map_err(io("write", &tmp))?;
-        drop(file);
-        fs::rename(&tmp, &path).map_err(io("rename over", &path))?;
+        self.replace(&path, &image)?;
         self.dirty.remove(name); // the old file is gone; its unsynced appends are in the snapshot
         self.torn.remove(name);
-        self.sync_dir()?;
         let len = image.len() as u64;
         self.stats.insert(name.clone(), LogStats { bytes: len, base_bytes: len, records: 2 });
         Ok(())
@@ -171,8 +231,12 @@ impl Store for FileStore {
                 self.sync_dir()?;
                 Ok(None)
             }
-            Parsed::Log { log, valid_len } => {
-                if valid_len < bytes.len() {
+            Parsed::Log { mut log, valid_len, spans } => {
+                if let Some(damage) = &mut log.damage {
+                    // Never cut: keep the damaged file, then rewrite the log from what verifies.
+                    damage.kept = self.keep_aside(&path, &bytes)?;
+                    self.replace(&path, &log::salvaged(name, &bytes, &spans))?;
+                } else if valid_len < bytes.len() {
                     let f = OpenOptions::new().write(true).open(&path).map_err(io("open", &path))?;
                     f.set_len(valid_len as u64)
                         .and_then(|()| f.sync_all())
@@ -206,7 +270,17 @@ impl Store for FileStore {
             let mut head = Vec::with_capacity(512);
             let read = File::open(&path).and_then(|f| f.take(512).read_to_end(&mut head));
             match read {
-                Ok(_) => names.extend(log::name(&head).filter(|n| self.path(n) == path)),
+                // A name whose record is damaged still counts if it hashes to the file name.
+                Ok(_) => {
+                    match log::name(&head).into_iter().chain(log::name_candidates(&head)).find(|n| self.path(n) == path)
+                    {
+                        Some(n) => names.push(n),
+                        None if head.len() > log::MAGIC.len() => {
+                            tracing::warn!(path = %path.display(), "ignoring an object log whose name record is unreadable (its creation never completed, or it is damaged: then inspect it and move it away)");
+                        }
+                        None => {}
+                    }
+                }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(io("read", &path)(e)),
             }

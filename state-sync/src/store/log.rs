@@ -1,9 +1,11 @@
-//! The log's byte format (see [`crate::store`] for the layout): encoding and a parser that
-//! stops at the first record whose length or checksum does not hold.
+//! The log's byte format (see [`crate::store`] for the layout): encoding, and a parser that
+//! tells a torn tail (bad bytes with nothing intact after them) from damage (bad bytes with
+//! intact records after them).
 
-use std::path::Path;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
 
-use super::{Log, LogStats, RECORD_BYTES_MAX, StoreError, TornTail};
+use super::{Damage, Gap, Log, LogStats, RECORD_BYTES_MAX, StoreError, TornTail};
 use crate::object::ObjectName;
 
 /// The first bytes of every log; the last one is the format version.
@@ -57,8 +59,11 @@ pub(crate) enum Parsed {
     Log {
         /// The records.
         log: Log,
-        /// The length to cut the file to (equal to its length if nothing is torn).
+        /// The length to cut the file to (equal to its length if nothing is torn). Only
+        /// meaningful when `log.damage` is `None`: a damaged log is rewritten from `spans`.
         valid_len: usize,
+        /// The byte ranges of the intact change and snapshot records, in order.
+        spans: Vec<Range<usize>>,
     },
 }
 
@@ -74,6 +79,36 @@ fn next(bytes: &[u8], off: usize) -> Option<(u8, &[u8], usize)> {
     (crc32fast::hash(body) == crc).then(|| (body[4], &body[5..], off + OVERHEAD + len))
 }
 
+/// Whether a change or snapshot record could start at `off`, judging by its header alone
+/// (its kind, and a length that fits the file); no checksum is computed.
+fn plausible(bytes: &[u8], off: usize) -> bool {
+    let Some(head) = bytes.get(off..off + 5) else { return false };
+    let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
+    matches!(head[4], CHANGES | SNAPSHOT) && len <= bytes.len().saturating_sub(off + OVERHEAD)
+}
+
+/// The first offset at or after `from` where an intact change or snapshot record starts,
+/// if any: the end of a damaged stretch. `None` means nothing intact follows, so the bad
+/// bytes are a torn tail.
+///
+/// A candidate must have a plausible header, be followed by the end of the file or by
+/// another record's kind byte (or by fewer bytes than a header: a torn one), and pass its
+/// checksum. Random bytes pass all of that at one offset with a probability far below
+/// 2^-39 (two kind bytes, a length that fits, a CRC-32), so a torn tail is taken for
+/// damage only if the bytes of the torn record themselves contain a whole, valid record.
+/// The header checks come first so that a scan of a large log computes few checksums.
+fn resync(bytes: &[u8], from: usize) -> Option<usize> {
+    (from..bytes.len()).find(|&p| {
+        if !plausible(bytes, p) {
+            return false;
+        }
+        let len = u32::from_le_bytes([bytes[p], bytes[p + 1], bytes[p + 2], bytes[p + 3]]) as usize;
+        let end = p + OVERHEAD + len;
+        let followed = end == bytes.len() || bytes.get(end + 4).is_none_or(|k| matches!(*k, CHANGES | SNAPSHOT));
+        followed && next(bytes, p).is_some_and(|(kind, _, _)| matches!(kind, CHANGES | SNAPSHOT))
+    })
+}
+
 /// Reads the name in a log's header, if the header is whole.
 pub(crate) fn name(bytes: &[u8]) -> Option<ObjectName> {
     if bytes.get(..MAGIC.len())? != MAGIC {
@@ -85,7 +120,32 @@ pub(crate) fn name(bytes: &[u8]) -> Option<ObjectName> {
     }
 }
 
+/// The names a log's header could hold if its name record is damaged (its length, kind or
+/// checksum): every valid name its payload bytes start with, shortest first. The caller
+/// picks the one its file is named after (by hash), which no damage can fake.
+pub(crate) fn name_candidates(bytes: &[u8]) -> impl Iterator<Item = ObjectName> + '_ {
+    let start = MAGIC.len() + 5;
+    let magic = bytes.get(..MAGIC.len()) == Some(&MAGIC[..]);
+    let payload = if magic { bytes.get(start..).unwrap_or_default() } else { &[] };
+    (1..=payload.len())
+        .filter_map(move |len| std::str::from_utf8(&payload[..len]).ok().and_then(|s| ObjectName::parse(s).ok()))
+}
+
+/// A new log holding `name`'s header and the records of `bytes` at `spans` (a salvage).
+pub(crate) fn salvaged(name: &ObjectName, bytes: &[u8], spans: &[Range<usize>]) -> Vec<u8> {
+    let mut out = header(name);
+    for span in spans {
+        out.extend_from_slice(&bytes[span.clone()]);
+    }
+    out
+}
+
 /// Parses the log of `expect`, stored at `path` (for error messages).
+///
+/// A record whose length or checksum fails starts a bad stretch. If an intact record
+/// follows it (see [`resync`]), the stretch is *damage* (the disk or something else changed
+/// bytes that were durable): it is recorded in [`Log::damage`] and parsing goes on after
+/// it. Otherwise it is a torn tail, reported in [`Log::torn`].
 pub(crate) fn parse(bytes: &[u8], expect: &ObjectName, path: &Path) -> Result<Parsed, StoreError> {
     let corrupt =
         |offset: usize, reason: String| StoreError::Corrupt { path: path.to_owned(), offset: offset as u64, reason };
@@ -100,27 +160,69 @@ pub(crate) fn parse(bytes: &[u8], expect: &ObjectName, path: &Path) -> Result<Pa
         };
         return Err(corrupt(0, reason));
     }
-    let Some((kind, payload, mut off)) = next(bytes, MAGIC.len()) else { return Ok(Parsed::Unborn) };
-    if kind != NAME || payload != expect.as_str().as_bytes() {
-        let found = String::from_utf8_lossy(payload);
-        return Err(corrupt(MAGIC.len(), format!("expected the name record of {expect}, found kind {kind} {found:?}")));
-    }
-    let mut stats = LogStats { bytes: 0, base_bytes: off as u64, records: 1 };
-    let mut chunks = Vec::new();
-    while off < bytes.len() {
-        let Some((kind, payload, end)) = next(bytes, off) else { break };
-        match kind {
-            CHANGES => {}
-            SNAPSHOT => stats.base_bytes = end as u64,
-            other => return Err(corrupt(off, format!("unknown record kind {other}"))),
+    let mut gaps = Vec::new();
+    let mut off = match next(bytes, MAGIC.len()) {
+        Some((kind, payload, end)) => {
+            if kind != NAME || payload != expect.as_str().as_bytes() {
+                let found = String::from_utf8_lossy(payload);
+                return Err(corrupt(
+                    MAGIC.len(),
+                    format!("expected the name record of {expect}, found kind {kind} {found:?}"),
+                ));
+            }
+            end
         }
-        chunks.push(payload.to_vec());
-        stats.records += 1;
-        off = end;
+        None => match resync(bytes, MAGIC.len() + 1) {
+            // The name record is damaged but records follow: the caller knows the name.
+            Some(p) => {
+                gaps.push(Gap { offset: MAGIC.len() as u64, bytes: (p - MAGIC.len()) as u64 });
+                p
+            }
+            // A header that never became whole: the log was never durable.
+            None => return Ok(Parsed::Unborn),
+        },
+    };
+    let mut stats = LogStats { bytes: 0, base_bytes: 0, records: 1 };
+    let mut chunks = Vec::new();
+    let mut spans = Vec::new();
+    let mut records_after = 0;
+    loop {
+        while let Some((kind, payload, end)) = next(bytes, off) {
+            match kind {
+                CHANGES | SNAPSHOT => {}
+                other => return Err(corrupt(off, format!("unknown record kind {other}"))),
+            }
+            chunks.push(payload.to_vec());
+            spans.push(off..end);
+            stats.records += 1;
+            records_after += u64::from(!gaps.is_empty());
+            off = end;
+        }
+        if off >= bytes.len() {
+            break;
+        }
+        match resync(bytes, off + 1) {
+            Some(p) => {
+                gaps.push(Gap { offset: off as u64, bytes: (p - off) as u64 });
+                off = p;
+            }
+            None => break,
+        }
     }
-    stats.bytes = off as u64;
+    // The sizes are those of the log as it is kept: cut after the last intact record, and
+    // rewritten without the bad stretches if there are any.
+    let header_len = header(expect).len() as u64;
+    stats.base_bytes = header_len;
+    stats.bytes = header_len;
+    for (span, chunk_kind) in spans.iter().map(|s| (s, bytes[s.start + 4])) {
+        stats.bytes += span.len() as u64;
+        if chunk_kind == SNAPSHOT {
+            stats.base_bytes = stats.bytes;
+        }
+    }
     let torn = (off < bytes.len()).then(|| TornTail { offset: off as u64, dropped_bytes: (bytes.len() - off) as u64 });
-    Ok(Parsed::Log { log: Log { chunks, torn, stats }, valid_len: off })
+    let damage = (!gaps.is_empty()).then(|| Damage { gaps, kept: PathBuf::new(), records_after });
+    Ok(Parsed::Log { log: Log { chunks, torn, damage, stats }, valid_len: off, spans })
 }
 
 #[cfg(test)]

@@ -23,6 +23,7 @@ pub struct SimStore {
     dirty: BTreeSet<ObjectName>,
     stats: BTreeMap<ObjectName, LogStats>,
     syncs: u64,
+    kept: BTreeMap<PathBuf, Vec<u8>>,
 }
 
 impl SimStore {
@@ -68,6 +69,25 @@ impl SimStore {
     /// The durable image of one log, in the on-disk format (for tests and fault injection).
     pub fn durable_image(&self, name: &ObjectName) -> Option<&[u8]> {
         self.durable.get(name).map(Vec::as_slice)
+    }
+
+    /// Overwrites byte `offset` of `name`'s log, in both images (a disk that damaged durable
+    /// bytes); `false` if there is no such byte.
+    pub fn damage(&mut self, name: &ObjectName, offset: usize, byte: u8) -> bool {
+        let mut hit = false;
+        for image in [self.live.get_mut(name), self.durable.get_mut(name)].into_iter().flatten() {
+            if let Some(b) = image.get_mut(offset) {
+                *b = byte;
+                hit = true;
+            }
+        }
+        self.stats.remove(name);
+        hit
+    }
+
+    /// The copies of damaged logs kept aside, by path.
+    pub fn kept(&self) -> &BTreeMap<PathBuf, Vec<u8>> {
+        &self.kept
     }
 
     fn path(name: &ObjectName) -> PathBuf {
@@ -119,7 +139,8 @@ impl Store for SimStore {
             self.stats.remove(name);
             return Ok(None);
         };
-        match log::parse(bytes, name, &Self::path(name))? {
+        let bytes = bytes.clone();
+        match log::parse(&bytes, name, &Self::path(name))? {
             Parsed::Unborn => {
                 self.live.remove(name);
                 self.durable.remove(name);
@@ -127,8 +148,17 @@ impl Store for SimStore {
                 self.stats.remove(name);
                 Ok(None)
             }
-            Parsed::Log { log, valid_len } => {
-                if valid_len < bytes.len() {
+            Parsed::Log { mut log, valid_len, spans } => {
+                if let Some(damage) = &mut log.damage {
+                    // Like the file store: keep the damaged image, rewrite the log (durably).
+                    let kept = PathBuf::from(format!("sim:{name}.corrupt-{}", self.kept.len()));
+                    self.kept.insert(kept.clone(), bytes.clone());
+                    damage.kept = kept;
+                    let image = log::salvaged(name, &bytes, &spans);
+                    self.live.insert(name.clone(), image.clone());
+                    self.durable.insert(name.clone(), image);
+                    self.dirty.remove(name);
+                } else if valid_len < bytes.len() {
                     // Cutting the tail is durable at once, like the file store's truncate + fsync.
                     for image in [self.live.get_mut(name), self.durable.get_mut(name)].into_iter().flatten() {
                         image.truncate(valid_len);
@@ -149,7 +179,10 @@ impl Store for SimStore {
     }
 
     fn list(&mut self) -> Result<Vec<ObjectName>, StoreError> {
-        Ok(self.live.iter().filter(|(_, image)| log::name(image).is_some()).map(|(n, _)| n.clone()).collect())
+        let readable = |n: &ObjectName, image: &[u8]| {
+            log::name(image).as_ref() == Some(n) || log::name_candidates(image).any(|c| c == *n)
+        };
+        Ok(self.live.iter().filter(|(n, image)| readable(n, image)).map(|(n, _)| n.clone()).collect())
     }
 
     fn stats(&self, name: &ObjectName) -> Option<LogStats> {
