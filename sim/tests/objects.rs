@@ -58,3 +58,27 @@ fn replicas_converge_and_no_acknowledged_write_is_lost() {
         assert!(counters > 0, "no counter was ever checkable");
     }
 }
+
+/// The same faults with every counter created at first use, concurrently, on both sides of a
+/// partition (issue 17): every counter is one counter and equals its acknowledged increments.
+/// 50 seeds by default; `LIQUID_SIM_SEEDS=N` runs N.
+#[test]
+fn counters_created_concurrently_at_first_use_count_every_acknowledged_increment() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/objects-first-use.toml");
+    let scenario = sim::Scenario::load(&path).unwrap();
+    let seeds: u64 = std::env::var("LIQUID_SIM_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(50);
+    let (mut failures, mut counters) = (Vec::new(), 0);
+    for seed in 1..=seeds {
+        let report = sim::run(&scenario, seed, |_| {});
+        if let Some(failure) = report.failure() {
+            eprintln!("{failure}\nreplay: liquid sim run sim/scenarios/objects-first-use.toml --seed {seed}");
+            failures.push(seed);
+            continue;
+        }
+        let check = report.final_check.objects.as_ref().expect("the scenario has workloads");
+        assert_eq!(check.counters_conflicted, 0, "seed {seed}");
+        counters += check.counters_checked;
+    }
+    assert!(failures.is_empty(), "{} of {seeds} seeds failed: {failures:?}", failures.len());
+    assert!(counters >= seeds, "every run checks its counters: {counters} in {seeds} seeds");
+}

@@ -297,12 +297,16 @@ impl Engine<'_> {
         c
     }
 
-    /// Checks a copy's counter: `Ok(false)` if it was created concurrently (several values),
-    /// `Ok(true)` if it equals the sum of the increments of the writes in the document.
+    /// Checks a copy's counter: `Ok(true)` if it equals the sum of the increments of the writes
+    /// in the document; an error if it does not, or if the key holds several counters (which
+    /// concurrent creation made before issue 17, and must not any more). Never `Ok(false)`
+    /// now; the report keeps its `counters_conflicted` field, always 0.
     fn check_counter(&self, name: &ObjectName, content: &Content) -> Result<bool, String> {
         let values = content.doc.automerge().get_all(ROOT, "count").map_err(|e| e.to_string())?;
         if values.len() > 1 {
-            return Ok(false);
+            // Concurrent first `inc`s make one counter (a structural change every replica
+            // makes identically, issue 17): two counters at one key mean that broke.
+            return Err(format!("{} counters at `count`: concurrent creations were not merged into one", values.len()));
         }
         let oi = self.wl.object_index(name);
         let mut expected: i64 = 0;
