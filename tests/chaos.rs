@@ -31,21 +31,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::{Cluster, eventually, http_within, run};
+use support::{Cluster, eventually, http_within, ip};
 
 const AGENTS: usize = 5;
-
-/// Runs `ip ARGS…`.
-fn ip(args: &[&str]) -> Result<(), String> {
-    let mut cmd = std::process::Command::new("ip");
-    cmd.args(args);
-    let out = run(cmd, Duration::from_secs(10))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!("`ip {}` failed ({}): {}", args.join(" "), out.status, out.stderr.trim()))
-    }
-}
 
 /// The namespaces and links of the test, removed when dropped (after the agents: declare it
 /// before the cluster).

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use serde_json::{Value, json};
-use support::{Cli, Cluster, Lines, Output, eventually, http_get, http_send, mode, run, str_of};
+use support::{Cli, Cluster, Lines, Output, eventually, http_get, http_send, ip, mode, run, str_of};
 
 /// How long a fresh mesh of a few agents may take to see itself whole.
 const FORM_WITHIN: Duration = Duration::from_secs(20);
@@ -381,18 +381,6 @@ fn oversized_post(base: &str, token: &str, path: &str, len: usize) -> String {
 
 fn len(v: &Value) -> usize {
     v.as_object().map_or(0, serde_json::Map::len)
-}
-
-/// Runs `ip ARGS…`.
-fn ip(args: &[&str]) -> Result<(), String> {
-    let mut cmd = std::process::Command::new("ip");
-    cmd.args(args);
-    let out = run(cmd, Duration::from_secs(10))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!("`ip {}` failed ({}): {}", args.join(" "), out.status, out.stderr.trim()))
-    }
 }
 
 /// Network namespaces created by a test, deleted (with the veth ends in them) when dropped.

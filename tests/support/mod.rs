@@ -115,6 +115,19 @@ pub fn run_liquid(args: &[&str]) -> Output {
     run(cmd, CLI_TIMEOUT).unwrap()
 }
 
+/// Runs `ip ARGS…` (network namespaces and links for the tests that make their own).
+#[allow(dead_code)]
+pub fn ip(args: &[&str]) -> Result<(), String> {
+    let mut cmd = Command::new("ip");
+    cmd.args(args);
+    let out = run(cmd, Duration::from_secs(10))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!("`ip {}` failed ({}): {}", args.join(" "), out.status, out.stderr.trim()))
+    }
+}
+
 /// Polls `check` every [`POLL`] until it returns `Ok` or `within` has passed, then panics with
 /// the last error.
 pub fn eventually<T>(what: &str, within: Duration, mut check: impl FnMut() -> Result<T, String>) -> T {
