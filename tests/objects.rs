@@ -859,3 +859,166 @@ fn a_damaged_object_log_is_refused_loudly_then_repaired_by_its_replica() {
         if metrics.contains("liquid_objects_damaged 0") { Ok(()) } else { Err(metrics) }
     });
 }
+
+/// A tmpfs mounted by a test, unmounted (lazily, in case a process still holds it) when
+/// dropped.
+struct Tmpfs(std::path::PathBuf);
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// Mounts a tmpfs of `size` (`4m`) at `dir`; `Err` says why it cannot be done here.
+fn tmpfs(dir: &Path, size: &str) -> Result<Tmpfs, String> {
+    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    let out = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "tmpfs"])
+        .arg(dir)
+        .output()
+        .map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    Ok(Tmpfs(dir.to_path_buf()))
+}
+
+#[test]
+fn a_full_disk_refuses_writes_clearly_and_corrupts_nothing_and_quotas_and_pages_hold() {
+    let started = Instant::now();
+    let mut c = Cluster::new("obj-full");
+    let dir = c.path().join("full-1");
+    // Declared after the cluster, so dropped before it: the lazy unmount leaves the agent's
+    // files to its kill, and the cluster's directory removable.
+    let _mount = match tmpfs(&dir, "3m") {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("SKIPPED: cannot mount a tmpfs (root is needed): {e}");
+            return;
+        }
+    };
+    let key = c.cluster_key("cluster.key");
+    let key = key.to_str().unwrap();
+    let a = c.spawn(
+        "full-1",
+        &["--listen", "/ip4/127.0.0.1/udp/0/quic-v1", "--cluster-key", key, "--namespace-objects-max", "40"],
+        &[],
+    );
+    c.agents[a].wait_ready();
+    let (url, token) = c.agents[a].api();
+    let cli = c.agents[a].cli_target();
+    let post = |object: &str, body: &str| http_send(&url, "POST", &format!("/v1/objects/{object}"), Some(&token), body);
+
+    // Quota: a flood of creations in one namespace stops at 40 with a clear 403; what was
+    // created is all there, and other namespaces still take new objects.
+    let mut created = 0;
+    let refused = loop {
+        let r = post(&format!("flood/k{created:03}"), r#"[{"op":"inc","path":"n"}]"#).unwrap();
+        if r.code != 200 {
+            break r;
+        }
+        created += 1;
+        assert!(created <= 40, "the quota of 40 did not hold");
+    };
+    assert_eq!(created, 40);
+    assert_eq!(refused.code, 403, "{refused:?}");
+    assert!(refused.body.contains("\"kind\":\"quota\"") && refused.body.contains("flood"), "{refused:?}");
+    assert_eq!(post("flood/k000", r#"[{"op":"inc","path":"n"}]"#).unwrap().code, 200, "existing objects take writes");
+
+    // Paged listing: three pages of 15, 15 and 10, in order, with a cursor header on full
+    // pages only; and the CLI pages through them the same way.
+    let mut names = Vec::new();
+    let mut after: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let mut path = "/v1/objects?prefix=flood/&limit=15".to_string();
+        if let Some(a) = &after {
+            path.push_str(&format!("&after={a}"));
+        }
+        let r = http_get(&url, &path, Some(&token)).unwrap();
+        assert_eq!(r.code, 200, "{r:?}");
+        let page: Vec<Value> = serde_json::from_str(r.body.trim()).unwrap_or_else(|e| panic!("{e}: {r:?}"));
+        pages += 1;
+        names.extend(page.iter().map(|v| str_of(v, "object").to_string()));
+        match page.last() {
+            Some(last) if page.len() == 15 => after = Some(str_of(last, "object").to_string()),
+            _ => break,
+        }
+        assert!(pages < 10, "paging does not end");
+    }
+    let want: Vec<String> = (0..40).map(|k| format!("flood/k{k:03}")).collect();
+    assert_eq!(names, want);
+    let out = ok(&cli, &["obj", "ls", "flood/", "--after", "flood/k009", "--limit", "3", "--json"]);
+    let got: Vec<Value> = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(got.iter().map(|v| str_of(v, "object")).collect::<Vec<_>>(), ["flood/k010", "flood/k011", "flood/k012"]);
+    let bad = http_get(&url, "/v1/objects?limit=0", Some(&token)).unwrap();
+    assert_eq!(bad.code, 400, "{bad:?}");
+
+    // Fill the 3 MiB disk with 16 KiB values until a write is refused (30 objects per
+    // namespace, below the quota).
+    let fill = |i: usize| format!("fill-{}/k{i:04}", i / 30);
+    // Incompressible (automerge compresses its saves): a 64-bit LCG's top bits, in hex.
+    let mut x = 0x2545_f491_4f6c_dd1d_u64;
+    let big: String = (0..16 * 1024)
+        .map(|_| {
+            x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            char::from(b"0123456789abcdef"[(x >> 60) as usize])
+        })
+        .collect();
+    let mut acked = Vec::new();
+    let full = loop {
+        let i = acked.len();
+        // Every fourth write appends to one object's log instead of creating a log: a
+        // full disk must not leave a partial record in the middle of a log either.
+        let (object, path) = if i % 4 == 3 { ("grow/one".to_string(), format!("k{i}")) } else { (fill(i), "v".into()) };
+        let r = post(&object, &format!(r#"[{{"op":"set","path":"{path}","value":"{big}"}}]"#)).unwrap();
+        if r.code != 200 {
+            break r;
+        }
+        acked.push(i);
+        assert!(acked.len() < 1000, "a 3 MiB disk took 1,000 values of 16 KiB");
+    };
+    eprintln!("disk full after {} writes ({:?}): {full:?}", acked.len(), started.elapsed());
+    assert_eq!(full.code, 507, "a full disk is 507 Insufficient Storage: {full:?}");
+    assert!(full.body.contains("\"kind\":\"disk_full\""), "{full:?}");
+    assert!(acked.len() > 10, "only {} writes fitted", acked.len());
+    // Reads still work, and the agent keeps answering writes with the same clear error.
+    let r = http_get(&url, &format!("/v1/objects/{}", fill(0)), Some(&token)).unwrap();
+    assert_eq!(r.code, 200, "{r:?}");
+    let again = post(&fill(0), r#"[{"op":"set","path":"w","value":1}]"#).unwrap();
+    assert!(again.code == 507 || again.code == 200, "{again:?}");
+
+    // Make room and restart: every acknowledged write is there, and no log was damaged.
+    c.agents[a].kill9();
+    let out = std::process::Command::new("mount").args(["-o", "remount,size=16m"]).arg(&dir).output().unwrap();
+    assert!(out.status.success(), "remount: {}", String::from_utf8_lossy(&out.stderr));
+    c.agents[a].restart();
+    c.agents[a].wait_ready();
+    let (url, token) = c.agents[a].api();
+    let grow = http_get(&url, "/v1/objects/grow/one", Some(&token)).unwrap();
+    assert_eq!(grow.code, 200, "{grow:?}");
+    let grow: Value = serde_json::from_str(grow.body.trim()).unwrap();
+    for i in &acked {
+        if i % 4 == 3 {
+            assert_eq!(grow["value"][format!("k{i}")].as_str(), Some(big.as_str()), "acknowledged append {i} lost");
+            continue;
+        }
+        let r = http_get(&url, &format!("/v1/objects/{}", fill(*i)), Some(&token)).unwrap();
+        assert_eq!(r.code, 200, "acknowledged write {i} lost: {r:?}");
+        assert!(r.body.contains(&big), "acknowledged write {i} is not whole");
+    }
+    let status = c.agents[a].status().unwrap();
+    assert_eq!(status["damaged_objects"].as_array().map(Vec::len), Some(0), "{status}");
+    let log = c.agents[a].log_text();
+    let errors: Vec<&str> = log.lines().filter(|l| l.contains(" ERROR ") || l.contains("torn tail")).collect();
+    assert!(errors.is_empty(), "no damage, torn tail or error was reported: {errors:#?}");
+    let corrupt = std::fs::read_dir(dir.join("objects"))
+        .map(|d| d.filter_map(Result::ok).filter(|e| e.file_name().to_string_lossy().contains(".corrupt-")).count())
+        .unwrap_or(0);
+    assert_eq!(corrupt, 0, "no log was set aside as corrupt");
+    let r = http_send(&url, "POST", "/v1/objects/fill/after", Some(&token), r#"[{"op":"set","path":"v","value":1}]"#)
+        .unwrap();
+    assert_eq!(r.code, 200, "writes work again once there is room: {r:?}");
+    eprintln!("done in {:?}", started.elapsed());
+}

@@ -81,6 +81,17 @@ pub struct Config {
     pub replace_after: Duration,
     /// The most objects a node holds (replicas and follower copies).
     pub objects_max: usize,
+    /// The most objects of one namespace a write may create on this node: a flood of
+    /// creations in one namespace (an API client or a guest in a loop) is refused with
+    /// [`ObjectError::Quota`] before it crowds out the others. Objects arriving from
+    /// replicas are not refused by it (they exist already; `objects_max` still bounds them).
+    pub namespace_objects_max: usize,
+    /// The most bytes of object logs this node holds before writes are refused with
+    /// [`ObjectError::Storage`]: a budget for what this node's own writes may add, checked
+    /// before each write. Changes from replicas are still taken in beyond it, so that data
+    /// acknowledged elsewhere keeps its redundancy; a full disk is reported as
+    /// [`ObjectError::Disk`] either way.
+    pub storage_bytes_max: u64,
     /// The most digests in one anti-entropy message.
     pub digests_per_message: usize,
     /// The most pending "tell me when this is durable" requests from peers.
@@ -110,6 +121,8 @@ impl Default for Config {
             batch_delay: Duration::from_millis(2),
             replace_after: Duration::from_secs(60),
             objects_max: 100_000,
+            namespace_objects_max: 50_000,
+            storage_bytes_max: u64::MAX,
             digests_per_message: 512,
             ack_waits_max: 4096,
             waiters_max: 16_384,
@@ -224,10 +237,14 @@ pub enum Request {
         /// When to acknowledge.
         durability: Durability,
     },
-    /// Objects this node holds whose names start with `prefix`, sorted, at most `limit`.
+    /// Objects this node holds whose names start with `prefix`, sorted, at most `limit`,
+    /// starting after `after`: a page of a listing, whose next page starts after the last
+    /// name of this one.
     List {
         /// The name prefix (`app/` for a namespace).
         prefix: String,
+        /// List only names that sort after this one (the last name of the previous page).
+        after: Option<String>,
         /// The most entries.
         limit: usize,
     },
@@ -354,6 +371,28 @@ pub enum ObjectError {
         what: &'static str,
         /// The limit.
         max: usize,
+    },
+    /// The write would create an object in a namespace that holds as many objects on this
+    /// node as [`Config::namespace_objects_max`] allows.
+    #[error(
+        "namespace {namespace:?} is at its quota of {max} objects on this node: delete objects, or raise the quota (namespace_objects_max)"
+    )]
+    Quota {
+        /// The namespace at its quota.
+        namespace: String,
+        /// The quota.
+        max: usize,
+    },
+    /// This node's object logs hold [`Config::storage_bytes_max`] bytes or more: writes are
+    /// refused until compaction or deletions make room, or the budget is raised.
+    #[error(
+        "this node's objects use {used} bytes of their {max}-byte storage budget: the write is refused; raise storage_max or write at another node"
+    )]
+    Storage {
+        /// Bytes held now.
+        used: u64,
+        /// The budget.
+        max: u64,
     },
 }
 
@@ -572,6 +611,10 @@ pub struct Objects {
     /// registry record), and the same per object.
     added: BTreeMap<String, Vec<(ObjectName, NodeId)>>,
     extra: BTreeMap<ObjectName, Vec<NodeId>>,
+    /// Entries of `objects` per namespace, for [`Config::namespace_objects_max`].
+    per_namespace: BTreeMap<String, usize>,
+    /// The sum of every object's `log.bytes`, for [`Config::storage_bytes_max`].
+    log_bytes: u64,
     stats: Stats,
 }
 
@@ -605,6 +648,8 @@ impl Objects {
             digests_now: (now, BTreeSet::new()),
             added: BTreeMap::new(),
             extra: BTreeMap::new(),
+            per_namespace: BTreeMap::new(),
+            log_bytes: 0,
             stats: Stats::default(),
         }
     }
@@ -618,10 +663,42 @@ impl Objects {
     pub fn restore(&mut self, object: ObjectName, doc: Document, log: LogStats) {
         let hash = hash64(object.as_str().as_bytes());
         let replica = Replica::new(doc, self.cfg.replica.clone());
-        self.objects.insert(
+        self.insert_object(
             object,
             Object { replica, hash, set: Vec::new(), set_view: u64::MAX, log, snapshot_next: false, damaged: None },
         );
+    }
+
+    /// Adds an entry to `objects`, keeping the per-namespace counts and byte total.
+    fn insert_object(&mut self, name: ObjectName, o: Object) {
+        self.log_bytes += o.log.bytes;
+        if let Some(old) = self.objects.insert(name.clone(), o) {
+            self.log_bytes -= old.log.bytes.min(self.log_bytes);
+        } else {
+            *self.per_namespace.entry(name.namespace().to_string()).or_default() += 1;
+        }
+    }
+
+    /// Removes an entry from `objects`, keeping the per-namespace counts and byte total.
+    fn remove_object(&mut self, name: &ObjectName) {
+        if let Some(old) = self.objects.remove(name) {
+            self.forget_counts(name, &old);
+        }
+    }
+
+    fn forget_counts(&mut self, name: &ObjectName, old: &Object) {
+        self.log_bytes -= old.log.bytes.min(self.log_bytes);
+        if let Some(n) = self.per_namespace.get_mut(name.namespace()) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.per_namespace.remove(name.namespace());
+            }
+        }
+    }
+
+    /// The bytes of object logs this node holds (as far as the core has written them).
+    pub fn log_bytes(&self) -> u64 {
+        self.log_bytes
     }
 
     /// Marks a restored object as damaged: its log was damaged on disk (the damaged file
@@ -763,12 +840,20 @@ impl Objects {
     ) {
         self.now = now;
         match req {
-            Request::List { prefix, limit } => {
+            Request::List { prefix, after, limit } => {
+                use std::ops::Bound;
                 let mut list = Vec::new();
+                // Start at the later of the prefix and the cursor, and stop at the first
+                // name past the prefix: a page costs its own length, not the node's count.
+                let from = match after {
+                    Some(a) if a.as_str() >= prefix.as_str() => Bound::Excluded(a),
+                    _ => Bound::Included(prefix.clone()),
+                };
                 let names: Vec<ObjectName> = self
                     .objects
-                    .range(..)
-                    .filter(|(n, o)| n.as_str().starts_with(&prefix) && !o.replica.doc().heads().is_empty())
+                    .range::<str, _>((from.as_ref().map(String::as_str), Bound::Unbounded))
+                    .take_while(|(n, _)| n.as_str().starts_with(&prefix))
+                    .filter(|(_, o)| !o.replica.doc().heads().is_empty())
                     .map(|(n, _)| n.clone())
                     .take(limit)
                     .collect();
@@ -1084,7 +1169,7 @@ impl Objects {
                 snapshot_next: false,
                 damaged: None,
             };
-            self.objects.insert(object.clone(), o);
+            self.insert_object(object.clone(), o);
         }
         true
     }
@@ -1152,6 +1237,26 @@ impl Objects {
         let timestamp = i64::try_from((self.cfg.unix_epoch_offset_us.saturating_add(now.as_micros())) / 1_000_000)
             .unwrap_or(i64::MAX);
         let max = self.cfg.objects_max;
+        if self.log_bytes >= self.cfg.storage_bytes_max {
+            self.stats.writes_failed += 1;
+            let err = ObjectError::Storage { used: self.log_bytes, max: self.cfg.storage_bytes_max };
+            out.push(Output::Reply { id, reply: Reply::Error(err) });
+            return;
+        }
+        if !self.objects.get(object).is_some_and(Object::held) {
+            let ns = object.namespace();
+            let here = usize::from(self.objects.contains_key(object));
+            let count = self.per_namespace.get(ns).copied().unwrap_or(0).saturating_sub(here);
+            if count >= self.cfg.namespace_objects_max {
+                self.stats.writes_failed += 1;
+                let err = ObjectError::Quota { namespace: ns.to_string(), max: self.cfg.namespace_objects_max };
+                out.push(Output::Reply { id, reply: Reply::Error(err) });
+                if here == 1 && !self.fetches.contains_key(object) {
+                    self.remove_object(object);
+                }
+                return;
+            }
+        }
         let ok = self.ensure(object);
         let Some(o) = self.objects.get_mut(object).filter(|_| ok) else {
             out.push(Output::Reply { id, reply: Reply::Error(ObjectError::Full { what: "objects", max }) });
@@ -1166,7 +1271,7 @@ impl Objects {
             Err(message) => {
                 self.stats.writes_failed += 1;
                 if empty {
-                    self.objects.remove(object);
+                    self.remove_object(object);
                 }
                 out.push(Output::Reply { id, reply: Reply::Error(ObjectError::Invalid { message }) });
             }
@@ -1177,7 +1282,7 @@ impl Objects {
                 }
                 if empty {
                     // An import of nothing into nothing: there is still no object.
-                    self.objects.remove(object);
+                    self.remove_object(object);
                     out.push(Output::Reply {
                         id,
                         reply: Reply::Error(ObjectError::Invalid {
@@ -1348,7 +1453,7 @@ impl Objects {
             }
         }
         if self.objects.get(object).is_some_and(|o| !o.held()) {
-            self.objects.remove(object);
+            self.remove_object(object);
         }
     }
 
@@ -1389,7 +1494,7 @@ impl Objects {
             if self.fetches.get(&object).is_some_and(|f| f.waiters.is_empty()) {
                 self.fetches.remove(&object);
                 if self.objects.get(&object).is_some_and(|o| !o.held()) {
-                    self.objects.remove(&object);
+                    self.remove_object(&object);
                 }
             }
         }
@@ -1480,6 +1585,7 @@ impl Objects {
                 if o.snapshot_next || o.log.records == 0 || self.cfg.compaction.due(&after) {
                     let snapshot = o.replica.doc().save();
                     let size = snapshot.len() as u64 + RECORD_OVERHEAD * 2 + object.as_str().len() as u64 + 8;
+                    self.log_bytes = (self.log_bytes - o.log.bytes.min(self.log_bytes)).saturating_add(size);
                     o.log = LogStats { bytes: size, base_bytes: size, records: 2 };
                     o.snapshot_next = false;
                     if after.records > 0 {
@@ -1487,6 +1593,7 @@ impl Objects {
                     }
                     out.push(Output::Disk(DiskOp::Compact { object: object.clone(), snapshot }));
                 } else {
+                    self.log_bytes = self.log_bytes.saturating_add(len);
                     o.log = LogStats { records: after.records + 1, ..after };
                     out.push(Output::Disk(DiskOp::Append { object: object.clone(), bytes: unsaved.bytes }));
                 }
@@ -1575,7 +1682,15 @@ impl Objects {
     /// Forgets empty documents nobody is fetching (left over from "not found" exchanges).
     fn drop_empty(&mut self) {
         let fetching = &self.fetches;
-        self.objects.retain(|n, o| o.held() || fetching.contains_key(n));
+        let empty: Vec<ObjectName> = self
+            .objects
+            .iter()
+            .filter(|(n, o)| !o.held() && !fetching.contains_key(*n))
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in empty {
+            self.remove_object(&name);
+        }
     }
 
     /// The replica set of `object`, cached per view.

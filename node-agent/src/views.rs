@@ -326,6 +326,10 @@ pub struct BlockedJson {
     pub peers: Vec<String>,
 }
 
+/// The response header of a full page of `GET /v1/objects`: the name the next page starts
+/// after (`?after=`). Absent on the last page.
+pub const NEXT_AFTER: &str = "x-liquid-next-after";
+
 /// The header that carries a deploy's manifest: `liquid.toml`, base64 (standard alphabet).
 pub const MANIFEST_HEADER: &str = "liquid-manifest";
 

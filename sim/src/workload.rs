@@ -108,6 +108,8 @@ pub(crate) fn error_kind(e: &ObjectError) -> &'static str {
         ObjectError::Disk { .. } => "disk",
         ObjectError::Quorum { .. } => "quorum",
         ObjectError::Full { .. } => "full",
+        ObjectError::Quota { .. } => "quota",
+        ObjectError::Storage { .. } => "storage",
         _ => "other",
     }
 }

@@ -58,11 +58,47 @@ pub enum NameError {
 }
 
 /// The name of an object: `namespace/key`, validated.
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+///
+/// It compares, orders and hashes as its `namespace/key` string (the slash's position
+/// follows from the string, as namespaces hold no slash), so maps keyed by names can be
+/// looked up and ranged over by `&str`, e.g. to list a page of names after a cursor.
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct ObjectName {
     full: String,
     slash: usize,
+}
+
+impl PartialEq for ObjectName {
+    fn eq(&self, other: &Self) -> bool {
+        self.full == other.full
+    }
+}
+
+impl Eq for ObjectName {}
+
+impl PartialOrd for ObjectName {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for ObjectName {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.full.cmp(&other.full)
+    }
+}
+
+impl std::hash::Hash for ObjectName {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.full.hash(state);
+    }
+}
+
+impl std::borrow::Borrow<str> for ObjectName {
+    fn borrow(&self) -> &str {
+        &self.full
+    }
 }
 
 impl ObjectName {

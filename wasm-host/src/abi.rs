@@ -16,7 +16,7 @@ pub const ERR_DENIED: i32 = -2;
 pub const ERR_INVALID: i32 = -3;
 /// `ERR_UNAVAILABLE`: no replica answered in time.
 pub const ERR_UNAVAILABLE: i32 = -4;
-/// `ERR_TOO_LARGE`: over a size limit.
+/// `ERR_TOO_LARGE`: over a size limit, or a quota (objects per namespace, the node's storage budget).
 pub const ERR_TOO_LARGE: i32 = -5;
 /// `ERR_FAILED`: the called function failed, or a write could not be made durable.
 pub const ERR_FAILED: i32 = -6;

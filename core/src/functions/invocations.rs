@@ -575,7 +575,7 @@ pub fn host_request(call: wasm_host::abi::ObjCall) -> (Request, bool) {
         ObjCall::Apply { object, ops } => {
             (Request::Write { object, change: Change::Ops(ops), durability: Durability::Local }, true)
         }
-        ObjCall::List { prefix } => (Request::List { prefix, limit: 10_000 }, false),
+        ObjCall::List { prefix } => (Request::List { prefix, after: None, limit: 10_000 }, false),
     }
 }
 
@@ -594,6 +594,7 @@ pub fn host_answer(reply: Reply, is_write: bool) -> Result<Json, wasm_host::abi:
                 ObjectError::Unavailable { .. } | ObjectError::HeadsTimeout { .. } | ObjectError::Full { .. } => {
                     abi::ERR_UNAVAILABLE
                 }
+                ObjectError::Quota { .. } | ObjectError::Storage { .. } => abi::ERR_TOO_LARGE,
                 _ => abi::ERR_FAILED,
             };
             Err(AbiError::new(code, e.to_string()))

@@ -371,7 +371,7 @@ mod tests {
         assert!(matches!(h.write(0, "app/feed", &body), Reply::Value { .. }));
         h.run_for(Duration::from_secs(1));
         let replicas_at = |h: &mut H, k: usize| {
-            let list = Request::List { prefix: "app/".into(), limit: 10 };
+            let list = Request::List { prefix: "app/".into(), after: None, limit: 10 };
             match h.ask(k, list, Duration::from_secs(1)) {
                 Some(Reply::List(l)) => l.into_iter().find(|o| o.object == feed).map(|o| o.replicas),
                 other => panic!("{other:?}"),

@@ -190,7 +190,7 @@ fn listing_and_export() {
     h.write(0, "app/a", r#"[{"op":"set","path":"x","value":1}]"#);
     h.write(0, "app/b", r#"[{"op":"set","path":"x","value":2}]"#);
     h.write(0, "other/c", r#"[{"op":"set","path":"x","value":3}]"#);
-    let r = h.ask(0, Request::List { prefix: "app/".into(), limit: 10 }, Duration::from_secs(1)).unwrap();
+    let r = h.ask(0, Request::List { prefix: "app/".into(), after: None, limit: 10 }, Duration::from_secs(1)).unwrap();
     let Reply::List(list) = r else { panic!("{r:?}") };
     assert_eq!(list.iter().map(|l| l.object.as_str()).collect::<Vec<_>>(), ["app/a", "app/b"]);
     let r = h.ask(0, Request::Export { object: obj("app/a") }, Duration::from_secs(1)).unwrap();
@@ -200,6 +200,83 @@ fn listing_and_export() {
     // A lone node that has been up a while answers "not found" at once.
     let r = h.ask(0, Request::Get { object: obj("app/zzz"), after: None }, Duration::from_millis(1)).unwrap();
     assert!(matches!(r, Reply::Error(ObjectError::NotFound { .. })), "{r:?}");
+}
+
+#[test]
+fn listing_pages_after_a_cursor_and_stays_inside_the_prefix() {
+    let mut h = Cluster::new(1);
+    h.run_for(Duration::from_secs(6));
+    for k in ["a", "b", "c", "d", "e"] {
+        h.write(0, &format!("app/{k}"), r#"[{"op":"set","path":"x","value":1}]"#);
+    }
+    // Names that sort right before and after the prefix must never leak into a page.
+    h.write(0, "ap/z", r#"[{"op":"set","path":"x","value":1}]"#);
+    h.write(0, "apq/a", r#"[{"op":"set","path":"x","value":1}]"#);
+    let mut page = |after: Option<&str>, prefix: &str| {
+        let req = Request::List { prefix: prefix.into(), after: after.map(str::to_string), limit: 2 };
+        let Some(Reply::List(list)) = h.ask(0, req, Duration::from_secs(1)) else { panic!("no list") };
+        list.iter().map(|l| l.object.as_str().to_string()).collect::<Vec<_>>()
+    };
+    assert_eq!(page(None, "app/"), ["app/a", "app/b"]);
+    assert_eq!(page(Some("app/b"), "app/"), ["app/c", "app/d"]);
+    assert_eq!(page(Some("app/d"), "app/"), ["app/e"]);
+    assert!(page(Some("app/e"), "app/").is_empty());
+    // A cursor before the prefix starts at the prefix; one past it lists nothing.
+    assert_eq!(page(Some("aa"), "app/"), ["app/a", "app/b"]);
+    assert!(page(Some("zzz"), "app/").is_empty());
+    // A cursor that is not a valid name (any string sorts) works too.
+    assert_eq!(page(Some("app/b\u{ff}"), "app/"), ["app/c", "app/d"]);
+    assert_eq!(page(None, ""), ["ap/z", "app/a"]);
+}
+
+#[test]
+fn a_flood_of_creations_meets_the_namespace_quota_and_loses_nothing() {
+    let cfg = Config { namespace_objects_max: 3, ..Config::default() };
+    let mut h = Cluster::with(1, cfg);
+    h.run_for(Duration::from_secs(6));
+    for k in 0..3 {
+        let r = h.write(0, &format!("flood/k{k}"), r#"[{"op":"inc","path":"n"}]"#);
+        assert!(matches!(r, Reply::Value { .. }), "{r:?}");
+    }
+    let r = h.write(0, "flood/k3", r#"[{"op":"inc","path":"n"}]"#);
+    assert!(matches!(&r, Reply::Error(ObjectError::Quota { namespace, max: 3 }) if namespace == "flood"), "{r:?}");
+    // The refused creation left nothing behind, existing objects still take writes, and
+    // other namespaces are not affected.
+    let r = h.ask(0, Request::Get { object: obj("flood/k3"), after: None }, Duration::from_millis(1)).unwrap();
+    assert!(matches!(r, Reply::Error(ObjectError::NotFound { .. })), "{r:?}");
+    let r = h.write(0, "flood/k0", r#"[{"op":"inc","path":"n"}]"#);
+    assert_eq!(value_of(&r)["n"], 2);
+    let r = h.write(0, "other/a", r#"[{"op":"inc","path":"n"}]"#);
+    assert!(matches!(r, Reply::Value { .. }), "{r:?}");
+    for k in 0..3 {
+        assert_eq!(h.value(0, &format!("flood/k{k}")).unwrap()["n"], if k == 0 { 2 } else { 1 });
+    }
+}
+
+#[test]
+fn writes_past_the_storage_budget_are_refused_and_what_was_acknowledged_stays() {
+    let cfg = Config { storage_bytes_max: 4_000, ..Config::default() };
+    let mut h = Cluster::with(1, cfg);
+    h.run_for(Duration::from_secs(6));
+    let mut acked = 0;
+    let mut refused = None;
+    for k in 0..200 {
+        let value = "x".repeat(100);
+        let r = h.write(0, &format!("app/k{k}"), &format!(r#"[{{"op":"set","path":"v","value":"{value}"}}]"#));
+        match r {
+            Reply::Value { .. } => acked += 1,
+            Reply::Error(e @ ObjectError::Storage { .. }) => {
+                refused = Some(e);
+                break;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    let Some(ObjectError::Storage { used, max }) = refused else { panic!("never refused after {acked} writes") };
+    assert!(used >= max && acked > 5, "used {used} max {max} after {acked}");
+    for k in 0..acked {
+        assert_eq!(h.value(0, &format!("app/k{k}")).unwrap()["v"].as_str().map(str::len), Some(100), "k{k}");
+    }
 }
 
 /// Flips a byte in the payload of the middle record of node `k`'s log of `name` (a disk

@@ -100,6 +100,21 @@ impl Client {
         resp.json().await.with_context(|| format!("the agent's answer to {path} is not what this client expects"))
     }
 
+    /// GETs a JSON document and the value of one response header.
+    pub async fn get_with_header<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        name: &str,
+    ) -> Result<(T, Option<String>)> {
+        let resp = self.call(self.http.get(format!("{}{path}", self.base))).await?;
+        let value = resp.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+        let body = resp
+            .json()
+            .await
+            .with_context(|| format!("the agent's answer to {path} is not what this client expects"))?;
+        Ok((body, value))
+    }
+
     /// GETs raw bytes.
     pub async fn get_bytes(&self, path: &str) -> Result<Vec<u8>> {
         let resp = self.call(self.http.get(format!("{}{path}", self.base))).await?;

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use state_sync::{ObjectName, Path};
 
 use crate::cli::client::Target;
-use crate::views::{ListedJson, ObjectJson};
+use crate::views::{ListedJson, NEXT_AFTER, ObjectJson};
 
 /// Object commands. An object is an automerge document named NAMESPACE/KEY, replicated across
 /// the mesh; PATH is dot-separated (`stats.count`) and numbers index lists (`items.0`).
@@ -72,10 +72,17 @@ pub enum ObjCmd {
         target: Target,
     },
     /// List the objects this node holds, optionally only those starting with PREFIX
-    /// (`app/` for a namespace).
+    /// (`app/` for a namespace). Pages through the agent's listing 1,000 names at a time:
+    /// `--limit` stops early, `--after` resumes where a previous listing stopped.
     Ls {
         /// Name prefix.
         prefix: Option<String>,
+        /// List at most this many objects.
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Start after this name (the last one a previous `ls` printed).
+        #[arg(long, value_name = "NAME")]
+        after: Option<String>,
         #[command(flatten)]
         target: Target,
     },
@@ -161,12 +168,24 @@ pub async fn run(cmd: ObjCmd) -> Result<()> {
             write_ops(&object, json!([{ "op": "del", "path": path(&p)? }]), &write).await
         }
         ObjCmd::Watch { object, target } => watch(&name(&object)?, &target).await,
-        ObjCmd::Ls { prefix, target } => {
-            let mut url = "/v1/objects".to_string();
-            if let Some(p) = prefix {
-                url.push_str(&format!("?prefix={}", urlencode(&p)));
+        ObjCmd::Ls { prefix, limit, after, target } => {
+            let client = target.connect()?;
+            let mut list: Vec<ListedJson> = Vec::new();
+            let mut after = after;
+            let want = limit.unwrap_or(usize::MAX);
+            while list.len() < want {
+                let page = (want - list.len()).min(1000);
+                let mut url = format!("/v1/objects?limit={page}&prefix={}", urlencode(prefix.as_deref().unwrap_or("")));
+                if let Some(a) = &after {
+                    url.push_str(&format!("&after={}", urlencode(a)));
+                }
+                let (got, next): (Vec<ListedJson>, _) = client.get_with_header(&url, NEXT_AFTER).await?;
+                list.extend(got);
+                match next {
+                    Some(n) => after = Some(n),
+                    None => break,
+                }
             }
-            let list: Vec<ListedJson> = target.connect()?.get(&url).await?;
             if target.json {
                 println!("{}", serde_json::to_string_pretty(&list)?);
             } else if list.is_empty() {

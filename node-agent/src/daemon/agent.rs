@@ -226,6 +226,9 @@ pub async fn run(args: AgentArgs) -> Result<()> {
     let unix_offset_us = u64::try_from(unix_now.as_micros()).unwrap_or(0);
     let objects = liquid_core::objects::Config {
         replication: s.replication.clone(),
+        objects_max: s.object_limits.objects_max,
+        namespace_objects_max: s.object_limits.namespace_objects_max,
+        storage_bytes_max: s.object_limits.storage_bytes_max,
         unix_epoch_offset_us: unix_offset_us,
         ..Default::default()
     };

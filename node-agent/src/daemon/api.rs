@@ -21,7 +21,7 @@ use state_sync::{Heads, ObjectName};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::daemon::inbox::DriverMsg;
-use crate::views::{BlockedJson, ListedJson, MANIFEST_HEADER, MemberJson, ObjectJson, PlacementChange};
+use crate::views::{BlockedJson, ListedJson, MANIFEST_HEADER, MemberJson, NEXT_AFTER, ObjectJson, PlacementChange};
 
 /// The largest request body: an object import or an operation batch.
 pub const BODY_BYTES_MAX: usize = 16 * 1024 * 1024;
@@ -108,20 +108,32 @@ fn writable_object(ns: &str, key: &str) -> Result<ObjectName, BadRequest> {
 }
 
 fn object_error(e: &ObjectError) -> Response {
-    if let ObjectError::Damaged { kept, .. } = e {
-        let body = serde_json::json!({ "error": e.to_string(), "kind": "damaged", "kept": kept });
-        return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
-    }
-    let code = match e {
-        ObjectError::NotFound { .. } => StatusCode::NOT_FOUND,
-        ObjectError::Invalid { .. } => StatusCode::BAD_REQUEST,
-        ObjectError::Unavailable { .. } | ObjectError::Full { .. } | ObjectError::Damaged { .. } => {
-            StatusCode::SERVICE_UNAVAILABLE
+    let (code, kind) = match e {
+        ObjectError::Damaged { kept, .. } => {
+            let body = serde_json::json!({ "error": e.to_string(), "kind": "damaged", "kept": kept });
+            return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
         }
-        ObjectError::HeadsTimeout { .. } | ObjectError::Quorum { .. } => StatusCode::GATEWAY_TIMEOUT,
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
+        ObjectError::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found"),
+        ObjectError::Invalid { .. } => (StatusCode::BAD_REQUEST, "invalid"),
+        ObjectError::Unavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+        // The node holds all the objects it may: storage, like a full disk.
+        ObjectError::Full { what: "objects", .. } => (StatusCode::INSUFFICIENT_STORAGE, "full"),
+        ObjectError::Full { .. } => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
+        ObjectError::Quota { .. } => (StatusCode::FORBIDDEN, "quota"),
+        ObjectError::Storage { .. } => (StatusCode::INSUFFICIENT_STORAGE, "storage"),
+        ObjectError::Disk { message, .. } if disk_full(message) => (StatusCode::INSUFFICIENT_STORAGE, "disk_full"),
+        ObjectError::Disk { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "disk"),
+        ObjectError::HeadsTimeout { .. } => (StatusCode::GATEWAY_TIMEOUT, "heads_timeout"),
+        ObjectError::Quorum { .. } => (StatusCode::GATEWAY_TIMEOUT, "quorum"),
+        _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
     };
-    error(code, &e.to_string())
+    (code, Json(serde_json::json!({ "error": e.to_string(), "kind": kind }))).into_response()
+}
+
+/// Whether the disk's error is "no space" (ENOSPC) or "quota exceeded" (EDQUOT): the driver
+/// passes the OS error's text, which ends in `(os error N)`.
+fn disk_full(message: &str) -> bool {
+    message.contains("(os error 28)") || message.contains("(os error 122)")
 }
 
 fn value_json(reply: Reply) -> Response {
@@ -218,22 +230,39 @@ async fn object_post(
 #[derive(Deserialize)]
 struct ListQuery {
     prefix: Option<String>,
+    after: Option<String>,
     limit: Option<usize>,
 }
 
+/// The most names in one page of a listing.
+const LIST_PAGE_MAX: usize = 10_000;
+
 async fn object_list(State(st): State<AppState>, Query(q): Query<ListQuery>) -> Response {
-    let req = ObjRequest::List { prefix: q.prefix.unwrap_or_default(), limit: q.limit.unwrap_or(1000).min(100_000) };
+    let limit = q.limit.unwrap_or(1000);
+    if limit == 0 || limit > LIST_PAGE_MAX {
+        return error(StatusCode::BAD_REQUEST, &format!("limit={limit}: a page holds 1 to {LIST_PAGE_MAX} names"));
+    }
+    let req = ObjRequest::List { prefix: q.prefix.unwrap_or_default(), after: q.after, limit };
     match object_call(&st, req).await {
-        Ok(Reply::List(list)) => Json(
-            list.into_iter()
-                .map(|l| ListedJson {
-                    object: l.object.to_string(),
-                    heads: l.heads.to_hex(),
-                    replicas: l.replicas.iter().map(ToString::to_string).collect(),
-                })
-                .collect::<Vec<_>>(),
-        )
-        .into_response(),
+        Ok(Reply::List(list)) => {
+            // A full page may have a next one: say where it starts (the last name), so that
+            // a client pages with `after=` until a page comes back short.
+            let next = (list.len() == limit).then(|| list.last().map(|l| l.object.to_string())).flatten();
+            let body = Json(
+                list.into_iter()
+                    .map(|l| ListedJson {
+                        object: l.object.to_string(),
+                        heads: l.heads.to_hex(),
+                        replicas: l.replicas.iter().map(ToString::to_string).collect(),
+                    })
+                    .collect::<Vec<_>>(),
+            );
+            let mut h = HeaderMap::new();
+            if let Some(v) = next.and_then(|n| header::HeaderValue::from_str(&n).ok()) {
+                h.insert(NEXT_AFTER, v);
+            }
+            (h, body).into_response()
+        }
         Ok(Reply::Error(e)) => object_error(&e),
         Ok(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "unexpected reply from the core"),
         Err(r) => r,

@@ -82,6 +82,20 @@ pub struct AgentArgs {
     /// the clear. Only for a private test network.
     #[arg(long, env = "LIQUID_API_INSECURE_PLAINTEXT")]
     pub api_insecure_plaintext: bool,
+    /// The most objects this node holds, replicas included (default 100,000). Writes that
+    /// would create more are refused with 507.
+    #[arg(long, env = "LIQUID_OBJECTS_MAX", value_name = "N")]
+    pub objects_max: Option<usize>,
+    /// The most objects of one namespace that writes may create on this node (default
+    /// 50,000): a flood of creations in one namespace is refused with 403 before it crowds
+    /// out the others. Replicas arriving from peers are not refused by it.
+    #[arg(long, env = "LIQUID_NAMESPACE_OBJECTS_MAX", value_name = "N")]
+    pub namespace_objects_max: Option<usize>,
+    /// The most bytes of object logs on this node (e.g. `200MiB`, `2GB`; default: no budget,
+    /// only the disk's size). Past it, writes are refused with 507 until room is made;
+    /// changes from replicas are still taken in.
+    #[arg(long, env = "LIQUID_STORAGE_MAX", value_name = "SIZE")]
+    pub storage_max: Option<String>,
 }
 
 /// The config file's format; every key is optional.
@@ -106,6 +120,9 @@ struct FileConfig {
     api_cert: Option<PathBuf>,
     api_key: Option<PathBuf>,
     api_insecure_plaintext: Option<bool>,
+    objects_max: Option<usize>,
+    namespace_objects_max: Option<usize>,
+    storage_max: Option<String>,
 }
 
 /// Resolved settings.
@@ -141,6 +158,19 @@ pub struct Settings {
     pub trust: crate::signing::Trust,
     /// How the API is served.
     pub api_tls: ApiTls,
+    /// Object limits: `objects_max`, `namespace_objects_max`, `storage_bytes_max`.
+    pub object_limits: ObjectLimits,
+}
+
+/// How many objects, and how many bytes of them, this node holds at most.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectLimits {
+    /// Objects in all.
+    pub objects_max: usize,
+    /// Objects per namespace created by writes here.
+    pub namespace_objects_max: usize,
+    /// Bytes of object logs.
+    pub storage_bytes_max: u64,
 }
 
 /// How the API is served.
@@ -247,7 +277,28 @@ impl AgentArgs {
             (None, None) if api.ip().is_loopback() || plaintext => ApiTls::Plain,
             (None, None) => ApiTls::SelfSigned,
         };
+        let defaults = liquid_core::objects::Config::default();
+        let storage_bytes_max = match self.storage_max.clone().or(file.storage_max) {
+            None => defaults.storage_bytes_max,
+            Some(text) => text
+                .trim()
+                .parse::<bytesize::ByteSize>()
+                .map(|b| b.as_u64())
+                .map_err(|e| anyhow::anyhow!("storage_max {text:?} is not a size (e.g. 500MiB, 2GB): {e}"))?,
+        };
+        let object_limits = ObjectLimits {
+            objects_max: self.objects_max.or(file.objects_max).unwrap_or(defaults.objects_max),
+            namespace_objects_max: self
+                .namespace_objects_max
+                .or(file.namespace_objects_max)
+                .unwrap_or(defaults.namespace_objects_max),
+            storage_bytes_max,
+        };
+        if object_limits.objects_max == 0 || object_limits.namespace_objects_max == 0 || storage_bytes_max == 0 {
+            bail!("objects_max, namespace_objects_max and storage_max must be above 0 (a node that may hold nothing)");
+        }
         Ok(Settings {
+            object_limits,
             api_tls,
             trust: crate::signing::Trust { required, publishers },
             placement_every: (every > 0.0).then(|| std::time::Duration::from_secs_f64(every)),

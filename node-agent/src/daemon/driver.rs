@@ -32,6 +32,7 @@ pub struct DriverMetrics {
     changes: Family<Vec<(String, String)>, Counter>,
     objects_held: Gauge,
     objects_damaged: Gauge,
+    object_log_bytes: Gauge,
     logs_damaged: Counter,
     replicas_behind: Gauge,
     sync_messages: Family<Vec<(String, String)>, Counter>,
@@ -52,6 +53,11 @@ impl DriverMetrics {
             "objects_damaged",
             "Objects whose log was damaged and that lack changes until a replica sends them back (reads refused)",
             self.objects_damaged.clone(),
+        );
+        r.register(
+            "object_log_bytes",
+            "Bytes of object logs on this node, as written (what --storage-max budgets)",
+            self.object_log_bytes.clone(),
         );
         r.register(
             "object_logs_corrupt",
@@ -94,6 +100,7 @@ impl DriverMetrics {
         self.flushes.inc_by(d(s.flushes, self.seen.flushes));
         self.objects_held.set(i64::try_from(o.held()).unwrap_or(i64::MAX));
         self.objects_damaged.set(i64::try_from(o.damaged().count()).unwrap_or(i64::MAX));
+        self.object_log_bytes.set(i64::try_from(o.log_bytes()).unwrap_or(i64::MAX));
         self.replicas_behind.set(i64::try_from(o.replicas_behind()).unwrap_or(i64::MAX));
         self.seen = s;
     }
