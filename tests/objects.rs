@@ -1022,3 +1022,101 @@ fn a_full_disk_refuses_writes_clearly_and_corrupts_nothing_and_quotas_and_pages_
     assert_eq!(r.code, 200, "writes work again once there is room: {r:?}");
     eprintln!("done in {:?}", started.elapsed());
 }
+
+/// A metric's value in a Prometheus text exposition (`None` if absent).
+fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+#[test]
+fn a_small_object_cache_keeps_documents_on_disk_and_serves_them_all() {
+    let started = Instant::now();
+    let mut c = Cluster::new("obj-cache");
+    let key = c.cluster_key("cluster.key");
+    let key = key.to_str().unwrap();
+    let args = |name: &'static str| {
+        vec!["--listen", "/ip4/127.0.0.1/udp/0/quic-v1", "--cluster-key", key, "--name", name, "--object-cache", "1MiB"]
+    };
+    let a = c.spawn("cache-a", &args("cache-a"), &[]);
+    let boot = c.agents[a].wait_ready()["listen_addrs"][0].as_str().unwrap().to_string();
+    let mut b_args = args("cache-b");
+    b_args.extend(["--bootstrap", boot.as_str()]);
+    let b = c.spawn("cache-b", &b_args, &[]);
+    c.agents[b].wait_ready();
+    eventually("both agents see each other", FORM_WITHIN, || sees_alive(&c, a, 2).and_then(|()| sees_alive(&c, b, 2)));
+    let (url_a, token_a) = c.agents[a].api();
+    let (url_b, token_b) = c.agents[b].api();
+
+    // 200 objects of about 1 KB: some 5 MB of documents in memory without a cache bound.
+    let filler = "y".repeat(1000);
+    for k in 0..200 {
+        let body = format!(r#"[{{"op":"set","path":"k","value":{k}}},{{"op":"set","path":"pad","value":"{filler}"}}]"#);
+        let r = http_send(&url_a, "POST", &format!("/v1/objects/many/o{k:03}"), Some(&token_a), &body).unwrap();
+        assert_eq!(r.code, 200, "{r:?}");
+    }
+    // The other agent replicates them all (digests of cold objects, syncs into cold ones).
+    eventually("agent b holds all 200", CONVERGE_WITHIN, || {
+        let m = http_get(&url_b, "/metrics", Some(&token_b))?.body;
+        match metric(&m, "liquid_objects_held") {
+            Some(n) if n >= 200.0 => Ok(()),
+            n => Err(format!("b holds {n:?}")),
+        }
+    });
+    for (url, token) in [(&url_a, &token_a), (&url_b, &token_b)] {
+        eventually("the cache gauges (updated every second) show the bound", Duration::from_secs(5), || {
+            let m = http_get(url, "/metrics", Some(token))?.body;
+            let docs = metric(&m, "liquid_object_cache_documents").unwrap_or(f64::MAX);
+            let bytes = metric(&m, "liquid_object_cache_bytes").unwrap_or(f64::MAX);
+            let evicted = metric(&m, "liquid_object_evictions_total").unwrap_or(0.0);
+            if docs < 100.0 && bytes <= 1.25 * 1024.0 * 1024.0 && evicted > 0.0 {
+                Ok(())
+            } else {
+                Err(format!("{docs} documents, {bytes} bytes, {evicted} evicted"))
+            }
+        });
+    }
+    // Every object reads back whole from b, and writes at b to cold objects reach a.
+    for k in 0..200 {
+        let r = http_get(&url_b, &format!("/v1/objects/many/o{k:03}"), Some(&token_b)).unwrap();
+        assert_eq!(r.code, 200, "{r:?}");
+        let v: Value = serde_json::from_str(r.body.trim()).unwrap();
+        assert_eq!(v["value"]["k"], k, "{v}");
+    }
+    for k in (0..200).step_by(4) {
+        let body = r#"[{"op":"inc","path":"seen"}]"#;
+        let r = http_send(&url_b, "POST", &format!("/v1/objects/many/o{k:03}"), Some(&token_b), body).unwrap();
+        assert_eq!(r.code, 200, "{r:?}");
+    }
+    let cli_a = c.agents[a].cli_target();
+    for k in (0..200).step_by(20) {
+        wait_value(
+            "a sees b's write",
+            std::slice::from_ref(&cli_a),
+            &format!("many/o{k:03}"),
+            &json!({ "k": k, "pad": filler, "seen": 1 }),
+            CONVERGE_WITHIN,
+        );
+    }
+    eventually("b's reads went to disk (the counter is updated every second)", Duration::from_secs(5), || {
+        let m = http_get(&url_b, "/metrics", Some(&token_b))?.body;
+        let loads = metric(&m, "liquid_object_loads_total");
+        if loads.unwrap_or(0.0) > 0.0 { Ok(()) } else { Err(format!("loads {loads:?}")) }
+    });
+
+    // A restart reads every document once and keeps only the cache's worth in memory.
+    c.agents[a].kill9();
+    c.agents[a].restart();
+    c.agents[a].wait_ready();
+    let (url_a, token_a) = c.agents[a].api();
+    for k in (0..200).step_by(7) {
+        let r = http_get(&url_a, &format!("/v1/objects/many/o{k:03}"), Some(&token_a)).unwrap();
+        assert_eq!(r.code, 200, "{r:?}");
+    }
+    eventually("after the restart, the cache is bounded", Duration::from_secs(5), || {
+        let m = http_get(&url_a, "/metrics", Some(&token_a))?.body;
+        let docs = metric(&m, "liquid_object_cache_documents").unwrap_or(f64::MAX);
+        let held = metric(&m, "liquid_objects_held").unwrap_or(0.0);
+        if docs < 100.0 && held >= 200.0 { Ok(()) } else { Err(format!("{docs} in memory, {held} held")) }
+    });
+    eprintln!("done in {:?}", started.elapsed());
+}

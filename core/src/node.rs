@@ -46,7 +46,8 @@ pub enum Output {
     /// A member's status changed in this node's view (for logs and metrics).
     Event(StatusChange),
     /// Storage work: carry these out in order; a [`DiskOp::Flush`] is answered with
-    /// [`Node::handle_flushed`].
+    /// [`Node::handle_flushed`], a [`DiskOp::Load`](crate::objects::DiskOp::Load) with
+    /// [`Node::handle_loaded`].
     Disk(DiskOp),
     /// The answer to [`Node::handle_request`].
     Reply {
@@ -273,6 +274,19 @@ impl Node {
     pub fn handle_flushed(&mut self, now: Time, ticket: u64, result: Result<(), String>) {
         self.now = now;
         self.objects.handle_flushed(now, ticket, result, &self.membership, &mut self.out);
+    }
+
+    /// The driver finished a [`DiskOp::Load`](crate::objects::DiskOp::Load): the cold
+    /// object's document (`Ok(None)` if its log is gone, `Err` with the reason if the disk
+    /// failed).
+    pub fn handle_loaded(
+        &mut self,
+        now: Time,
+        object: &ObjectName,
+        result: Result<Option<crate::objects::Loaded>, String>,
+    ) {
+        self.now = now;
+        self.objects.handle_loaded(now, object, result, &self.membership, &mut self.out);
     }
 
     /// The time from [`Node::poll_timeout`] was reached (calling earlier is harmless).

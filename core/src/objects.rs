@@ -31,6 +31,14 @@
 //! - **Damaged logs**: an object restored from a log that lost changes others depend on is
 //!   *damaged* ([`Objects::mark_damaged`]): it is held and synced like any copy, but requests
 //!   for it are refused with [`ObjectError::Damaged`] until sync makes its document whole.
+//! - **Hot and cold**: documents in memory are a cache of the disk, bounded by
+//!   [`Config::cache_bytes`]. When it is exceeded, the least recently used documents that
+//!   are *clean* (durable, not being synced, written, fetched or waited on) are dropped from
+//!   memory; the node keeps only their heads and log sizes (enough for digests, listings
+//!   and quotas). An input that needs a cold document (a request, a sync message, a digest
+//!   that differs, an ack request for other heads) is parked, the document is read back
+//!   ([`DiskOp::Load`], answered by [`Objects::handle_loaded`]), and the parked inputs run
+//!   in order. Namespaces in [`Config::everywhere`] (the function registry) stay in memory.
 
 #[cfg(test)]
 mod tests;
@@ -86,6 +94,12 @@ pub struct Config {
     /// [`ObjectError::Quota`] before it crowds out the others. Objects arriving from
     /// replicas are not refused by it (they exist already; `objects_max` still bounds them).
     pub namespace_objects_max: usize,
+    /// The most bytes the documents kept in memory may take (an estimate: a fixed cost per
+    /// document plus a multiple of its log's size). Past it, clean documents are dropped
+    /// from memory, least recently used first, and read back from disk when needed.
+    pub cache_bytes: u64,
+    /// The most inputs (requests, sync messages, digests) parked while cold documents load.
+    pub parked_max: usize,
     /// The most bytes of object logs this node holds before writes are refused with
     /// [`ObjectError::Storage`]: a budget for what this node's own writes may add, checked
     /// before each write. Changes from replicas are still taken in beyond it, so that data
@@ -123,6 +137,8 @@ impl Default for Config {
             objects_max: 100_000,
             namespace_objects_max: 50_000,
             storage_bytes_max: u64::MAX,
+            cache_bytes: 64 * 1024 * 1024,
+            parked_max: 16_384,
             digests_per_message: 512,
             ack_waits_max: 4096,
             waiters_max: 16_384,
@@ -470,6 +486,25 @@ pub enum DiskOp {
         /// Identifies the flush.
         ticket: u64,
     },
+    /// Read a cold object's document back (`state_sync::store::restore` with
+    /// [`Objects::actor`]) and hand it to [`Node::handle_loaded`](crate::Node::handle_loaded).
+    /// Only clean documents are cold, so what is on disk is the whole document.
+    Load {
+        /// The object to read.
+        object: ObjectName,
+    },
+}
+
+/// A cold document read back from disk, for [`Objects::handle_loaded`].
+#[derive(Debug)]
+pub struct Loaded {
+    /// The document, with [`Objects::actor`] as its actor, everything marked saved.
+    pub doc: Document,
+    /// Its log's sizes.
+    pub log: LogStats,
+    /// Where the damaged log was kept, if the load found damage that left the document
+    /// lacking changes (`state_sync::store::Restored::incomplete`).
+    pub damaged: Option<String>,
 }
 
 /// Counters and gauges.
@@ -493,6 +528,10 @@ pub struct Stats {
     pub flushes: u64,
     /// Log compactions requested.
     pub compactions: u64,
+    /// Documents dropped from memory (they stay on disk).
+    pub evictions: u64,
+    /// Cold documents read back from disk.
+    pub loads: u64,
 }
 
 #[derive(Debug)]
@@ -506,6 +545,54 @@ struct Object {
     /// Where its damaged log was kept, while the document lacks changes it had (see
     /// [`Objects::mark_damaged`]).
     damaged: Option<String>,
+    /// When it was last used (a tick of [`Objects::lru`]).
+    used: u64,
+    /// Its estimated memory ([`doc_bytes`]), as counted in `Objects::hot_bytes`.
+    mem: u64,
+    /// When a sync message for it last arrived.
+    synced_at: Time,
+}
+
+impl Object {
+    fn new(replica: Replica<NodeId>, object: &ObjectName, log: LogStats, damaged: Option<String>) -> Self {
+        Object {
+            replica,
+            hash: hash64(object.as_str().as_bytes()),
+            set: Vec::new(),
+            set_view: u64::MAX,
+            log,
+            snapshot_next: false,
+            damaged,
+            used: 0,
+            mem: 0,
+            synced_at: Time::ZERO,
+        }
+    }
+}
+
+/// The estimated memory of a document whose log has these sizes. Automerge keeps a
+/// document's operations indexed in memory at several times their compressed size on disk,
+/// plus a fixed cost per document and per sync session (measured: about 21 KB per 100-byte
+/// object in the agent).
+fn doc_bytes(log: &LogStats) -> u64 {
+    16 * 1024 + log.bytes.saturating_mul(8)
+}
+
+/// An object held on this node whose document is not in memory: only clean documents are
+/// dropped, so the disk holds all of it.
+#[derive(Clone, Debug)]
+struct Cold {
+    heads: Heads,
+    log: LogStats,
+}
+
+/// An input that needs a cold object's document, parked until the document is loaded.
+#[derive(Debug)]
+enum Parked {
+    Request { id: ReplyTo, pending: Pending },
+    Sync { from: NodeId, data: ByteBuf },
+    Digest { from: NodeId, digest: Digest },
+    AckWanted { from: NodeId, heads: Heads },
 }
 
 impl Object {
@@ -615,6 +702,16 @@ pub struct Objects {
     per_namespace: BTreeMap<String, usize>,
     /// The sum of every object's `log.bytes`, for [`Config::storage_bytes_max`].
     log_bytes: u64,
+    /// Held objects whose documents are not in memory.
+    cold: BTreeMap<ObjectName, Cold>,
+    /// Cold objects being loaded, with the inputs waiting for them, in arrival order.
+    loading: BTreeMap<ObjectName, Vec<Parked>>,
+    parked: usize,
+    /// The documents in memory by last use (oldest first), and the last tick given out.
+    lru: BTreeMap<u64, ObjectName>,
+    tick: u64,
+    /// The estimated memory of the documents in memory.
+    hot_bytes: u64,
     stats: Stats,
 }
 
@@ -650,6 +747,12 @@ impl Objects {
             extra: BTreeMap::new(),
             per_namespace: BTreeMap::new(),
             log_bytes: 0,
+            cold: BTreeMap::new(),
+            loading: BTreeMap::new(),
+            parked: 0,
+            lru: BTreeMap::new(),
+            tick: 0,
+            hot_bytes: 0,
             stats: Stats::default(),
         }
     }
@@ -660,38 +763,231 @@ impl Objects {
     }
 
     /// Adds an object loaded from disk (at startup). Its document must use [`Objects::actor`].
+    ///
+    /// Past [`Config::cache_bytes`], documents restored earlier are dropped from memory
+    /// again (those not [marked damaged](Objects::mark_damaged)), so a start reads every
+    /// document once but never holds more than the cache.
     pub fn restore(&mut self, object: ObjectName, doc: Document, log: LogStats) {
-        let hash = hash64(object.as_str().as_bytes());
         let replica = Replica::new(doc, self.cfg.replica.clone());
-        self.insert_object(
-            object,
-            Object { replica, hash, set: Vec::new(), set_view: u64::MAX, log, snapshot_next: false, damaged: None },
-        );
+        self.evict(Some(&object));
+        let o = Object::new(replica, &object, log, None);
+        self.insert_object(object, o);
     }
 
-    /// Adds an entry to `objects`, keeping the per-namespace counts and byte total.
-    fn insert_object(&mut self, name: ObjectName, o: Object) {
-        self.log_bytes += o.log.bytes;
-        if let Some(old) = self.objects.insert(name.clone(), o) {
+    /// Adds a held object whose document stays on disk (at startup, from an index of heads
+    /// and log sizes): it is loaded when first needed.
+    pub fn restore_cold(&mut self, object: ObjectName, heads: Heads, log: LogStats) {
+        if heads.is_empty() || self.objects.contains_key(&object) {
+            return;
+        }
+        self.log_bytes += log.bytes;
+        if let Some(old) = self.cold.insert(object.clone(), Cold { heads, log }) {
             self.log_bytes -= old.log.bytes.min(self.log_bytes);
         } else {
+            *self.per_namespace.entry(object.namespace().to_string()).or_default() += 1;
+        }
+    }
+
+    /// Adds an entry to `objects`, keeping the per-namespace counts, byte totals and LRU.
+    fn insert_object(&mut self, name: ObjectName, mut o: Object) {
+        self.tick += 1;
+        o.used = self.tick;
+        o.mem = doc_bytes(&o.log);
+        o.synced_at = self.now;
+        self.lru.insert(self.tick, name.clone());
+        self.log_bytes += o.log.bytes;
+        self.hot_bytes += o.mem;
+        let was_cold = self.cold.remove(&name);
+        if let Some(c) = &was_cold {
+            self.log_bytes -= c.log.bytes.min(self.log_bytes);
+        }
+        if let Some(old) = self.objects.insert(name.clone(), o) {
+            self.log_bytes -= old.log.bytes.min(self.log_bytes);
+            self.hot_bytes -= old.mem.min(self.hot_bytes);
+            self.lru.remove(&old.used);
+        } else if was_cold.is_none() {
             *self.per_namespace.entry(name.namespace().to_string()).or_default() += 1;
         }
     }
 
-    /// Removes an entry from `objects`, keeping the per-namespace counts and byte total.
+    /// Removes an entry from `objects`, keeping the per-namespace counts, byte totals and LRU.
     fn remove_object(&mut self, name: &ObjectName) {
         if let Some(old) = self.objects.remove(name) {
-            self.forget_counts(name, &old);
+            self.lru.remove(&old.used);
+            self.hot_bytes -= old.mem.min(self.hot_bytes);
+            self.log_bytes -= old.log.bytes.min(self.log_bytes);
+            if let Some(n) = self.per_namespace.get_mut(name.namespace()) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    self.per_namespace.remove(name.namespace());
+                }
+            }
         }
     }
 
-    fn forget_counts(&mut self, name: &ObjectName, old: &Object) {
-        self.log_bytes -= old.log.bytes.min(self.log_bytes);
-        if let Some(n) = self.per_namespace.get_mut(name.namespace()) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                self.per_namespace.remove(name.namespace());
+    /// Marks a document in memory as just used.
+    fn touch(&mut self, name: &ObjectName) {
+        if let Some(o) = self.objects.get_mut(name) {
+            self.lru.remove(&o.used);
+            self.tick += 1;
+            o.used = self.tick;
+            self.lru.insert(self.tick, name.clone());
+        }
+    }
+
+    /// The objects some in-flight work needs in memory.
+    fn busy(&self) -> BTreeSet<&ObjectName> {
+        let mut busy: BTreeSet<&ObjectName> = BTreeSet::new();
+        busy.extend(self.disk_dirty.iter());
+        busy.extend(self.sync_dirty.iter());
+        busy.extend(self.disk_waiting.iter().map(|a| &a.object));
+        if let Some(f) = &self.flushing {
+            busy.extend(f.objects.iter());
+            busy.extend(f.writes.iter().map(|a| &a.object));
+        }
+        busy.extend(self.fetches.keys());
+        busy.extend(self.head_waits.iter().map(|w| &w.object));
+        busy.extend(self.quorums.iter().map(|q| &q.object));
+        busy.extend(self.ack_waits.iter().map(|(_, o, _)| o));
+        busy
+    }
+
+    /// Drops clean documents from memory, least recently used first, until the cache is
+    /// below 90 % of [`Config::cache_bytes`] (so that one more document does not evict one
+    /// at every input), keeping `keep`.
+    fn evict(&mut self, keep: Option<&ObjectName>) {
+        if self.hot_bytes <= self.cfg.cache_bytes {
+            return;
+        }
+        let target = self.cfg.cache_bytes / 10 * 9;
+        let busy = self.busy();
+        let mut victims = Vec::new();
+        let mut left = self.hot_bytes;
+        for name in self.lru.values() {
+            if left <= target {
+                break;
+            }
+            let Some(o) = self.objects.get(name) else { continue };
+            // Mid-exchange sessions would restart from scratch after a reload (see
+            // `Replica::settled`); a peer that stopped answering holds it only so long.
+            let quiet = o.replica.settled() || self.now.since(o.synced_at) >= self.cfg.anti_entropy_interval * 3;
+            let clean = quiet
+                && o.held()
+                && o.damaged.is_none()
+                && o.log.records > 0
+                && !o.snapshot_next
+                && !self.cfg.everywhere.contains(name.namespace())
+                && !busy.contains(name)
+                && keep != Some(name);
+            if clean {
+                left -= o.mem.min(left);
+                victims.push(name.clone());
+            }
+        }
+        for name in victims {
+            let Some(o) = self.objects.remove(&name) else { continue };
+            self.lru.remove(&o.used);
+            self.hot_bytes -= o.mem.min(self.hot_bytes);
+            self.stats.evictions += 1;
+            self.cold.insert(name, Cold { heads: o.replica.doc().heads(), log: o.log });
+        }
+    }
+
+    /// Parks `input` until `object`'s document is loaded, asking the driver to load it if
+    /// no load is under way. `false` if too many inputs are parked (the input is dropped:
+    /// requests must then be answered by the caller).
+    fn park(&mut self, object: &ObjectName, input: Parked, out: &mut (impl Sink<Output> + ?Sized)) -> bool {
+        if self.parked >= self.cfg.parked_max {
+            return false;
+        }
+        self.parked += 1;
+        match self.loading.get_mut(object) {
+            Some(list) => list.push(input),
+            None => {
+                self.loading.insert(object.clone(), vec![input]);
+                out.push(Output::Disk(DiskOp::Load { object: object.clone() }));
+            }
+        }
+        true
+    }
+
+    /// The driver finished a [`DiskOp::Load`]: the document is in memory again, and the
+    /// inputs parked for it run in the order they came. If it could not be read, parked
+    /// requests fail with [`ObjectError::Disk`] and the object stays cold (the next input
+    /// tries again).
+    pub fn handle_loaded(
+        &mut self,
+        now: Time,
+        object: &ObjectName,
+        result: Result<Option<Loaded>, String>,
+        members: &Membership,
+        out: &mut (impl Sink<Output> + ?Sized),
+    ) {
+        self.now = now;
+        let parked = self.loading.remove(object).unwrap_or_default();
+        self.parked -= parked.len().min(self.parked);
+        let loaded = match result {
+            Ok(Some(l)) if self.cold.contains_key(object) => l,
+            Ok(_) if !self.cold.contains_key(object) && self.objects.contains_key(object) => {
+                // Already back in memory (restored meanwhile): just run the inputs.
+                self.replay(now, object, parked, members, out);
+                self.pump(now, members, out);
+                return;
+            }
+            Ok(_) => {
+                let message = "its log is gone from disk".to_string();
+                tracing::error!(object = %object, "a cold object could not be read back: {message}");
+                self.fail_parked(object, parked, &message, out);
+                return;
+            }
+            Err(message) => {
+                tracing::error!(object = %object, error = %message, "a cold object could not be read back from disk");
+                self.fail_parked(object, parked, &message, out);
+                return;
+            }
+        };
+        self.stats.loads += 1;
+        let replica = Replica::new(loaded.doc, self.cfg.replica.clone());
+        let damaged = loaded.damaged.filter(|_| !replica.doc().missing_deps().is_empty());
+        self.evict(Some(object));
+        let o = Object::new(replica, object, loaded.log, damaged);
+        self.insert_object(object.clone(), o);
+        self.replay(now, object, parked, members, out);
+        self.pump(now, members, out);
+    }
+
+    fn fail_parked(
+        &mut self,
+        object: &ObjectName,
+        parked: Vec<Parked>,
+        message: &str,
+        out: &mut (impl Sink<Output> + ?Sized),
+    ) {
+        for p in parked {
+            if let Parked::Request { id, pending, .. } = p {
+                if matches!(pending, Pending::Write { .. }) {
+                    self.stats.writes_failed += 1;
+                }
+                let err = ObjectError::Disk { object: object.clone(), message: message.to_string() };
+                out.push(Output::Reply { id, reply: Reply::Error(err) });
+            }
+        }
+    }
+
+    fn replay(
+        &mut self,
+        now: Time,
+        object: &ObjectName,
+        parked: Vec<Parked>,
+        members: &Membership,
+        out: &mut (impl Sink<Output> + ?Sized),
+    ) {
+        for p in parked {
+            match p {
+                Parked::Request { id, pending } => self.start(now, id, object.clone(), pending, members, out),
+                Parked::Sync { from, data } => self.on_sync(now, from, object.clone(), &data, members, out),
+                Parked::Digest { from, digest } => self.on_digest(now, from, object.clone(), digest, members, out),
+                Parked::AckWanted { from, heads } => self.on_ack_wanted(from, object.clone(), heads, out),
             }
         }
     }
@@ -727,11 +1023,23 @@ impl Objects {
 
     /// How many objects this node holds.
     pub fn held(&self) -> usize {
-        self.objects.values().filter(|o| !o.replica.doc().heads().is_empty()).count()
+        self.objects.values().filter(|o| !o.replica.doc().heads().is_empty()).count() + self.cold.len()
+    }
+
+    /// How many held objects have their document in memory, and the estimated bytes they
+    /// take ([`Config::cache_bytes`] bounds it).
+    pub fn in_memory(&self) -> (usize, u64) {
+        (self.objects.len(), self.hot_bytes)
+    }
+
+    /// Whether `object` is held with its document on disk only.
+    pub fn is_cold(&self, object: &ObjectName) -> bool {
+        self.cold.contains_key(object)
     }
 
     /// Replica-set members (other than this node) whose last known heads differ from ours,
-    /// summed over every object: a measure of replication lag.
+    /// summed over every object in memory: a measure of replication lag. (Cold objects are
+    /// clean and have no sync sessions; anti-entropy compares them.)
     pub fn replicas_behind(&self) -> usize {
         self.objects
             .values()
@@ -739,14 +1047,22 @@ impl Objects {
             .sum()
     }
 
-    /// The document of `object`, if held.
+    /// The document of `object`, if held and in memory (see [`Objects::is_cold`]).
     pub fn doc(&self, object: &ObjectName) -> Option<&Document> {
         self.objects.get(object).map(|o| o.replica.doc())
     }
 
     /// Every held object's name and digest, sorted (for simulation checks).
     pub fn digests(&self) -> impl Iterator<Item = (&ObjectName, Digest)> {
-        self.objects.iter().filter(|(_, o)| !o.replica.doc().heads().is_empty()).map(|(n, o)| (n, o.replica.digest()))
+        let hot = self
+            .objects
+            .iter()
+            .filter(|(_, o)| !o.replica.doc().heads().is_empty())
+            .map(|(n, o)| (n, o.replica.digest()));
+        let cold = self.cold.iter().map(|(n, c)| (n, Digest::of(&c.heads)));
+        let mut all: Vec<(&ObjectName, Digest)> = hot.chain(cold).collect();
+        all.sort_by(|a, b| a.0.cmp(b.0));
+        all.into_iter()
     }
 
     /// The replica set of `object` in the current view (added replicas included).
@@ -849,19 +1165,26 @@ impl Objects {
                     Some(a) if a.as_str() >= prefix.as_str() => Bound::Excluded(a),
                     _ => Bound::Included(prefix.clone()),
                 };
-                let names: Vec<ObjectName> = self
+                let range = (from.as_ref().map(String::as_str), Bound::Unbounded);
+                let hot = self
                     .objects
-                    .range::<str, _>((from.as_ref().map(String::as_str), Bound::Unbounded))
+                    .range::<str, _>(range)
                     .take_while(|(n, _)| n.as_str().starts_with(&prefix))
                     .filter(|(_, o)| !o.replica.doc().heads().is_empty())
-                    .map(|(n, _)| n.clone())
-                    .take(limit)
-                    .collect();
-                for name in names {
+                    .map(|(n, o)| (n.clone(), o.replica.doc().heads()))
+                    .take(limit);
+                let cold = self
+                    .cold
+                    .range::<str, _>(range)
+                    .take_while(|(n, _)| n.as_str().starts_with(&prefix))
+                    .map(|(n, c)| (n.clone(), c.heads.clone()))
+                    .take(limit);
+                let mut page: Vec<(ObjectName, Heads)> = hot.chain(cold).collect();
+                page.sort_by(|a, b| a.0.cmp(&b.0));
+                page.truncate(limit);
+                for (name, heads) in page {
                     let replicas = self.set_of(members, &name);
-                    if let Some(o) = self.objects.get(&name) {
-                        list.push(Listed { heads: o.replica.doc().heads(), object: name, replicas });
-                    }
+                    list.push(Listed { heads, object: name, replicas });
                 }
                 out.push(Output::Reply { id, reply: Reply::List(list) });
             }
@@ -897,16 +1220,7 @@ impl Objects {
                     self.on_digest(now, from, object, digest, members, out);
                 }
             }
-            Message::AckWanted { object, heads } => {
-                if self.durably_has(&object, &heads) {
-                    out.push(Output::send(from, Message::Ack { object, heads }));
-                } else {
-                    if self.ack_waits.len() >= self.cfg.ack_waits_max {
-                        self.ack_waits.pop_front();
-                    }
-                    self.ack_waits.push_back((from, object, heads));
-                }
-            }
+            Message::AckWanted { object, heads } => self.on_ack_wanted(from, object, heads, out),
             Message::Ack { object, heads } => {
                 for q in &mut self.quorums {
                     if q.object == object && q.heads == heads {
@@ -917,6 +1231,30 @@ impl Objects {
             }
         }
         self.pump(now, members, out);
+    }
+
+    fn on_ack_wanted(
+        &mut self,
+        from: NodeId,
+        object: ObjectName,
+        heads: Heads,
+        out: &mut (impl Sink<Output> + ?Sized),
+    ) {
+        if let Some(c) = self.cold.get(&object)
+            && c.heads != heads
+        {
+            // Whether older heads are contained needs the document.
+            self.park(&object, Parked::AckWanted { from, heads }, out);
+            return;
+        }
+        if self.durably_has(&object, &heads) {
+            out.push(Output::send(from, Message::Ack { object, heads }));
+        } else {
+            if self.ack_waits.len() >= self.cfg.ack_waits_max {
+                self.ack_waits.pop_front();
+            }
+            self.ack_waits.push_back((from, object, heads));
+        }
     }
 
     /// A transport session to `peer` came up: sessions may have lost messages, so restart
@@ -948,6 +1286,7 @@ impl Objects {
     /// fetch requests to.
     pub fn wants_peer_ups(&self) -> bool {
         !self.objects.is_empty()
+            || !self.cold.is_empty()
             || !self.fetches.is_empty()
             || !self.quorums.is_empty()
             || self.sync_at.is_some()
@@ -962,7 +1301,7 @@ impl Objects {
         // With nothing to describe there is nothing to send, and the bookkeeping of who was
         // sent digests at this instant (an allocation per instant) is most of the cost of a
         // peer coming up: a mesh-wide refutation makes every node call this for every member.
-        if !self.objects.is_empty() {
+        if !self.objects.is_empty() || !self.cold.is_empty() {
             if self.digests_now.0 != now {
                 self.digests_now = (now, BTreeSet::new());
             }
@@ -1079,6 +1418,14 @@ impl Objects {
         members: &Membership,
         out: &mut (impl Sink<Output> + ?Sized),
     ) {
+        if self.cold.contains_key(&object) {
+            if !self.park(&object, Parked::Request { id, pending }, out) {
+                let err = ObjectError::Full { what: "waiting requests", max: self.cfg.parked_max };
+                out.push(Output::Reply { id, reply: Reply::Error(err) });
+            }
+            return;
+        }
+        self.touch(&object);
         if self.objects.get(&object).is_some_and(Object::held) {
             self.serve(now, id, &object, pending, out);
             return;
@@ -1156,19 +1503,11 @@ impl Objects {
     /// Creates the object's state (empty) if needed; `false` if the node is full.
     fn ensure(&mut self, object: &ObjectName) -> bool {
         if !self.objects.contains_key(object) {
-            if self.objects.len() >= self.cfg.objects_max {
+            if self.objects.len() + self.cold.len() >= self.cfg.objects_max {
                 return false;
             }
             let doc = Document::new(self.actor.clone());
-            let o = Object {
-                replica: Replica::new(doc, self.cfg.replica.clone()),
-                hash: hash64(object.as_str().as_bytes()),
-                set: Vec::new(),
-                set_view: u64::MAX,
-                log: LogStats::default(),
-                snapshot_next: false,
-                damaged: None,
-            };
+            let o = Object::new(Replica::new(doc, self.cfg.replica.clone()), object, LogStats::default(), None);
             self.insert_object(object.clone(), o);
         }
         true
@@ -1336,8 +1675,14 @@ impl Objects {
         members: &Membership,
         out: &mut (impl Sink<Output> + ?Sized),
     ) {
+        if self.cold.contains_key(&object) {
+            // Dropped if too much is parked: the peer's next digest exchange starts over.
+            self.park(&object, Parked::Sync { from, data: ByteBuf::from(data.to_vec()) }, out);
+            return;
+        }
         self.stats.sync_received += 1;
         self.stats.sync_bytes_received += data.len() as u64;
+        self.touch(&object);
         let held = self.objects.contains_key(&object);
         if !held && !self.fetches.contains_key(&object) && !self.set_of(members, &object).contains(&self.me) {
             out.push(Output::send(from, Message::NotHeld { object }));
@@ -1347,6 +1692,7 @@ impl Objects {
             return;
         }
         let Some(o) = self.objects.get_mut(&object) else { return };
+        o.synced_at = now;
         match o.replica.receive(&from, data) {
             Ok(changed) => {
                 let reply = o.replica.generate(&from);
@@ -1384,6 +1730,12 @@ impl Objects {
         out: &mut (impl Sink<Output> + ?Sized),
     ) {
         let _ = now;
+        if let Some(c) = self.cold.get(&object) {
+            if Digest::of(&c.heads) != digest {
+                self.park(&object, Parked::Digest { from, digest }, out);
+            }
+            return;
+        }
         let Some(o) = self.objects.get_mut(&object) else {
             // An object we should replicate but do not hold yet: pull it.
             if self.set_of(members, &object).contains(&self.me)
@@ -1554,6 +1906,9 @@ impl Objects {
     fn durably_has(&self, object: &ObjectName, heads: &Heads) -> bool {
         let in_flight =
             self.disk_dirty.contains(object) || self.flushing.as_ref().is_some_and(|f| f.objects.contains(object));
+        if let Some(c) = self.cold.get(object) {
+            return c.heads == *heads;
+        }
         !in_flight && self.objects.get(object).is_some_and(|o| o.replica.doc().has_heads(heads))
     }
 
@@ -1587,6 +1942,9 @@ impl Objects {
                     let size = snapshot.len() as u64 + RECORD_OVERHEAD * 2 + object.as_str().len() as u64 + 8;
                     self.log_bytes = (self.log_bytes - o.log.bytes.min(self.log_bytes)).saturating_add(size);
                     o.log = LogStats { bytes: size, base_bytes: size, records: 2 };
+                    let mem = doc_bytes(&o.log);
+                    self.hot_bytes = (self.hot_bytes - o.mem.min(self.hot_bytes)).saturating_add(mem);
+                    o.mem = mem;
                     o.snapshot_next = false;
                     if after.records > 0 {
                         self.stats.compactions += 1;
@@ -1595,6 +1953,9 @@ impl Objects {
                 } else {
                     self.log_bytes = self.log_bytes.saturating_add(len);
                     o.log = LogStats { records: after.records + 1, ..after };
+                    let mem = doc_bytes(&o.log);
+                    self.hot_bytes = (self.hot_bytes - o.mem.min(self.hot_bytes)).saturating_add(mem);
+                    o.mem = mem;
                     out.push(Output::Disk(DiskOp::Append { object: object.clone(), bytes: unsaved.bytes }));
                 }
                 o.replica.doc_mut().mark_saved(&unsaved.heads);
@@ -1635,6 +1996,8 @@ impl Objects {
                 }
             }
         }
+        // Memory: whatever this input made hot beyond the cache goes back to disk.
+        self.evict(None);
     }
 
     /// Who to push `object`'s changes to: its replica set and every peer with a session,
@@ -1667,6 +2030,15 @@ impl Objects {
             peers.sort();
             peers.dedup();
             for p in peers {
+                if p != self.me && only.is_none_or(|x| x == p) {
+                    by_peer.entry(p).or_default().push((name.clone(), digest));
+                }
+            }
+        }
+        let cold: Vec<(ObjectName, Digest)> =
+            self.cold.iter().map(|(n, c)| (n.clone(), Digest::of(&c.heads))).collect();
+        for (name, digest) in cold {
+            for p in self.set_of(members, &name) {
                 if p != self.me && only.is_none_or(|x| x == p) {
                     by_peer.entry(p).or_default().push((name.clone(), digest));
                 }

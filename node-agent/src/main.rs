@@ -54,7 +54,7 @@ enum LogFormat {
 #[derive(Subcommand, Debug)]
 enum Cmd {
     /// Run the agent daemon (stop it with Ctrl-C or SIGTERM: it tells its peers it is leaving).
-    Agent(config::AgentArgs),
+    Agent(Box<config::AgentArgs>),
     /// This agent's id, name, tier, listen addresses, uptime and peer counts.
     Status(client::Target),
     /// Every member of the mesh, this node included, with status and round-trip time.
@@ -159,7 +159,7 @@ fn main() {
 
 async fn run(cmd: Cmd) -> Result<()> {
     match cmd {
-        Cmd::Agent(args) => agent::run(args).await,
+        Cmd::Agent(args) => agent::run(*args).await,
         Cmd::Status(t) => client::status(&t).await,
         Cmd::Nodes(t) => client::nodes(&t).await,
         Cmd::Obj(cmd) => obj_cmd::run(cmd).await,

@@ -305,6 +305,7 @@ impl<'a> Engine<'a> {
             Ev::Wake { node, life } => self.wake(node, life),
             Ev::Fault(k) => self.fault(k as usize),
             Ev::Flushed { node, life, ticket } => self.flushed(node, life, ticket),
+            Ev::Loaded { node, life, object } => self.loaded(node, life, &object),
             Ev::Create(k) => self.create(k as usize),
             Ev::Write(k) => self.write(k as usize),
             Ev::Deploy(k) => self.deploy(k as usize),
@@ -563,6 +564,12 @@ impl<'a> Engine<'a> {
                 self.push(at, Ev::Flushed { node: i, life, ticket });
                 return;
             }
+            DiskOp::Load { object } => {
+                // A read from the page cache or the device: a fraction of an fsync.
+                let (at, life) = (self.now + self.sc.fsync_latency / 4, sn.life);
+                self.push(at, Ev::Loaded { node: i, life, object });
+                return;
+            }
             _ => Ok(()),
         };
         // The simulated store cannot fail; if it ever did, the flush would report it.
@@ -579,6 +586,25 @@ impl<'a> Engine<'a> {
         let res = sn.store.sync().map_err(|e| e.to_string());
         sn.unsynced.clear();
         node.handle_flushed(now, ticket, res);
+        self.drain(i);
+    }
+
+    /// A cold object of node `i` was read back (unless the node crashed since).
+    fn loaded(&mut self, i: u32, life: u32, object: &ObjectName) {
+        let now = self.now;
+        let sn = &mut self.nodes[i as usize];
+        let Some(node) = sn.node.as_mut().filter(|_| sn.life == life) else { return };
+        let actor = node.objects().actor().clone();
+        let result = match state_sync::store::restore(&mut sn.store, object, actor) {
+            Ok(Some(r)) => {
+                let log = sn.store.stats(object).unwrap_or_default();
+                let damaged = r.incomplete().then(|| "(simulated store)".to_string());
+                Ok(Some(objects::Loaded { doc: r.doc, log, damaged }))
+            }
+            Ok(None) => Ok(None),
+            Err(e) => Err(e.to_string()),
+        };
+        node.handle_loaded(now, object, result);
         self.drain(i);
     }
 

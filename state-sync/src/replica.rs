@@ -207,6 +207,16 @@ impl<P: Ord + Clone> Replica<P> {
         self.peers.get(peer).and_then(|s| s.state.their_heads.as_ref()).is_some_and(|h| *h == self.doc.heads().0)
     }
 
+    /// Whether every session is at rest: the peer last said it has exactly our heads, and
+    /// we last sent them. (Automerge leaves `in_flight` set after the last message of an
+    /// exchange, so it says nothing here.) Dropping the sessions of a settled replica costs
+    /// one message per peer at most when it is next synced; dropping them mid-exchange
+    /// restarts the exchange, and two replicas that keep doing so never finish.
+    pub fn settled(&self) -> bool {
+        let ours = self.doc.heads().0;
+        self.peers.values().all(|s| s.state.last_sent_heads == ours && s.state.their_heads.as_ref() == Some(&ours))
+    }
+
     /// The peers with a session.
     pub fn peers(&self) -> impl Iterator<Item = &P> {
         self.peers.keys()

@@ -98,6 +98,15 @@ pub enum Event {
         /// The node's boot that asked.
         boot: u64,
     },
+    /// A cold object was read back (ignored if the node restarted since).
+    Loaded {
+        /// The node.
+        node: usize,
+        /// The object.
+        object: state_sync::ObjectName,
+        /// The node's boot that asked.
+        boot: u64,
+    },
     /// A prefetch finished (ignored if the node restarted since).
     Prefetched {
         /// The node.
@@ -453,6 +462,12 @@ impl Cluster {
                         let at = self.now + self.setup.disk;
                         self.queue.insert((at, self.seq), Event::Flushed { node: k, ticket, boot });
                     }
+                    DiskOp::Load { object } => {
+                        self.seq += 1;
+                        let boot = self.boots[k];
+                        let at = self.now + self.setup.disk / 4;
+                        self.queue.insert((at, self.seq), Event::Loaded { node: k, object, boot });
+                    }
                 },
                 Output::Reply { id, reply } => {
                     self.replies.insert((k, id.0), reply);
@@ -589,6 +604,25 @@ impl Cluster {
                     self.drain(from);
                 }
             }
+            Event::Loaded { node, object, boot } => {
+                let now = self.clock(node);
+                if self.boots[node] == boot
+                    && let Some(n) = self.nodes[node].as_mut()
+                {
+                    let actor = n.objects().actor().clone();
+                    let result = match store::restore(&mut self.disks[node], &object, actor) {
+                        Ok(Some(r)) => {
+                            let log = self.disks[node].stats(&object).unwrap_or_default();
+                            let damaged = r.incomplete().then(|| "(test store)".to_string());
+                            Ok(Some(objects::Loaded { doc: r.doc, log, damaged }))
+                        }
+                        Ok(None) => Ok(None),
+                        Err(e) => Err(e.to_string()),
+                    };
+                    n.handle_loaded(now, &object, result);
+                    self.drain(node);
+                }
+            }
             Event::Flushed { node, ticket, boot } => {
                 self.flight.flushes -= 1;
                 let now = self.clock(node);
@@ -612,9 +646,16 @@ impl Cluster {
         }
     }
 
-    /// The value of object `name` at node `k`, if it is up and holds it.
-    pub fn value(&self, k: usize, name: &str) -> Option<serde_json::Value> {
-        self.nodes[k].as_ref()?.objects().doc(&obj(name)).map(Document::value)
+    /// The value of object `name` at node `k`, if it is up and holds it (read from its disk
+    /// if the document is cold, without making it hot).
+    pub fn value(&mut self, k: usize, name: &str) -> Option<serde_json::Value> {
+        let node = self.nodes[k].as_ref()?;
+        let name = obj(name);
+        if node.objects().is_cold(&name) {
+            let actor = node.objects().actor().clone();
+            return store::restore(&mut self.disks[k], &name, actor).ok()?.map(|r| r.doc.value());
+        }
+        node.objects().doc(&name).map(Document::value)
     }
 
     /// How `observer` sees node `of`, if it is up and knows it.

@@ -229,6 +229,7 @@ pub async fn run(args: AgentArgs) -> Result<()> {
         objects_max: s.object_limits.objects_max,
         namespace_objects_max: s.object_limits.namespace_objects_max,
         storage_bytes_max: s.object_limits.storage_bytes_max,
+        cache_bytes: s.object_limits.cache_bytes,
         unix_epoch_offset_us: unix_offset_us,
         ..Default::default()
     };
@@ -241,11 +242,12 @@ pub async fn run(args: AgentArgs) -> Result<()> {
     let mut node = Node::new(cfg, info, restored.as_ref(), rand::random(), liquid_core::Time::ZERO);
     let (store, damaged_logs) = restore_objects(&s.data_dir, &mut node, boot)?;
     driver_metrics.count_damaged_logs(damaged_logs);
+    let actor = node.objects().actor().clone();
     let (disk_tx, disk_rx) = std::sync::mpsc::channel();
     let (flushed_tx, flushed_rx) = mpsc::unbounded_channel();
     std::thread::Builder::new()
         .name("liquid-disk".into())
-        .spawn(move || crate::daemon::driver::disk_worker(store, disk_rx, flushed_tx))
+        .spawn(move || crate::daemon::driver::disk_worker(store, actor, disk_rx, flushed_tx))
         .context("starting the disk thread")?;
     let (changes, _) = tokio::sync::broadcast::channel(1024);
 

@@ -96,6 +96,11 @@ pub struct AgentArgs {
     /// changes from replicas are still taken in.
     #[arg(long, env = "LIQUID_STORAGE_MAX", value_name = "SIZE")]
     pub storage_max: Option<String>,
+    /// Memory for object documents (e.g. `64MiB`, the default). Past it, documents that are
+    /// durable and idle are dropped from memory, least recently used first, and read back
+    /// from disk when next needed: a node holds far more objects than fit in memory.
+    #[arg(long, env = "LIQUID_OBJECT_CACHE", value_name = "SIZE")]
+    pub object_cache: Option<String>,
 }
 
 /// The config file's format; every key is optional.
@@ -123,6 +128,7 @@ struct FileConfig {
     objects_max: Option<usize>,
     namespace_objects_max: Option<usize>,
     storage_max: Option<String>,
+    object_cache: Option<String>,
 }
 
 /// Resolved settings.
@@ -171,6 +177,8 @@ pub struct ObjectLimits {
     pub namespace_objects_max: usize,
     /// Bytes of object logs.
     pub storage_bytes_max: u64,
+    /// Bytes of documents in memory.
+    pub cache_bytes: u64,
 }
 
 /// How the API is served.
@@ -278,14 +286,19 @@ impl AgentArgs {
             (None, None) => ApiTls::SelfSigned,
         };
         let defaults = liquid_core::objects::Config::default();
-        let storage_bytes_max = match self.storage_max.clone().or(file.storage_max) {
-            None => defaults.storage_bytes_max,
-            Some(text) => text
-                .trim()
-                .parse::<bytesize::ByteSize>()
-                .map(|b| b.as_u64())
-                .map_err(|e| anyhow::anyhow!("storage_max {text:?} is not a size (e.g. 500MiB, 2GB): {e}"))?,
+        let size = |what: &str, text: Option<String>, default: u64| -> Result<u64> {
+            match text {
+                None => Ok(default),
+                Some(text) => text
+                    .trim()
+                    .parse::<bytesize::ByteSize>()
+                    .map(|b| b.as_u64())
+                    .map_err(|e| anyhow::anyhow!("{what} {text:?} is not a size (e.g. 500MiB, 2GB): {e}")),
+            }
         };
+        let storage_bytes_max =
+            size("storage_max", self.storage_max.clone().or(file.storage_max), defaults.storage_bytes_max)?;
+        let cache_bytes = size("object_cache", self.object_cache.clone().or(file.object_cache), defaults.cache_bytes)?;
         let object_limits = ObjectLimits {
             objects_max: self.objects_max.or(file.objects_max).unwrap_or(defaults.objects_max),
             namespace_objects_max: self
@@ -293,6 +306,7 @@ impl AgentArgs {
                 .or(file.namespace_objects_max)
                 .unwrap_or(defaults.namespace_objects_max),
             storage_bytes_max,
+            cache_bytes,
         };
         if object_limits.objects_max == 0 || object_limits.namespace_objects_max == 0 || storage_bytes_max == 0 {
             bail!("objects_max, namespace_objects_max and storage_max must be above 0 (a node that may hold nothing)");
@@ -341,6 +355,24 @@ mod tests {
         assert_eq!(s.labels.get("site").map(String::as_str), Some("lyon"));
         assert_eq!(s.api.to_string(), DEFAULT_API);
         assert_eq!(s.listen.len(), 2);
+    }
+
+    #[test]
+    fn object_limits_take_sizes_with_units_and_refuse_nonsense() {
+        let args = AgentArgs {
+            storage_max: Some("2GiB".into()),
+            object_cache: Some("512 MiB".into()),
+            namespace_objects_max: Some(7),
+            ..Default::default()
+        };
+        let l = args.resolve().unwrap().object_limits;
+        assert_eq!(l.storage_bytes_max, 2 << 30);
+        assert_eq!(l.cache_bytes, 512 << 20);
+        assert_eq!(l.namespace_objects_max, 7);
+        let err = AgentArgs { storage_max: Some("lots".into()), ..Default::default() }.resolve().unwrap_err();
+        assert!(err.to_string().contains("storage_max \"lots\""), "{err}");
+        let err = AgentArgs { objects_max: Some(0), ..Default::default() }.resolve().unwrap_err();
+        assert!(err.to_string().contains("above 0"), "{err}");
     }
 
     #[test]

@@ -33,6 +33,10 @@ pub struct DriverMetrics {
     objects_held: Gauge,
     objects_damaged: Gauge,
     object_log_bytes: Gauge,
+    cache_documents: Gauge,
+    cache_bytes: Gauge,
+    evictions: Counter,
+    loads: Counter,
     logs_damaged: Counter,
     replicas_behind: Gauge,
     sync_messages: Family<Vec<(String, String)>, Counter>,
@@ -54,6 +58,18 @@ impl DriverMetrics {
             "Objects whose log was damaged and that lack changes until a replica sends them back (reads refused)",
             self.objects_damaged.clone(),
         );
+        r.register(
+            "object_cache_documents",
+            "Object documents in memory (the others are on disk only, read back when needed)",
+            self.cache_documents.clone(),
+        );
+        r.register(
+            "object_cache_bytes",
+            "Estimated memory of the object documents in memory (--object-cache bounds it)",
+            self.cache_bytes.clone(),
+        );
+        r.register("object_evictions", "Object documents dropped from memory (kept on disk)", self.evictions.clone());
+        r.register("object_loads", "Object documents read back from disk", self.loads.clone());
         r.register(
             "object_log_bytes",
             "Bytes of object logs on this node, as written (what --storage-max budgets)",
@@ -98,6 +114,11 @@ impl DriverMetrics {
         self.writes.get_or_create(&label("outcome", "acked")).inc_by(d(s.writes_acked, self.seen.writes_acked));
         self.writes.get_or_create(&label("outcome", "failed")).inc_by(d(s.writes_failed, self.seen.writes_failed));
         self.flushes.inc_by(d(s.flushes, self.seen.flushes));
+        self.evictions.inc_by(d(s.evictions, self.seen.evictions));
+        self.loads.inc_by(d(s.loads, self.seen.loads));
+        let (documents, bytes) = o.in_memory();
+        self.cache_documents.set(i64::try_from(documents).unwrap_or(i64::MAX));
+        self.cache_bytes.set(i64::try_from(bytes).unwrap_or(i64::MAX));
         self.objects_held.set(i64::try_from(o.held()).unwrap_or(i64::MAX));
         self.objects_damaged.set(i64::try_from(o.damaged().count()).unwrap_or(i64::MAX));
         self.object_log_bytes.set(i64::try_from(o.log_bytes()).unwrap_or(i64::MAX));
@@ -111,8 +132,9 @@ impl DriverMetrics {
 /// flush (its changes' durability is unknown).
 pub fn disk_worker(
     mut store: FileStore,
+    actor: state_sync::automerge::ActorId,
     ops: std::sync::mpsc::Receiver<DiskOp>,
-    done: mpsc::UnboundedSender<(u64, Result<(), String>)>,
+    done: mpsc::UnboundedSender<DiskDone>,
 ) {
     let mut failed: Option<String> = None;
     while let Ok(op) = ops.recv() {
@@ -120,11 +142,18 @@ pub fn disk_worker(
             DiskOp::Append { object, bytes } => store.append(&object, &bytes),
             DiskOp::Compact { object, snapshot } => store.compact(&object, &snapshot),
             DiskOp::Flush { ticket } => {
-                let res = match failed.take() {
+                let result = match failed.take() {
                     Some(e) => Err(e),
                     None => store.sync().map_err(|e| e.to_string()),
                 };
-                if done.send((ticket, res)).is_err() {
+                if done.send(DiskDone::Flushed { ticket, result }).is_err() {
+                    return;
+                }
+                continue;
+            }
+            DiskOp::Load { object } => {
+                let result = load(&mut store, &object, actor.clone());
+                if done.send(DiskDone::Loaded { object, result: Box::new(result) }).is_err() {
                     return;
                 }
                 continue;
@@ -136,6 +165,42 @@ pub fn disk_worker(
             failed.get_or_insert_with(|| e.to_string());
         }
     }
+}
+
+/// What the disk thread finished.
+pub enum DiskDone {
+    /// A [`DiskOp::Flush`].
+    Flushed {
+        /// Its ticket.
+        ticket: u64,
+        /// Its outcome.
+        result: Result<(), String>,
+    },
+    /// A [`DiskOp::Load`].
+    Loaded {
+        /// The object read.
+        object: ObjectName,
+        /// Its document, `None` if its log is gone (boxed: a document is large next to a
+        /// flush's outcome).
+        result: Box<Result<Option<objects::Loaded>, String>>,
+    },
+}
+
+/// Reads a cold object back, reporting damage found on the way like a restore at start.
+fn load(
+    store: &mut FileStore,
+    object: &ObjectName,
+    actor: state_sync::automerge::ActorId,
+) -> Result<Option<objects::Loaded>, String> {
+    let Some(r) = state_sync::store::restore(store, object, actor).map_err(|e| e.to_string())? else {
+        return Ok(None);
+    };
+    let damaged = r.incomplete().then(|| match &r.damage {
+        Some(d) => d.kept.display().to_string(),
+        None => store.kept(object).ok().and_then(|k| k.last().map(|p| p.display().to_string())).unwrap_or_default(),
+    });
+    let log = store.stats(object).unwrap_or_default();
+    Ok(Some(objects::Loaded { doc: r.doc, log, damaged }))
 }
 
 /// Everything the loop needs.
@@ -161,7 +226,7 @@ pub struct Driver {
     /// Storage work, to the disk worker.
     disk: std::sync::mpsc::Sender<DiskOp>,
     /// Flush completions, from the disk worker.
-    flushed: mpsc::UnboundedReceiver<(u64, Result<(), String>)>,
+    flushed: mpsc::UnboundedReceiver<DiskDone>,
     /// Object changes, for watchers.
     changes: broadcast::Sender<ObjectName>,
     /// Replies the core owes, by request id.
@@ -208,7 +273,7 @@ pub struct Channels {
     /// Storage work, to the disk worker.
     pub disk: std::sync::mpsc::Sender<DiskOp>,
     /// Flush completions, from the disk worker.
-    pub flushed: mpsc::UnboundedReceiver<(u64, Result<(), String>)>,
+    pub flushed: mpsc::UnboundedReceiver<DiskDone>,
     /// Finished executions, from the executor.
     pub executed: mpsc::UnboundedReceiver<(ExecId, Executed)>,
     /// Object changes, for watchers.
@@ -275,9 +340,12 @@ impl Driver {
                     let now = self.now();
                     self.node.handle_executed(now, id, done);
                 }
-                Some((ticket, res)) = self.flushed.recv() => {
+                Some(done) = self.flushed.recv() => {
                     let now = self.now();
-                    self.node.handle_flushed(now, ticket, res);
+                    match done {
+                        DiskDone::Flushed { ticket, result } => self.node.handle_flushed(now, ticket, result),
+                        DiskDone::Loaded { object, result } => self.node.handle_loaded(now, &object, *result),
+                    }
                 }
                 _ = gauges.tick() => self.metrics.observe_objects(self.node.objects()),
                 _ = &mut shutdown => {

@@ -24,6 +24,8 @@ pub(crate) enum Ev {
     Fault(u32),
     /// A node's object store finished the flush with this ticket.
     Flushed { node: u32, life: u32, ticket: u64 },
+    /// A node's object store read a cold object back.
+    Loaded { node: u32, life: u32, object: state_sync::ObjectName },
     /// Workload k's creator creates its objects.
     Create(u32),
     /// Workload k's next write.

@@ -313,3 +313,19 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn replicas_are_settled_once_quiet_and_not_while_an_exchange_is_open() {
+    let (mut a, mut b) = (replica("a", Config::default()), replica("b", Config::default()));
+    assert!(a.settled(), "no sessions: nothing to lose");
+    write(&mut a, json!([{ "op": "set", "path": "x", "value": 1 }]));
+    write(&mut b, json!([{ "op": "set", "path": "y", "value": 2 }]));
+    let first = a.generate(&"b").unwrap();
+    b.receive(&"a", &first).unwrap();
+    assert!(!a.settled() && !b.settled(), "mid-exchange");
+    pump(&mut a, &mut b);
+    assert!(a.settled(), "{:?}", a.peers.get("b").map(|s| &s.state));
+    assert!(b.settled(), "{:?}", b.peers.get("a").map(|s| &s.state));
+    write(&mut a, json!([{ "op": "set", "path": "z", "value": 3 }]));
+    assert!(!a.settled(), "a new change is not sent yet");
+}
