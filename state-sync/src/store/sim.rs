@@ -85,6 +85,15 @@ impl SimStore {
         hit
     }
 
+    /// Installs `image` as `name`'s whole log, durable, whatever its bytes (a disk that holds
+    /// anything at all: for fuzzing the decoder at memory speed, and for tests).
+    pub fn put_image(&mut self, name: &ObjectName, image: Vec<u8>) {
+        self.live.insert(name.clone(), image.clone());
+        self.durable.insert(name.clone(), image);
+        self.dirty.remove(name);
+        self.stats.remove(name);
+    }
+
     /// The copies of damaged logs kept aside, by path.
     pub fn kept(&self) -> &BTreeMap<PathBuf, Vec<u8>> {
         &self.kept
