@@ -485,3 +485,29 @@ fn cold_replicas_take_changes_and_converge_across_a_partition_and_a_crash() {
         assert!(h.node(n).objects().in_memory().1 <= 200 * 1024, "node {n}");
     }
 }
+
+/// Damage found when a cold document is read back is handled like damage found at start:
+/// the object is refused as damaged (never served older), the others are served, and a
+/// replica repairs it.
+#[test]
+fn damage_found_when_a_cold_document_is_read_back_is_refused_then_repaired() {
+    let mut h = Cluster::with(3, small_cache());
+    h.run_for(Duration::from_secs(2));
+    count_to(&mut h, 0, "app/c", 20);
+    for k in 0..40 {
+        h.write(0, &format!("app/k{k:02}"), r#"[{"op":"inc","path":"n"}]"#);
+    }
+    h.run_for(Duration::from_secs(40));
+    assert!(h.node(0).objects().is_cold(&obj("app/c")), "app/c went cold on node 0");
+    assert!(damage_middle_record(&mut h, 0, "app/c") >= 10);
+    h.partition(&[0], &[1, 2]);
+    match h.get(0, "app/c") {
+        Reply::Error(ObjectError::Damaged { object, .. }) => assert_eq!(object, obj("app/c")),
+        r => panic!("a damaged cold object was served: {r:?}"),
+    }
+    assert_eq!(value_of(&h.get(0, "app/k07"))["n"], 1, "the others are served");
+    h.heal();
+    h.run_for(Duration::from_secs(30));
+    assert_eq!(h.node(0).objects().damaged().count(), 0, "repaired by sync");
+    assert_eq!(value_of(&h.get(0, "app/c"))["n"], 20);
+}
