@@ -578,6 +578,9 @@ fn doc_bytes(log: &LogStats) -> u64 {
     16 * 1024 + log.bytes.saturating_mul(8)
 }
 
+/// How many documents one eviction pass looks at, at most.
+const EVICT_SCAN_MAX: usize = 256;
+
 /// An object held on this node whose document is not in memory: only clean documents are
 /// dropped, so the disk holds all of it.
 #[derive(Clone, Debug)]
@@ -862,8 +865,12 @@ impl Objects {
         let target = self.cfg.cache_bytes / 10 * 9;
         let busy = self.busy();
         let mut victims = Vec::new();
+        let mut skipped = Vec::new();
         let mut left = self.hot_bytes;
-        for name in self.lru.values() {
+        // A bounded look from the oldest end: what cannot go now (pinned, damaged, busy) is
+        // moved to the young end, so that the next look sees others, and an input never
+        // costs a walk over every document in memory.
+        for name in self.lru.values().take(EVICT_SCAN_MAX) {
             if left <= target {
                 break;
             }
@@ -882,7 +889,13 @@ impl Objects {
             if clean {
                 left -= o.mem.min(left);
                 victims.push(name.clone());
+            } else {
+                skipped.push(name.clone());
             }
+        }
+        drop(busy);
+        for name in skipped {
+            self.touch(&name);
         }
         for name in victims {
             let Some(o) = self.objects.remove(&name) else { continue };

@@ -511,3 +511,25 @@ fn damage_found_when_a_cold_document_is_read_back_is_refused_then_repaired() {
     assert_eq!(h.node(0).objects().damaged().count(), 0, "repaired by sync");
     assert_eq!(value_of(&h.get(0, "app/c"))["n"], 20);
 }
+
+/// Documents that must stay in memory (a pinned namespace) at the old end of the cache do
+/// not stop others from going cold, though more of them than one eviction pass looks at.
+#[test]
+fn pinned_documents_do_not_block_eviction_of_the_others() {
+    let mut cfg = small_cache();
+    cfg.everywhere.insert("pin".into());
+    let mut h = Cluster::with(1, cfg);
+    h.run_for(Duration::from_secs(6));
+    for k in 0..300 {
+        h.write(0, &format!("pin/k{k:03}"), r#"[{"op":"inc","path":"n"}]"#);
+    }
+    for k in 0..50 {
+        h.write(0, &format!("app/k{k:02}"), r#"[{"op":"inc","path":"n"}]"#);
+    }
+    h.run_for(Duration::from_secs(1));
+    let o = h.node(0).objects();
+    let cold_app = (0..50).filter(|k| o.is_cold(&obj(&format!("app/k{k:02}")))).count();
+    let cold_pin = (0..300).filter(|k| o.is_cold(&obj(&format!("pin/k{k:03}")))).count();
+    assert_eq!(cold_pin, 0, "pinned documents stay in memory");
+    assert!(cold_app >= 45, "only {cold_app} of 50 went cold");
+}
