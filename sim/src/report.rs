@@ -427,6 +427,10 @@ pub struct CoreObjectStats {
     pub flushes: u64,
     /// Log compactions.
     pub compactions: u64,
+    /// Documents dropped from memory (they stay on disk), over all running nodes.
+    pub evictions: u64,
+    /// Cold documents read back from disk.
+    pub loads: u64,
 }
 
 /// The invariant checked at the end of the run: after the last heal, the views of all running

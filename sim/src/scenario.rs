@@ -46,7 +46,8 @@
 //! [objects]                      # optional overrides of the core's object tuning:
 //! replication = 3                # replicas per object; also anti_entropy_interval,
 //!                                # batch_delay, fetch_timeout, write_fetch_timeout,
-//!                                # quorum_timeout, quorum_retry, replace_after
+//!                                # quorum_timeout, quorum_retry, replace_after, cache_kib
+//!                                # (memory for documents per node: idle ones beyond it go cold)
 //!
 //! [[workload]]                   # writes to objects; any number of them
 //! name = "counters"              # optional: shown in the report

@@ -34,6 +34,32 @@ struct Content<'a> {
     doc: &'a Document,
 }
 
+/// A node's document: in its memory, or read from its store when it is cold there.
+enum DocRef<'a> {
+    Hot(&'a Document),
+    Cold(Box<Document>),
+}
+
+impl std::ops::Deref for DocRef<'_> {
+    type Target = Document;
+    fn deref(&self) -> &Document {
+        match self {
+            DocRef::Hot(d) => d,
+            DocRef::Cold(d) => d,
+        }
+    }
+}
+
+/// Node `i`'s document of `name`, if it is running and holds it.
+fn doc_at<'a>(engine: &'a Engine<'_>, i: usize, name: &ObjectName) -> Option<DocRef<'a>> {
+    let sn = &engine.nodes[i];
+    let node = sn.node.as_ref()?;
+    if node.objects().is_cold(name) {
+        return sn.store.read(name, node.objects().actor().clone()).map(|d| DocRef::Cold(Box::new(d)));
+    }
+    node.objects().doc(name).map(DocRef::Hot)
+}
+
 fn secs(t: Time) -> f64 {
     t.as_micros() as f64 / 1e6
 }
@@ -61,7 +87,7 @@ impl Engine<'_> {
             let Some(node) = &sn.node else { continue };
             let island = union.entry(self.island_of(i as u32)).or_default();
             for (name, _) in node.objects().digests() {
-                if let Some(doc) = node.objects().doc(name) {
+                if let Some(doc) = doc_at(self, i, name) {
                     island.entry(name.clone()).or_default().extend(doc.heads().0);
                 }
             }
@@ -81,7 +107,7 @@ impl Engine<'_> {
             let Some(node) = &sn.node else { continue };
             let Some(island) = target.get(&self.island_of(i as u32)) else { continue };
             for (name, _) in node.objects().digests() {
-                let (Some(heads), Some(doc)) = (island.get(name), node.objects().doc(name)) else { continue };
+                let (Some(heads), Some(doc)) = (island.get(name), doc_at(self, i, name)) else { continue };
                 if !doc.has_heads(heads) {
                     return;
                 }
@@ -105,6 +131,8 @@ impl Engine<'_> {
             c.writes_failed += s.writes_failed;
             c.flushes += s.flushes;
             c.compactions += s.compactions;
+            c.evictions += s.evictions;
+            c.loads += s.loads;
         }
         c
     }
@@ -189,10 +217,10 @@ impl Engine<'_> {
             let mut wrong = false;
             for digest in &digests {
                 let Some(&(h, _)) = holders.iter().find(|(_, d)| d == digest) else { continue };
-                let Some(doc) = self.nodes[h as usize].node.as_ref().and_then(|n| n.objects().doc(name)) else {
+                let Some(doc) = doc_at(self, h as usize, name) else {
                     continue;
                 };
-                let content = Content { value: doc.value(), doc };
+                let content = Content { value: doc.value(), doc: &doc };
                 let holder = self.sc.node_name(h);
                 let copies = holders.iter().filter(|(_, d)| d == digest).count();
                 for &(n, seq) in &due {

@@ -294,6 +294,9 @@ fn build_objects(cx: &Ctx, raw: &RawObjects) -> Result<objects::Config, Scenario
     if let Some(d) = raw.replace_after {
         c.replace_after = d.0;
     }
+    if let Some(n) = raw.cache_kib {
+        c.cache_bytes = u64::from(n.0) * 1024;
+    }
     // Change timestamps are virtual time, so a seed reproduces every change hash.
     c.unix_epoch_offset_us = 0;
     Ok(c)

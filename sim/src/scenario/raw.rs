@@ -169,6 +169,7 @@ pub(crate) struct RawObjects {
     pub quorum_timeout: Option<Spanned<Dur>>,
     pub quorum_retry: Option<Spanned<Dur>>,
     pub replace_after: Option<Dur>,
+    pub cache_kib: Option<Count>,
 }
 
 /// How a workload picks the object of each write.

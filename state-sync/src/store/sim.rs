@@ -94,6 +94,14 @@ impl SimStore {
         self.stats.remove(name);
     }
 
+    /// The document in `name`'s live log as a restore would read it (intact records only),
+    /// without changing the store: for checkers that look at a node's cold objects.
+    pub fn read(&self, name: &ObjectName, actor: automerge::ActorId) -> Option<crate::Document> {
+        let bytes = self.live.get(name)?;
+        let Ok(Parsed::Log { log, .. }) = log::parse(bytes, name, &Self::path(name)) else { return None };
+        crate::Document::load(actor, log.chunks.iter().map(Vec::as_slice)).ok()
+    }
+
     /// The copies of damaged logs kept aside, by path.
     pub fn kept(&self) -> &BTreeMap<PathBuf, Vec<u8>> {
         &self.kept
