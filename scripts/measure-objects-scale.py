@@ -80,7 +80,10 @@ class Agent:
                 return time.monotonic() - started
             except (FileNotFoundError, OSError, urllib.error.URLError):
                 time.sleep(0.02)
-        sys.exit("the agent did not answer within 120 s")
+        self.log.flush()
+        with open(self.log.name, "rb") as f:
+            tail = f.read()[-2000:].decode(errors="replace")
+        sys.exit(f"the agent did not answer within 120 s; the end of its log:\n{tail}")
 
     def call(self, method, path, body=None):
         req = urllib.request.Request(self.url + path, data=body, method=method)
