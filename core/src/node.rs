@@ -46,7 +46,7 @@ pub enum Output {
     /// A member's status changed in this node's view (for logs and metrics).
     Event(StatusChange),
     /// Storage work: carry these out in order; a [`DiskOp::Flush`] is answered with
-    /// [`Node::handle_flushed`], a [`DiskOp::Load`](crate::objects::DiskOp::Load) with
+    /// [`Node::handle_flushed`], a [`DiskOp::Load`] with
     /// [`Node::handle_loaded`].
     Disk(DiskOp),
     /// The answer to [`Node::handle_request`].
@@ -276,7 +276,7 @@ impl Node {
         self.objects.handle_flushed(now, ticket, result, &self.membership, &mut self.out);
     }
 
-    /// The driver finished a [`DiskOp::Load`](crate::objects::DiskOp::Load): the cold
+    /// The driver finished a [`DiskOp::Load`]: the cold
     /// object's document (`Ok(None)` if its log is gone, `Err` with the reason if the disk
     /// failed).
     pub fn handle_loaded(
