@@ -777,20 +777,6 @@ impl Objects {
         self.insert_object(object, o);
     }
 
-    /// Adds a held object whose document stays on disk (at startup, from an index of heads
-    /// and log sizes): it is loaded when first needed.
-    pub fn restore_cold(&mut self, object: ObjectName, heads: Heads, log: LogStats) {
-        if heads.is_empty() || self.objects.contains_key(&object) {
-            return;
-        }
-        self.log_bytes += log.bytes;
-        if let Some(old) = self.cold.insert(object.clone(), Cold { heads, log }) {
-            self.log_bytes -= old.log.bytes.min(self.log_bytes);
-        } else {
-            *self.per_namespace.entry(object.namespace().to_string()).or_default() += 1;
-        }
-    }
-
     /// Adds an entry to `objects`, keeping the per-namespace counts, byte totals and LRU.
     fn insert_object(&mut self, name: ObjectName, mut o: Object) {
         self.tick += 1;
