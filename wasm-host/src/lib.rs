@@ -13,6 +13,8 @@ pub mod outcome;
 pub mod package;
 
 #[cfg(feature = "runtime")]
+mod dirty;
+#[cfg(feature = "runtime")]
 pub mod runtime;
 #[cfg(feature = "runtime")]
 pub mod snapshot;

@@ -20,9 +20,10 @@ use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
 use wasmtime_wasi::{HostMonotonicClock, HostWallClock, I32Exit, WasiCtxBuilder};
 
 use crate::abi::{self, AbiError, Level, ObjCall};
+use crate::dirty::{Tracker, Written};
 use crate::manifest::{Kind, Manifest, ModuleHash};
 use crate::outcome::InvokeError;
-use crate::snapshot::{self, GlobalValue, SnapshotError, SnapshotInfo};
+use crate::snapshot::{self, DeltaInfo, GlobalValue, Link, SnapshotError, SnapshotInfo};
 
 /// Engine-wide settings, chosen by the node's operator.
 #[derive(Clone, Debug)]
@@ -437,7 +438,7 @@ impl Runtime {
             .get_typed_func::<(), i32>(&mut store, "liquid_call")
             .map_err(|e| InvokeError::Invalid(error_chain(&e)))?;
         let memory = instance.get_memory(&mut store, "memory");
-        Ok(Actor { store, call, memory, instance, hash: c.hash, poisoned: None })
+        Ok(Actor::new(store, call, memory, instance, c.hash))
     }
 
     /// Brings back an actor saved by [`Actor::write_snapshot`], here or on another node: a
@@ -490,20 +491,7 @@ impl Runtime {
                 globals.len()
             )));
         }
-        for (name, value) in &header.globals {
-            let global = globals.iter().find(|(n, _)| n == name).map(|(_, g)| *g).ok_or_else(|| {
-                SnapshotError::Corrupt(format!("the module exports no mutable global named {name:?}"))
-            })?;
-            let val = match *value {
-                GlobalValue::I32(v) => Val::I32(v),
-                GlobalValue::I64(v) => Val::I64(v),
-                GlobalValue::F32(v) => Val::F32(v),
-                GlobalValue::F64(v) => Val::F64(v),
-            };
-            global
-                .set(&mut store, val)
-                .map_err(|e| SnapshotError::Corrupt(format!("global {name:?}: {}", error_chain(&e))))?;
-        }
+        set_globals(&mut store, &globals, &header.globals)?;
         match memory {
             Some(mem) => {
                 let have = mem.data_size(&store);
@@ -527,7 +515,7 @@ impl Runtime {
             None if want == 0 => reader.memory(&mut [])?,
             None => return Err(SnapshotError::Corrupt("the snapshot holds memory; the module has none".into())),
         }
-        Ok(Actor { store, call, memory, instance, hash: c.hash, poisoned: None })
+        Ok(Actor::new(store, call, memory, instance, c.hash))
     }
 
     /// Runs one call on an actor's instance; its memory persists to the next call. A call
@@ -559,6 +547,10 @@ impl Runtime {
 }
 
 /// An actor's live instance.
+///
+/// Writes to its memory are tracked between checkpoints (see [`crate::dirty`]): after
+/// [`Actor::write_snapshot`] or [`Actor::write_delta`], the next [`Actor::write_delta`]
+/// carries only the pages written since.
 pub struct Actor {
     store: Store<State>,
     call: wasmtime::TypedFunc<(), i32>,
@@ -566,9 +558,72 @@ pub struct Actor {
     instance: Instance,
     hash: ModuleHash,
     poisoned: Option<String>,
+    tracker: Tracker,
+}
+
+impl Drop for Actor {
+    fn drop(&mut self) {
+        // SAFETY: the instance is alive (the store drops after this) and no call runs (we
+        // hold it by &mut). The pooling allocator reuses the slot and expects it writable.
+        #[allow(unsafe_code)]
+        unsafe {
+            self.tracker.disarm()
+        };
+    }
 }
 
 impl Actor {
+    fn new(
+        mut store: Store<State>,
+        call: wasmtime::TypedFunc<(), i32>,
+        memory: Option<Memory>,
+        instance: Instance,
+        hash: ModuleHash,
+    ) -> Actor {
+        let tracker = Tracker::new(store.data().memory_cap);
+        #[cfg(target_os = "linux")]
+        {
+            use wasmtime::unix::StoreExt;
+            // SAFETY: the handler is async-signal-safe: it reads atomics, sets a bit and
+            // calls mprotect, and only for addresses inside the range it was armed with.
+            #[allow(unsafe_code)]
+            unsafe {
+                store.set_signal_handler(tracker.handler())
+            };
+        }
+        let mut actor = Actor { store, call, memory, instance, hash, poisoned: None, tracker };
+        actor.track_from_here();
+        actor
+    }
+
+    /// Starts tracking writes afresh: the current memory is the base.
+    fn track_from_here(&mut self) {
+        let (base, size) = self.memory_range();
+        // SAFETY: base/size are the live instance's accessible memory; no call is running.
+        #[allow(unsafe_code)]
+        unsafe {
+            self.tracker.arm(base, size)
+        };
+    }
+
+    fn memory_range(&self) -> (*mut u8, usize) {
+        match self.memory {
+            Some(m) => (m.data_ptr(&self.store), m.data_size(&self.store)),
+            None => (std::ptr::null_mut(), 0),
+        }
+    }
+
+    /// Whether writes are being tracked (false on platforms without tracking, or when
+    /// `mprotect` was refused): then every delta carries every page.
+    pub fn tracking_writes(&self) -> bool {
+        self.tracker.armed()
+    }
+
+    /// Write faults taken so far (a page's first write after each checkpoint).
+    pub fn write_faults(&self) -> u64 {
+        self.tracker.faults()
+    }
+
     /// The size of its linear memory, bytes.
     pub fn memory_size(&self) -> usize {
         self.memory.map(|m| m.data_size(&self.store)).unwrap_or(0)
@@ -583,7 +638,18 @@ impl Actor {
     /// [`Runtime::restore`] here or on another node. Memory streams from the instance through
     /// zstd (level 1) in chunks; no copy of it is made. A poisoned actor is refused: its
     /// memory may be half-updated. Format: [`crate::snapshot`].
+    ///
+    /// Tracking starts afresh once the snapshot is written: the next delta is relative to it.
     pub fn write_snapshot(&mut self, w: &mut impl std::io::Write) -> Result<SnapshotInfo, SnapshotError> {
+        let header = self.header()?;
+        let memory = self.memory.map(|m| m.data(&self.store)).unwrap_or(&[]);
+        let info = snapshot::write(w, &header, memory)?;
+        self.track_from_here();
+        Ok(info)
+    }
+
+    /// The header of a snapshot or delta of the current state; refused if poisoned.
+    fn header(&mut self) -> Result<snapshot::Header, SnapshotError> {
         if let Some(why) = &self.poisoned {
             return Err(SnapshotError::Poisoned(why.clone()));
         }
@@ -603,10 +669,158 @@ impl Actor {
             };
             globals.push((name, value));
         }
-        let memory = self.memory.map(|m| m.data(&self.store)).unwrap_or(&[]);
-        let header = snapshot::Header { hash: self.hash, memory_bytes: memory.len() as u64, globals };
-        snapshot::write(w, &header, memory)
+        let memory_bytes = self.memory.map(|m| m.data_size(&self.store)).unwrap_or(0) as u64;
+        Ok(snapshot::Header { hash: self.hash, memory_bytes, globals })
     }
+
+    /// How many bytes of pages the next [`Actor::write_delta`] would carry (before
+    /// compression), or `None` if every page counts as written (tracking is off). A store
+    /// uses it to choose between a delta and a full snapshot.
+    pub fn written_bytes(&self) -> Option<u64> {
+        let (_, size) = self.memory_range();
+        self.tracker.written_bytes(size)
+    }
+
+    /// Writes the changes since the last checkpoint (snapshot or delta) as one delta record,
+    /// `link` naming its base and place: the pages written since (every page if tracking is
+    /// off), the memory's size and every exported mutable global. Format:
+    /// [`crate::snapshot`]'s deltas. Tracking starts afresh after it.
+    ///
+    /// If writing fails the pages taken are lost to tracking: the next checkpoint must be a
+    /// full snapshot (the node drops the instance instead, which comes to the same).
+    pub fn write_delta(&mut self, w: &mut impl std::io::Write, link: &Link) -> Result<DeltaInfo, SnapshotError> {
+        let header = self.header()?;
+        let (base, size) = self.memory_range();
+        let page = self.tracker.page_size();
+        // SAFETY: base/size are the live instance's memory; no call is running.
+        #[allow(unsafe_code)]
+        let written = unsafe { self.tracker.take(base, size) };
+        let indices: Vec<u32> = match written {
+            Written::Pages(p) => p,
+            Written::All => (0..(size / page) as u32).collect(),
+        };
+        let memory = self.memory.map(|m| m.data(&self.store)).unwrap_or(&[]);
+        let bytes = snapshot::encode_delta(link, &header, page, memory, &indices)?;
+        w.write_all(&bytes)?;
+        Ok(DeltaInfo {
+            pages: indices.len(),
+            page_size: page,
+            memory_bytes: size as u64,
+            written_bytes: bytes.len() as u64,
+        })
+    }
+
+    /// Applies a delta written by [`Actor::write_delta`] (here or on another node) on top of
+    /// this actor's state, which must be the state `expect` names (its base, and the delta
+    /// before it). The delta is verified whole before anything changes; a delta of another
+    /// module or out of sequence is refused. `memory_limit` bounds the memory it may claim.
+    pub fn apply_delta(&mut self, bytes: &[u8], expect: &Link, memory_limit: u64) -> Result<DeltaInfo, SnapshotError> {
+        if let Some(why) = &self.poisoned {
+            return Err(SnapshotError::Poisoned(why.clone()));
+        }
+        let d = snapshot::decode_delta(bytes, memory_limit)?;
+        if d.header.hash != self.hash {
+            return Err(SnapshotError::WrongModule { snapshot: d.header.hash, module: self.hash });
+        }
+        if d.link != *expect {
+            return Err(SnapshotError::Corrupt(format!(
+                "the delta is number {} after base {}; expected number {} after base {}",
+                d.link.seq,
+                hex::encode(&d.link.base[..8]),
+                expect.seq,
+                hex::encode(&expect.base[..8])
+            )));
+        }
+        let globals = mutable_globals(&mut self.store, &self.instance);
+        if globals.len() != d.header.globals.len() {
+            return Err(SnapshotError::Corrupt(format!(
+                "the delta holds {} exported mutable globals; the module has {}",
+                d.header.globals.len(),
+                globals.len()
+            )));
+        }
+        let want = usize::try_from(d.header.memory_bytes)
+            .map_err(|_| SnapshotError::MemoryTooLarge { bytes: d.header.memory_bytes, limit: memory_limit })?;
+        // Host writes outside a call: tracking must be off (see crate::dirty).
+        // SAFETY: the instance is live and no call runs.
+        #[allow(unsafe_code)]
+        unsafe {
+            self.tracker.disarm()
+        };
+        let result = self.write_delta_pages(&d, want, &globals);
+        match &result {
+            Ok(()) => self.track_from_here(),
+            Err(e) => self.poisoned = Some(format!("a delta failed half-way: {e}")),
+        }
+        result.map(|()| DeltaInfo {
+            pages: d.indices.len(),
+            page_size: d.page,
+            memory_bytes: d.header.memory_bytes,
+            written_bytes: bytes.len() as u64,
+        })
+    }
+
+    fn write_delta_pages(
+        &mut self,
+        d: &snapshot::Delta,
+        want: usize,
+        globals: &[(String, Global)],
+    ) -> Result<(), SnapshotError> {
+        match self.memory {
+            Some(mem) => {
+                let have = mem.data_size(&self.store);
+                let page = usize::try_from(mem.page_size(&self.store)).unwrap_or(usize::MAX);
+                if want < have || !(want - have).is_multiple_of(page) {
+                    return Err(SnapshotError::Corrupt(format!(
+                        "the delta's memory of {want} bytes cannot follow the actor's {have}"
+                    )));
+                }
+                if want > have {
+                    mem.grow(&mut self.store, ((want - have) / page) as u64).map_err(|e| {
+                        SnapshotError::Instance(InvokeError::OutOfMemory(format!(
+                            "growing to the delta's {want} bytes: {}",
+                            error_chain(&e)
+                        )))
+                    })?;
+                }
+                let data = mem.data_mut(&mut self.store);
+                for (n, &i) in d.indices.iter().enumerate() {
+                    let at = i as usize * d.page;
+                    let dst = data
+                        .get_mut(at..at + d.page)
+                        .ok_or_else(|| SnapshotError::Corrupt(format!("page {i} lies past the memory")))?;
+                    dst.copy_from_slice(&d.data[n * d.page..(n + 1) * d.page]);
+                }
+            }
+            None if want == 0 && d.indices.is_empty() => {}
+            None => return Err(SnapshotError::Corrupt("the delta holds memory; the module has none".into())),
+        }
+        set_globals(&mut self.store, globals, &d.header.globals)
+    }
+}
+
+/// Sets exported mutable globals from saved values, by name.
+fn set_globals(
+    store: &mut Store<State>,
+    globals: &[(String, Global)],
+    values: &[(String, GlobalValue)],
+) -> Result<(), SnapshotError> {
+    for (name, value) in values {
+        let global =
+            globals.iter().find(|(n, _)| n == name).map(|(_, g)| *g).ok_or_else(|| {
+                SnapshotError::Corrupt(format!("the module exports no mutable global named {name:?}"))
+            })?;
+        let val = match *value {
+            GlobalValue::I32(v) => Val::I32(v),
+            GlobalValue::I64(v) => Val::I64(v),
+            GlobalValue::F32(v) => Val::F32(v),
+            GlobalValue::F64(v) => Val::F64(v),
+        };
+        global
+            .set(&mut *store, val)
+            .map_err(|e| SnapshotError::Corrupt(format!("global {name:?}: {}", error_chain(&e))))?;
+    }
+    Ok(())
 }
 
 /// The instance's exported mutable globals, in export order.

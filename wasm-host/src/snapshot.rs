@@ -359,6 +359,152 @@ impl<W: Write> Write for Counting<W> {
     }
 }
 
+/// The first bytes of every delta.
+pub const DELTA_MAGIC: [u8; 8] = *b"LQDELTA\x01";
+/// The BLAKE3 key context of a delta's checksum.
+const DELTA_CONTEXT: &str = "liquid actor delta v1";
+/// The smallest and largest page size a delta may count in (host pages: 4 KiB on x86, up
+/// to 64 KiB on some ARM kernels).
+const DELTA_PAGE_MIN: usize = 1 << 10;
+const DELTA_PAGE_MAX: usize = 1 << 20;
+
+/// Where a delta belongs: the base snapshot it applies to (an identifier its store chooses,
+/// such as a hash of the base's bytes) and its place in the chain after that base (1 for
+/// the first delta).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Link {
+    /// The base's identifier.
+    pub base: [u8; 32],
+    /// The delta's sequence number after the base, from 1.
+    pub seq: u64,
+}
+
+/// What a written or applied delta holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeltaInfo {
+    /// Pages carried.
+    pub pages: usize,
+    /// Their size, bytes (the writer's host page size).
+    pub page_size: usize,
+    /// The memory's size after the delta, bytes.
+    pub memory_bytes: u64,
+    /// The delta's encoded size, bytes.
+    pub written_bytes: u64,
+}
+
+/// A decoded, verified delta.
+pub(crate) struct Delta {
+    pub link: Link,
+    pub page: usize,
+    pub indices: Vec<u32>,
+    pub header: Header,
+    /// The pages' bytes, `indices.len() × page`, in index order.
+    pub data: Vec<u8>,
+}
+
+/// Encodes a delta: the pages of `memory` named by `indices` (ascending, in units of `page`
+/// bytes) plus `header` (the module, the memory's size and every exported mutable global).
+///
+/// Layout, integers little-endian: [`DELTA_MAGIC`] (8) | base (32) | seq (8) | page size (4)
+/// | page count (4) | page indices (4 each, ascending) | the snapshot header (as in a
+/// snapshot: magic, version, module, memory size, globals) | one zstd frame (level 1) of the
+/// pages' bytes | a 32-byte BLAKE3 checksum (key derived from `liquid actor delta v1`) of
+/// every byte before it. The checksum covers the compressed bytes, so a damaged delta is
+/// refused before anything is decompressed.
+pub(crate) fn encode_delta(
+    link: &Link,
+    header: &Header,
+    page: usize,
+    memory: &[u8],
+    indices: &[u32],
+) -> Result<Vec<u8>, SnapshotError> {
+    let head = header.encode()?;
+    let page32 = u32::try_from(page).map_err(|_| SnapshotError::Unsupported(format!("a page of {page} bytes")))?;
+    let count = u32::try_from(indices.len()).map_err(|_| SnapshotError::Unsupported("too many pages".into()))?;
+    let mut out = Vec::with_capacity(64 + indices.len() * 4 + head.len() + indices.len() * 64);
+    out.extend_from_slice(&DELTA_MAGIC);
+    out.extend_from_slice(&link.base);
+    out.extend_from_slice(&link.seq.to_le_bytes());
+    out.extend_from_slice(&page32.to_le_bytes());
+    out.extend_from_slice(&count.to_le_bytes());
+    for i in indices {
+        out.extend_from_slice(&i.to_le_bytes());
+    }
+    out.extend_from_slice(&head);
+    let mut z = zstd::stream::write::Encoder::new(&mut out, LEVEL).map_err(SnapshotError::Io)?;
+    z.set_pledged_src_size(Some((indices.len() * page) as u64)).map_err(SnapshotError::Io)?;
+    for &i in indices {
+        let start = i as usize * page;
+        let bytes = memory
+            .get(start..start + page)
+            .ok_or_else(|| SnapshotError::Corrupt(format!("page {i} lies past the memory's {} bytes", memory.len())))?;
+        z.write_all(bytes).map_err(SnapshotError::Io)?;
+    }
+    z.finish().map_err(SnapshotError::Io)?;
+    let sum = blake3::Hasher::new_derive_key(DELTA_CONTEXT).update(&out).finalize();
+    out.extend_from_slice(sum.as_bytes());
+    Ok(out)
+}
+
+/// Decodes and verifies a delta whose memory may be at most `memory_limit` bytes: the
+/// checksum first, then every size against the others before anything is allocated on their
+/// account.
+pub(crate) fn decode_delta(bytes: &[u8], memory_limit: u64) -> Result<Delta, SnapshotError> {
+    const FIXED: usize = 8 + 32 + 8 + 4 + 4;
+    if bytes.len() < FIXED + 32 {
+        return Err(SnapshotError::Truncated(format!("a delta of {} bytes", bytes.len())));
+    }
+    if bytes[..8] != DELTA_MAGIC {
+        return Err(SnapshotError::NotASnapshot);
+    }
+    let (body, sum) = bytes.split_at(bytes.len() - 32);
+    if blake3::Hasher::new_derive_key(DELTA_CONTEXT).update(body).finalize().as_bytes() != sum {
+        return Err(SnapshotError::Corrupt("the delta's checksum does not match: it was altered or cut short".into()));
+    }
+    let u32_at = |o: usize| u32::from_le_bytes([body[o], body[o + 1], body[o + 2], body[o + 3]]);
+    let mut base = [0u8; 32];
+    base.copy_from_slice(&body[8..40]);
+    let mut seq = [0u8; 8];
+    seq.copy_from_slice(&body[40..48]);
+    let link = Link { base, seq: u64::from_le_bytes(seq) };
+    let page = u32_at(48) as usize;
+    if !page.is_power_of_two() || !(DELTA_PAGE_MIN..=DELTA_PAGE_MAX).contains(&page) {
+        return Err(SnapshotError::Corrupt(format!("a page size of {page} bytes")));
+    }
+    let count = u32_at(52) as usize;
+    let indices_end = FIXED
+        .checked_add(count.checked_mul(4).ok_or_else(|| SnapshotError::Corrupt("page count".into()))?)
+        .filter(|e| *e <= body.len())
+        .ok_or_else(|| SnapshotError::Corrupt(format!("{count} pages claimed in a delta of {} bytes", bytes.len())))?;
+    let indices: Vec<u32> = (FIXED..indices_end).step_by(4).map(u32_at).collect();
+    let mut rest = &body[indices_end..];
+    let header = Reader::new(&mut rest).header()?;
+    if header.memory_bytes > memory_limit {
+        return Err(SnapshotError::MemoryTooLarge { bytes: header.memory_bytes, limit: memory_limit });
+    }
+    let pages_in_memory = header.memory_bytes / page as u64;
+    if indices.windows(2).any(|w| w[0] >= w[1]) || indices.last().is_some_and(|&l| u64::from(l) >= pages_in_memory) {
+        return Err(SnapshotError::Corrupt("page indices out of order or past the memory's end".into()));
+    }
+    // count × page ≤ memory_bytes ≤ memory_limit now, so this allocation is bounded.
+    let mut data = vec![0u8; count * page];
+    let mut z = zstd::stream::read::Decoder::with_buffer(rest).map_err(SnapshotError::Io)?.single_frame();
+    z.window_log_max(WINDOW_LOG_MAX).map_err(SnapshotError::Io)?;
+    z.read_exact(&mut data).map_err(|e| SnapshotError::Corrupt(format!("the delta's pages: {e}")))?;
+    let mut end = [0u8; 1];
+    if z.read(&mut end).map_err(|e| SnapshotError::Corrupt(format!("the delta's pages: {e}")))? != 0 {
+        return Err(SnapshotError::Corrupt("more page bytes than pages".into()));
+    }
+    Ok(Delta { link, page, indices, header, data })
+}
+
+/// Checks a delta without a runtime: checksum, sizes within `memory_limit`, page indices and
+/// the compressed pages. Returns the module it belongs to, its link and its memory size.
+pub fn verify_delta(bytes: &[u8], memory_limit: u64) -> Result<(ModuleHash, Link, u64), SnapshotError> {
+    let d = decode_delta(bytes, memory_limit)?;
+    Ok((d.header.hash, d.link, d.header.memory_bytes))
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
