@@ -548,9 +548,9 @@ impl Runtime {
 
 /// An actor's live instance.
 ///
-/// Writes to its memory are tracked between checkpoints (see [`crate::dirty`]): after
-/// [`Actor::write_snapshot`] or [`Actor::write_delta`], the next [`Actor::write_delta`]
-/// carries only the pages written since.
+/// Writes to its memory are tracked between checkpoints (see `dirty.rs`): after
+/// [`Actor::mark_base`] or [`Actor::write_delta`], the next [`Actor::write_delta`] carries
+/// only the pages written since.
 pub struct Actor {
     store: Store<State>,
     call: wasmtime::TypedFunc<(), i32>,
@@ -639,13 +639,20 @@ impl Actor {
     /// zstd (level 1) in chunks; no copy of it is made. A poisoned actor is refused: its
     /// memory may be half-updated. Format: [`crate::snapshot`].
     ///
-    /// Tracking starts afresh once the snapshot is written: the next delta is relative to it.
+    /// Write tracking is left alone: if the snapshot becomes the base of a delta chain, call
+    /// [`Actor::mark_base`] after it is durable, so the next delta holds only later writes.
+    /// (Forgetting costs bytes, never state: the next delta then also carries pages the base
+    /// already holds.)
     pub fn write_snapshot(&mut self, w: &mut impl std::io::Write) -> Result<SnapshotInfo, SnapshotError> {
         let header = self.header()?;
         let memory = self.memory.map(|m| m.data(&self.store)).unwrap_or(&[]);
-        let info = snapshot::write(w, &header, memory)?;
+        snapshot::write(w, &header, memory)
+    }
+
+    /// Declares the current state a checkpoint's base: tracking starts afresh, and the next
+    /// [`Actor::write_delta`] carries only pages written after this.
+    pub fn mark_base(&mut self) {
         self.track_from_here();
-        Ok(info)
     }
 
     /// The header of a snapshot or delta of the current state; refused if poisoned.

@@ -1,20 +1,104 @@
-//! Durable actor checkpoints: `DATA_DIR/actors/<name>/<epoch>.snap`, one snapshot
-//! ([`wasm_host::snapshot`]) per activation epoch, written after every call (write, fsync,
-//! rename, fsync the directory) before the call is answered, so an acknowledged state update
-//! survives kill -9. A migration streams the newest checkpoint to the target, which stores it
-//! under the new epoch.
+//! Durable actor checkpoints, incremental: per activation epoch, a base snapshot
+//! `DATA_DIR/actors/<name>/<epoch>.snap` ([`wasm_host::snapshot`]) and a log of deltas after
+//! it, `<epoch>.log` — one delta per call, holding the pages the call wrote (see
+//! `wasm-host/src/dirty.rs`). A call is answered only once its delta is appended and
+//! fdatasync'ed, so an acknowledged update survives kill -9.
+//!
+//! # When a full snapshot is written instead of a delta
+//! - the first checkpoint of an epoch (a new activation, a restore from an older epoch);
+//! - when write tracking is off (every page counts as written);
+//! - when the log would grow past `max(base size, LOG_MIN_BYTES)` (compaction): a restore
+//!   then replays at most about one base's worth of deltas.
+//!
+//! A new base is written to a temporary file, fsynced and renamed over the old one; then a
+//! fresh, empty log replaces the old log the same way. A crash in between leaves a log whose
+//! header names the *old* base: its deltas are already in the new base, and it is ignored.
+//!
+//! # Log format
+//! ```text
+//! magic   8 bytes "LQCKLOG1"
+//! base    32 bytes: BLAKE3 of the base snapshot's bytes (the deltas' Link::base)
+//! record* len: u32 LE | a delta (self-checksummed, numbered 1, 2, … after the base)
+//! ```
+//! On restore, a bad record with nothing intact after it is a **torn tail** (a crash during
+//! an append that was never acknowledged): it is cut off. A bad record *followed* by an
+//! intact one is **damage** (durable bytes changed): the restore is refused with the file
+//! named, because applying the deltas around a hole would build a state that never existed.
+//!
+//! A migration streams the base and the log; the target stores both under the new epoch.
 
-use std::fs::{self, File};
-use std::io::{self, BufWriter, Write};
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
-use wasm_host::runtime::Actor;
-use wasm_host::snapshot::{SnapshotError, SnapshotInfo};
+use wasm_host::Manifest;
+use wasm_host::runtime::{Actor, Compiled, Invocation, Runtime};
+use wasm_host::snapshot::{DELTA_MAGIC, Link, SnapshotError};
+
+/// The first bytes of a delta log.
+pub const LOG_MAGIC: [u8; 8] = *b"LQCKLOG1";
+/// A log's header: magic and base id.
+const LOG_HEADER: usize = 8 + 32;
+/// Logs are compacted once they would exceed the larger of this and their base's size.
+pub const LOG_MIN_BYTES: u64 = 1 << 20;
 
 /// The checkpoints of every actor on this node.
 #[derive(Clone, Debug)]
 pub struct Checkpoints {
     root: PathBuf,
+    /// Logs are compacted once they would exceed the larger of this and their base's size.
+    log_min_bytes: u64,
+    /// Per actor, the chain its next delta extends (absent: the next checkpoint is a base).
+    chains: Arc<Mutex<HashMap<String, Chain>>>,
+}
+
+/// The open end of an actor's checkpoint chain.
+#[derive(Debug)]
+struct Chain {
+    epoch: u64,
+    base: [u8; 32],
+    base_bytes: u64,
+    seq: u64,
+    log_bytes: u64,
+    log: File,
+}
+
+/// What one checkpoint wrote.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Saved {
+    /// Bytes written (the delta record, or the base snapshot and its new log's header).
+    pub bytes: u64,
+    /// Whether it was a full snapshot (a new base).
+    pub full: bool,
+    /// Pages in the delta (0 for a base).
+    pub pages: usize,
+}
+
+/// Why a checkpoint could not be written or read back.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    /// The snapshot or delta itself (poisoned actor, refused bytes…).
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
+    /// The disk.
+    #[error("{0}")]
+    Io(#[from] io::Error),
+    /// A delta log whose middle is damaged.
+    #[error(
+        "the delta log {path} is damaged at byte {offset} (intact deltas follow the bad bytes, so this is not a torn write): \
+         refusing to build a state that never existed. Move the file away to restore the actor's older base state \
+         ({deltas} deltas before the damage are intact)"
+    )]
+    Damaged {
+        /// The log.
+        path: PathBuf,
+        /// Where the bad bytes start.
+        offset: u64,
+        /// Intact deltas before them.
+        deltas: u64,
+    },
 }
 
 impl Checkpoints {
@@ -22,16 +106,28 @@ impl Checkpoints {
     pub fn open(root: impl Into<PathBuf>) -> io::Result<Checkpoints> {
         let root = root.into();
         fs::create_dir_all(&root)?;
-        Ok(Checkpoints { root })
+        Ok(Checkpoints { root, log_min_bytes: LOG_MIN_BYTES, chains: Arc::default() })
+    }
+
+    /// Sets the log size below which no compaction happens (default [`LOG_MIN_BYTES`]).
+    #[cfg(test)]
+    pub fn with_log_min_bytes(mut self, bytes: u64) -> Checkpoints {
+        self.log_min_bytes = bytes;
+        self
     }
 
     fn dir(&self, actor: &str) -> PathBuf {
         self.root.join(actor)
     }
 
-    /// The file of `actor`'s checkpoint at `epoch`.
+    /// The base snapshot of `actor` at `epoch`.
     pub fn path(&self, actor: &str, epoch: u64) -> PathBuf {
         self.dir(actor).join(format!("{epoch}.snap"))
+    }
+
+    /// The delta log of `actor` at `epoch`.
+    pub fn log_path(&self, actor: &str, epoch: u64) -> PathBuf {
+        self.dir(actor).join(format!("{epoch}.log"))
     }
 
     /// The epochs with a checkpoint, ascending.
@@ -59,14 +155,76 @@ impl Checkpoints {
         Some((e, self.path(actor, e)))
     }
 
-    /// Writes `actor`'s snapshot as the checkpoint of `epoch` and drops older epochs.
-    pub fn save(&self, name: &str, epoch: u64, actor: &mut Actor) -> Result<SnapshotInfo, SnapshotError> {
-        let info = self.write_with(name, epoch, |w| actor.write_snapshot(w))?;
-        self.prune(name, epoch);
-        Ok(info)
+    fn chains(&self) -> std::sync::MutexGuard<'_, HashMap<String, Chain>> {
+        // A panic while holding this lock leaves at worst a stale chain, which the next
+        // save's checks (epoch, sizes) replace by a base.
+        self.chains.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Writes a checkpoint of `epoch` through `fill`, atomically and durably.
+    /// Checkpoints `actor` after a call at `epoch`: a delta appended to the log and
+    /// fdatasync'ed, or a new base (see the module docs for when). Durable when it returns.
+    /// On an error the chain is dropped, so the next checkpoint is a base.
+    pub fn save(&self, name: &str, epoch: u64, actor: &mut Actor) -> Result<Saved, CheckpointError> {
+        let mut chains = self.chains();
+        let delta_ok = match (chains.get(name), actor.written_bytes()) {
+            (Some(c), Some(written)) if c.epoch == epoch => {
+                // Pages compress, so the delta is at most about this (plus a header).
+                c.log_bytes + written <= c.base_bytes.max(self.log_min_bytes)
+            }
+            _ => false,
+        };
+        if delta_ok && let Some(chain) = chains.get_mut(name) {
+            let link = Link { base: chain.base, seq: chain.seq + 1 };
+            let mut record = vec![0u8; 4];
+            let appended = actor.write_delta(&mut record, &link).map_err(CheckpointError::from).and_then(|info| {
+                let len = u32::try_from(record.len() - 4).map_err(|_| io::Error::other("a delta over 4 GiB"))?;
+                record[..4].copy_from_slice(&len.to_le_bytes());
+                chain.log.write_all(&record)?;
+                chain.log.sync_data()?;
+                Ok(info)
+            });
+            match appended {
+                Ok(info) => {
+                    chain.seq += 1;
+                    chain.log_bytes += record.len() as u64;
+                    return Ok(Saved { bytes: record.len() as u64, full: false, pages: info.pages });
+                }
+                Err(e) => {
+                    chains.remove(name);
+                    return Err(e);
+                }
+            }
+        }
+        chains.remove(name);
+        let (base_bytes, base) = self.write_with(name, epoch, |w| {
+            let mut h = Hashing { inner: w, hasher: blake3::Hasher::new(), bytes: 0 };
+            actor.write_snapshot(&mut h)?;
+            Ok::<_, CheckpointError>((h.bytes, *h.hasher.finalize().as_bytes()))
+        })?;
+        actor.mark_base();
+        let log = self.new_log(name, epoch, &base)?;
+        chains.insert(name.to_string(), Chain { epoch, base, base_bytes, seq: 0, log_bytes: LOG_HEADER as u64, log });
+        drop(chains);
+        self.prune(name, epoch);
+        Ok(Saved { bytes: base_bytes + LOG_HEADER as u64, full: true, pages: 0 })
+    }
+
+    /// Replaces `name`'s log at `epoch` by an empty one for `base`, durably; returns it open
+    /// for appending.
+    fn new_log(&self, name: &str, epoch: u64, base: &[u8; 32]) -> io::Result<File> {
+        let path = self.log_path(name, epoch);
+        let tmp = path.with_extension("log.tmp");
+        let mut f = File::create(&tmp)?;
+        f.write_all(&LOG_MAGIC)?;
+        f.write_all(base)?;
+        f.sync_all()?;
+        drop(f);
+        fs::rename(&tmp, &path)?;
+        sync_dir(&self.dir(name))?;
+        OpenOptions::new().append(true).open(&path)
+    }
+
+    /// Writes a base of `epoch` through `fill`, atomically and durably.
     pub fn write_with<T, E: From<io::Error>>(
         &self,
         name: &str,
@@ -87,21 +245,442 @@ impl Checkpoints {
         Ok(out)
     }
 
+    /// Restores actor `name` from its checkpoint at `epoch` (base, then every delta), and
+    /// makes it the chain the next save at `epoch` extends. A torn tail of the log is cut
+    /// off; a damaged log is refused (see the module docs).
+    pub fn restore(
+        &self,
+        rt: &Runtime,
+        compiled: &Compiled,
+        manifest: &Manifest,
+        inv: Invocation,
+        name: &str,
+        epoch: u64,
+    ) -> Result<(Actor, Restored), CheckpointError> {
+        let (actor, restored, chain) =
+            restore_files(rt, compiled, manifest, inv, &self.path(name, epoch), &self.log_path(name, epoch))?;
+        self.set_chain(name, epoch, chain);
+        Ok((actor, restored))
+    }
+
+    /// Makes `chain` (from [`restore_files`]) the one the next save of `name` at `epoch`
+    /// extends; `None`: the next save writes a base.
+    pub fn set_chain(&self, name: &str, epoch: u64, chain: Option<ChainHandle>) {
+        let mut chains = self.chains();
+        match chain {
+            Some(ChainHandle(mut c)) => {
+                c.epoch = epoch;
+                chains.insert(name.to_string(), c);
+            }
+            None => {
+                chains.remove(name);
+            }
+        }
+    }
+
+    /// Forgets the open chain of `name` (its instance was dropped, or it moved away).
+    pub fn forget(&self, name: &str) {
+        self.chains().remove(name);
+    }
+
     /// Removes checkpoints older than `epoch`.
     pub fn prune(&self, name: &str, epoch: u64) {
         for e in self.epochs(name).into_iter().filter(|e| *e < epoch) {
             let _ = fs::remove_file(self.path(name, e));
+            let _ = fs::remove_file(self.log_path(name, e));
         }
     }
+}
+
+/// What a restore found.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Restored {
+    /// Deltas applied after the base.
+    pub deltas: u64,
+    /// Bytes of a torn tail cut off the log (a crash during an unacknowledged append).
+    pub torn_bytes: u64,
+    /// Whether the log belonged to an older base (a crash during compaction) and was ignored.
+    pub stale_log: bool,
+}
+
+/// Restores from a base file and a log file (absent: no deltas). A torn tail is cut off the
+/// log file, which is returned open for appending as the chain the next delta extends
+/// (`None` when there is no log for this base: the next checkpoint writes a base).
+pub fn restore_files(
+    rt: &Runtime,
+    compiled: &Compiled,
+    manifest: &Manifest,
+    inv: Invocation,
+    base_path: &Path,
+    log_path: &Path,
+) -> Result<(Actor, Restored, Option<ChainHandle>), CheckpointError> {
+    let file =
+        File::open(base_path).map_err(|e| io::Error::new(e.kind(), format!("opening {}: {e}", base_path.display())))?;
+    let mut r =
+        HashingReader { inner: io::BufReader::with_capacity(1 << 20, file), hasher: blake3::Hasher::new(), bytes: 0 };
+    let mut actor = rt.restore(compiled, manifest, inv, &mut r)?;
+    // The snapshot reader stops at the end of its frame; hash anything after it too, so the
+    // id is of the whole file.
+    io::copy(&mut r, &mut io::sink())?;
+    let base = *r.hasher.finalize().as_bytes();
+    let base_bytes = r.bytes;
+    let mut restored = Restored::default();
+    let bytes = match fs::read(log_path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Ok((actor, restored, None));
+        }
+        Err(e) => return Err(io::Error::new(e.kind(), format!("reading {}: {e}", log_path.display())).into()),
+    };
+    if bytes.len() < LOG_HEADER || bytes[..8] != LOG_MAGIC || bytes[8..LOG_HEADER] != base {
+        // A log from before the last compaction (or one whose header never became durable):
+        // everything in it is in the base already.
+        restored.stale_log = true;
+        return Ok((actor, restored, None));
+    }
+    let limit = u64::from(manifest.limits.memory_mib) << 20;
+    let mut off = LOG_HEADER;
+    let mut seq = 0u64;
+    while off < bytes.len() {
+        let Some((delta, end)) =
+            record_at(&bytes, off).filter(|(d, _)| wasm_host::snapshot::verify_delta(d, limit).is_ok())
+        else {
+            if intact_after(&bytes, off) {
+                return Err(CheckpointError::Damaged { path: log_path.to_owned(), offset: off as u64, deltas: seq });
+            }
+            restored.torn_bytes = (bytes.len() - off) as u64;
+            tracing::warn!(log = %log_path.display(), offset = off, dropped_bytes = restored.torn_bytes, "cut a torn tail off an actor's delta log (a crash during a call that was never answered)");
+            break;
+        };
+        // An intact delta that does not apply (out of sequence, another module) is not a
+        // crash's doing: refuse rather than guess.
+        actor.apply_delta(delta, &Link { base, seq: seq + 1 }, limit)?;
+        seq += 1;
+        off = end;
+    }
+    restored.deltas = seq;
+    let log = OpenOptions::new().append(true).open(log_path)?;
+    if restored.torn_bytes > 0 {
+        log.set_len(off as u64)?;
+        log.sync_all()?;
+    }
+    let chain = Chain { epoch: 0, base, base_bytes, seq, log_bytes: off as u64, log };
+    Ok((actor, restored, Some(ChainHandle(chain))))
+}
+
+/// An open chain returned by [`restore_files`].
+#[derive(Debug)]
+pub struct ChainHandle(Chain);
+
+/// The delta record at `off`: its bytes and where the next record starts, if whole.
+fn record_at(bytes: &[u8], off: usize) -> Option<(&[u8], usize)> {
+    let len = u32::from_le_bytes(bytes.get(off..off + 4)?.try_into().ok()?) as usize;
+    let end = off.checked_add(4)?.checked_add(len)?;
+    Some((bytes.get(off + 4..end)?, end))
+}
+
+/// Whether an intact delta starts anywhere after a bad record at `off` (damage, not a torn
+/// tail). A candidate must carry the delta magic and verify its own checksum.
+fn intact_after(bytes: &[u8], off: usize) -> bool {
+    let from = off + 1;
+    let Some(rest) = bytes.get(from..) else { return false };
+    rest.windows(DELTA_MAGIC.len()).enumerate().any(|(i, w)| {
+        w == DELTA_MAGIC
+            && (from + i).checked_sub(4).is_some_and(|start| {
+                start > off
+                    && record_at(bytes, start)
+                        .is_some_and(|(d, _)| wasm_host::snapshot::verify_delta(d, u64::MAX).is_ok())
+            })
+    })
 }
 
 fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// Hashes and counts what is written through it.
+struct Hashing<'a, W> {
+    inner: &'a mut W,
+    hasher: blake3::Hasher,
+    bytes: u64,
+}
+
+impl<W: Write> Write for Hashing<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Hashes and counts what is read through it.
+struct HashingReader<R> {
+    inner: R,
+    hasher: blake3::Hasher,
+    bytes: u64,
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
+    use wasm_host::Kind;
+    use wasm_host::abi::{AbiError, Level, ObjCall};
+    use wasm_host::runtime::{Host, RuntimeConfig};
+
+    /// Input: u32 words; each names a 4 KiB page whose counter (at byte 64 of it) goes up by
+    /// one. 4 MiB of memory. Output: the sum of the counters bumped.
+    const PAGES: &str = r#"
+    (module
+      (import "liquid" "input_read" (func $input_read (param i32 i32) (result i32)))
+      (import "liquid" "output" (func $output (param i32 i32) (result i32)))
+      (memory (export "memory") 64)
+      (global $calls (export "calls") (mut i64) (i64.const 0))
+      (func (export "liquid_call") (result i32)
+        (local $n i32) (local $i i32) (local $addr i32) (local $sum i32)
+        (local.set $n (call $input_read (i32.const 0) (i32.const 4096)))
+        (global.set $calls (i64.add (global.get $calls) (i64.const 1)))
+        (block $done
+          (loop $word
+            (br_if $done (i32.ge_u (i32.add (local.get $i) (i32.const 3)) (local.get $n)))
+            (local.set $addr (i32.add (i32.shl (i32.load (local.get $i)) (i32.const 12)) (i32.const 64)))
+            (i32.store (local.get $addr) (i32.add (i32.load (local.get $addr)) (i32.const 1)))
+            (local.set $sum (i32.add (local.get $sum) (i32.load (local.get $addr))))
+            (local.set $i (i32.add (local.get $i) (i32.const 4)))
+            (br $word)))
+        (i32.store (i32.const 4096) (local.get $sum))
+        (drop (call $output (i32.const 4096) (i32.const 4)))
+        (i32.const 0)))
+    "#;
+
+    struct NoHost;
+    impl Host for NoHost {
+        fn object(&mut self, _: ObjCall) -> Result<serde_json::Value, AbiError> {
+            Err(AbiError::new(wasm_host::abi::ERR_NOT_FOUND, "none"))
+        }
+        fn invoke(&mut self, _: &str, _: Vec<u8>, _: u32) -> Result<Vec<u8>, AbiError> {
+            Err(AbiError::new(wasm_host::abi::ERR_NOT_FOUND, "none"))
+        }
+        fn log(&mut self, _: Level, _: &str) {}
+    }
+
+    struct Fixture {
+        _tmp: tempfile::TempDir,
+        c: Checkpoints,
+        rt: Runtime,
+        compiled: Compiled,
+        m: Manifest,
+    }
+
+    fn fixture() -> Fixture {
+        let tmp = tempfile::tempdir().unwrap();
+        let c = Checkpoints::open(tmp.path()).unwrap();
+        let rt =
+            Runtime::new(RuntimeConfig { pool_instances: 8, memory_max_mib: 16, ..RuntimeConfig::default() }).unwrap();
+        let mut m = Manifest::for_module("pages");
+        m.kind = Kind::Actor;
+        m.limits.memory_mib = 8;
+        m.limits.fuel = 10_000_000;
+        m.limits.wall_ms = 2_000;
+        let compiled = rt.compile(PAGES.as_bytes(), &m).unwrap();
+        Fixture { _tmp: tmp, c, rt, compiled, m }
+    }
+
+    fn inv(pages: &[u32]) -> Invocation {
+        Invocation { input: pages.iter().flat_map(|p| p.to_le_bytes()).collect(), now_ms: 0, seed: 0, depth: 0 }
+    }
+
+    impl Fixture {
+        fn call(&self, a: &mut Actor, pages: &[u32]) -> i32 {
+            let out = self.rt.invoke_actor(a, &self.m, inv(pages), Box::new(NoHost)).result.unwrap();
+            i32::from_le_bytes(out[..4].try_into().unwrap())
+        }
+        fn restore(&self, epoch: u64) -> Result<(Actor, Restored), CheckpointError> {
+            self.c.restore(&self.rt, &self.compiled, &self.m, inv(&[]), "a", epoch)
+        }
+        fn state(&self, a: &mut Actor) -> Vec<u8> {
+            let mut v = Vec::new();
+            a.write_snapshot(&mut v).unwrap();
+            v
+        }
+    }
+
+    #[test]
+    fn calls_append_deltas_and_a_restore_replays_them() {
+        let f = fixture();
+        let mut a = f.rt.activate(&f.compiled, &f.m, inv(&[])).unwrap();
+        f.call(&mut a, &[1]);
+        let first = f.c.save("a", 1, &mut a).unwrap();
+        assert!(first.full, "the first checkpoint of an epoch is a base");
+        for _ in 0..5 {
+            f.call(&mut a, &[1, 700]);
+            let s = f.c.save("a", 1, &mut a).unwrap();
+            if a.tracking_writes() {
+                assert!(!s.full && s.pages <= 4 && s.bytes < 2048, "{s:?}");
+            }
+        }
+        let want = f.call(&mut a, &[1]);
+        f.c.forget("a");
+        drop(a);
+        let (mut back, r) = f.restore(1).unwrap();
+        assert_eq!(r.deltas, if wasm_host_tracks() { 5 } else { r.deltas });
+        assert_eq!(f.call(&mut back, &[1]), want, "the state of the last saved call, then one more");
+        // The chain goes on from the restored log.
+        let s = f.c.save("a", 1, &mut back).unwrap();
+        assert!(!s.full || !wasm_host_tracks());
+        let st = f.state(&mut back);
+        drop(back);
+        let (mut again, _) = f.restore(1).unwrap();
+        assert_eq!(f.state(&mut again), st);
+    }
+
+    fn wasm_host_tracks() -> bool {
+        let f = fixture();
+        f.rt.activate(&f.compiled, &f.m, inv(&[])).unwrap().tracking_writes()
+    }
+
+    #[test]
+    fn a_growing_log_is_compacted_into_a_new_base() {
+        let mut f = fixture();
+        f.c = f.c.clone().with_log_min_bytes(64 << 10);
+        let mut a = f.rt.activate(&f.compiled, &f.m, inv(&[])).unwrap();
+        f.c.save("a", 1, &mut a).unwrap();
+        // 20 pages (80 KiB before compression) a call: past 64 KiB, every call is a base;
+        // 5 pages a call: deltas until the log passes 64 KiB.
+        let heavy: Vec<u32> = (10..30).collect();
+        f.call(&mut a, &heavy);
+        assert!(f.c.save("a", 1, &mut a).unwrap().full, "a delta larger than the log may grow is a base");
+        let (mut fulls, mut deltas) = (0, 0);
+        for i in 0..400u32 {
+            f.call(&mut a, &[(i * 5) % 1000, (i * 5 + 1) % 1000, (i * 5 + 2) % 1000]);
+            let s = f.c.save("a", 1, &mut a).unwrap();
+            if s.full { fulls += 1 } else { deltas += 1 }
+        }
+        if a.tracking_writes() {
+            assert!(fulls >= 1 && deltas > fulls * 10, "{fulls} bases, {deltas} deltas");
+        }
+        let len = fs::metadata(f.c.log_path("a", 1)).unwrap().len();
+        assert!(len <= (64 << 10) + 4096 * 8, "log of {len} bytes");
+        let want = f.state(&mut a);
+        drop(a);
+        f.c.forget("a");
+        let (mut back, _) = f.restore(1).unwrap();
+        assert_eq!(f.state(&mut back), want);
+    }
+
+    #[test]
+    fn a_torn_tail_is_cut_and_the_chain_goes_on() {
+        let f = fixture();
+        if !wasm_host_tracks() {
+            return;
+        }
+        let mut a = f.rt.activate(&f.compiled, &f.m, inv(&[])).unwrap();
+        f.c.save("a", 1, &mut a).unwrap();
+        f.call(&mut a, &[3]);
+        f.c.save("a", 1, &mut a).unwrap();
+        let kept = f.state(&mut a);
+        f.call(&mut a, &[3]);
+        f.c.save("a", 1, &mut a).unwrap();
+        drop(a);
+        f.c.forget("a");
+        // A crash in the middle of the last append (never acknowledged).
+        let log = f.c.log_path("a", 1);
+        let full = fs::read(&log).unwrap();
+        let (_, first_end) = record_at(&full, LOG_HEADER).unwrap();
+        let last_len = full.len() - first_end;
+        for cut in [full.len() - 1, full.len() - last_len / 2, first_end + 2, first_end + 9] {
+            let mut bytes = full.clone();
+            bytes.truncate(cut);
+            fs::write(&log, &bytes).unwrap();
+            let (mut back, r) = f.restore(1).unwrap();
+            assert_eq!(r.deltas, 1);
+            assert!(r.torn_bytes > 0);
+            assert_eq!(
+                fs::metadata(&log).unwrap().len() as usize,
+                bytes.len() - r.torn_bytes as usize,
+                "cut off the file"
+            );
+            assert_eq!(f.state(&mut back), kept);
+            // A later call appends after the cut, and a restore sees it.
+            assert_eq!(f.call(&mut back, &[3]), 2);
+            f.c.save("a", 1, &mut back).unwrap();
+            drop(back);
+            f.c.forget("a");
+            let (mut again, r) = f.restore(1).unwrap();
+            assert_eq!((r.deltas, r.torn_bytes), (2, 0));
+            assert_eq!(f.call(&mut again, &[3]), 3);
+            drop(again);
+            f.c.forget("a");
+        }
+    }
+
+    #[test]
+    fn damage_in_the_middle_of_the_log_is_refused_with_the_file_named() {
+        let f = fixture();
+        if !wasm_host_tracks() {
+            return;
+        }
+        let mut a = f.rt.activate(&f.compiled, &f.m, inv(&[])).unwrap();
+        f.c.save("a", 1, &mut a).unwrap();
+        for p in [5, 6, 7] {
+            f.call(&mut a, &[p]);
+            f.c.save("a", 1, &mut a).unwrap();
+        }
+        drop(a);
+        f.c.forget("a");
+        let log = f.c.log_path("a", 1);
+        let good = fs::read(&log).unwrap();
+        // Every byte of the first two records (and of the header): flipped, refused or, in
+        // the header, the log no longer belongs to the base (then ignored, as after a
+        // compaction crash). Never a silently different state.
+        let (_, first_end) = record_at(&good, LOG_HEADER).unwrap();
+        let (_, second_end) = record_at(&good, first_end).unwrap();
+        for i in 0..second_end {
+            let mut bad = good.clone();
+            bad[i] ^= 0x04;
+            fs::write(&log, &bad).unwrap();
+            match f.restore(1) {
+                Err(CheckpointError::Damaged { path, .. }) => assert_eq!(path, log),
+                Err(e) => panic!("byte {i}: {e}"),
+                Ok((_, r)) => assert!(i < LOG_HEADER && r.stale_log, "byte {i} went unnoticed: {r:?}"),
+            }
+            f.c.forget("a");
+        }
+    }
+
+    #[test]
+    fn a_log_of_an_older_base_is_ignored() {
+        let f = fixture();
+        let mut a = f.rt.activate(&f.compiled, &f.m, inv(&[])).unwrap();
+        f.c.save("a", 1, &mut a).unwrap();
+        f.call(&mut a, &[9]);
+        f.c.save("a", 1, &mut a).unwrap();
+        let old_log = fs::read(f.c.log_path("a", 1)).unwrap();
+        f.call(&mut a, &[9]);
+        f.c.forget("a");
+        f.c.save("a", 1, &mut a).unwrap(); // a new base (no chain)
+        let want = f.state(&mut a);
+        drop(a);
+        // A crash after the base's rename, before the new log's: the old log is back.
+        fs::write(f.c.log_path("a", 1), &old_log).unwrap();
+        f.c.forget("a");
+        let (mut back, r) = f.restore(1).unwrap();
+        assert!(r.stale_log);
+        assert_eq!(f.state(&mut back), want);
+    }
 
     #[test]
     fn the_newest_checkpoint_at_or_below_an_epoch_is_found() {

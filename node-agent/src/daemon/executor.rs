@@ -22,7 +22,7 @@ use wasm_host::runtime::{Actor, Host, Invocation};
 use wasm_host::store::{ModuleStore, Source};
 use wasm_host::{InvokeError, Kind, ModuleHash};
 
-use crate::daemon::checkpoint::Checkpoints;
+use crate::daemon::checkpoint::{Checkpoints, restore_files};
 use mesh::Mesh;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -77,6 +77,10 @@ pub struct FnMetrics {
     pub checkpoints: Counter,
     /// Bytes of actor checkpoints written.
     pub checkpoint_bytes: Counter,
+    /// Checkpoints that were full snapshots (new bases), not deltas.
+    pub checkpoint_bases: Counter,
+    /// Memory pages carried by delta checkpoints.
+    pub checkpoint_pages: Counter,
     /// Actor snapshots sent and received in migrations, by direction and outcome.
     pub snapshots: Family<Vec<(String, String)>, Counter>,
     /// Bytes of actor snapshots moved in migrations, by direction.
@@ -99,6 +103,8 @@ impl Default for FnMetrics {
             fetches: Family::default(),
             checkpoints: Counter::default(),
             checkpoint_bytes: Counter::default(),
+            checkpoint_bases: Counter::default(),
+            checkpoint_pages: Counter::default(),
             snapshots: Family::default(),
             snapshot_bytes: Family::default(),
             migrations: Family::default(),
@@ -126,6 +132,16 @@ impl FnMetrics {
         r.register("module_fetches", "Module fetches from peers, by outcome", self.fetches.clone());
         r.register("actor_checkpoints", "Actor checkpoints written (one per call)", self.checkpoints.clone());
         r.register("actor_checkpoint_bytes", "Bytes of actor checkpoints written", self.checkpoint_bytes.clone());
+        r.register(
+            "actor_checkpoint_bases",
+            "Actor checkpoints that were full snapshots (a new base) rather than deltas of the pages a call wrote",
+            self.checkpoint_bases.clone(),
+        );
+        r.register(
+            "actor_checkpoint_pages",
+            "Memory pages carried by delta checkpoints",
+            self.checkpoint_pages.clone(),
+        );
         r.register(
             "actor_snapshots",
             "Actor snapshots moved by migrations, by direction and outcome",
@@ -413,15 +429,20 @@ impl Executor {
         let mut guard = slot.lock().map_err(|_| InvokeError::Unavailable("the actor's lock was poisoned".into()))?;
         if guard.as_ref().is_none_or(|l| l.hash != exec.hash || l.epoch != run.epoch) {
             *guard = None;
+            self.checkpoints.forget(&exec.name);
             let actor = match self.checkpoints.find(&exec.name, run.epoch, run.fresh) {
-                Some((epoch, path)) => {
-                    let file = std::fs::File::open(&path)
-                        .map_err(|e| InvokeError::Unavailable(format!("opening {}: {e}", path.display())))?;
-                    let mut r = std::io::BufReader::with_capacity(1 << 20, file);
-                    let a = rt.restore(compiled, &exec.manifest, inv.clone(), &mut r).map_err(|e| {
-                        InvokeError::Unavailable(format!("restoring the actor's checkpoint of epoch {epoch}: {e}"))
-                    })?;
-                    info!(function = %exec.name, epoch = run.epoch, from_epoch = epoch, "actor restored from its checkpoint");
+                Some((epoch, _)) => {
+                    let (a, restored) = self
+                        .checkpoints
+                        .restore(rt, compiled, &exec.manifest, inv.clone(), &exec.name, epoch)
+                        .map_err(|e| {
+                            InvokeError::Unavailable(format!("restoring the actor's checkpoint of epoch {epoch}: {e}"))
+                        })?;
+                    info!(function = %exec.name, epoch = run.epoch, from_epoch = epoch, deltas = restored.deltas, torn_bytes = restored.torn_bytes, "actor restored from its checkpoint");
+                    if epoch != run.epoch {
+                        // The chain belongs to the old epoch; the first save here writes a base.
+                        self.checkpoints.forget(&exec.name);
+                    }
                     a
                 }
                 None if run.fresh => rt.activate(compiled, &exec.manifest, inv.clone())?,
@@ -439,10 +460,15 @@ impl Executor {
         };
         let out = rt.invoke_actor(&mut live.actor, &exec.manifest, inv, host);
         match self.checkpoints.save(&exec.name, run.epoch, &mut live.actor) {
-            Ok(info) => {
+            Ok(saved) => {
                 self.metrics.checkpoints.inc();
-                self.metrics.checkpoint_bytes.inc_by(info.written_bytes);
-                Ok((out, info.written_bytes))
+                self.metrics.checkpoint_bytes.inc_by(saved.bytes);
+                if saved.full {
+                    self.metrics.checkpoint_bases.inc();
+                } else {
+                    self.metrics.checkpoint_pages.inc_by(saved.pages as u64);
+                }
+                Ok((out, saved.bytes))
             }
             Err(e) => {
                 // Poisoned (the call trapped) or the disk failed: the state is not durable,
@@ -470,6 +496,7 @@ impl Executor {
             && g.as_ref().is_some_and(|l| l.epoch == epoch)
         {
             *g = None;
+            self.checkpoints.forget(name);
         }
     }
 
@@ -528,13 +555,24 @@ impl Executor {
     }
 
     async fn send_snapshot(&self, h: &Handoff) -> Result<u64, String> {
-        // The core drained the actor: the newest checkpoint is its whole state.
-        let (_, path) = self
+        // The core drained the actor: the newest checkpoint (its base and the deltas after
+        // it) is its whole state.
+        let (epoch, path) = self
             .checkpoints
             .find(&h.name, h.epoch.saturating_sub(1), false)
             .ok_or("the actor has no checkpoint to hand over (no call ever succeeded here)")?;
+        let log_path = self.checkpoints.log_path(&h.name, epoch);
         let mut file = tokio::fs::File::open(&path).await.map_err(|e| format!("opening {}: {e}", path.display()))?;
         let len = file.metadata().await.map_err(|e| e.to_string())?.len();
+        let mut log = match tokio::fs::File::open(&log_path).await {
+            Ok(f) => Some(f),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(format!("opening {}: {e}", log_path.display())),
+        };
+        let log_len = match &log {
+            Some(f) => f.metadata().await.map_err(|e| e.to_string())?.len(),
+            None => 0,
+        };
         let peer = mesh::peer_id(&h.to).ok_or("not a peer id")?;
         let mut s = self.mesh.open_bulk(peer).await.map_err(|e| e.to_string())?;
         let name = h.name.as_bytes();
@@ -546,17 +584,10 @@ impl Executor {
         head.extend_from_slice(&len.to_be_bytes());
         s.write_all(&head).await.map_err(|e| e.to_string())?;
         let mut buf = vec![0u8; 256 << 10];
-        let mut sent = 0u64;
-        loop {
-            let n = tokio::io::AsyncReadExt::read(&mut file, &mut buf).await.map_err(|e| e.to_string())?;
-            if n == 0 {
-                break;
-            }
-            s.write_all(&buf[..n]).await.map_err(|e| format!("the transfer broke: {e}"))?;
-            sent += n as u64;
-        }
-        if sent != len {
-            return Err(format!("the checkpoint changed while it was sent ({sent} of {len} bytes)"));
+        stream_file(&mut s, &mut file, len, &mut buf).await?;
+        s.write_all(&log_len.to_be_bytes()).await.map_err(|e| e.to_string())?;
+        if let Some(log) = log.as_mut() {
+            stream_file(&mut s, log, log_len, &mut buf).await?;
         }
         s.flush().await.map_err(|e| e.to_string())?;
         let mut status = [0u8; 1];
@@ -566,7 +597,7 @@ impl Executor {
             let _ = s.read_to_string(&mut why).await;
             return Err(format!("the target refused the snapshot: {}", why.trim()));
         }
-        Ok(len)
+        Ok(len + log_len)
     }
 
     /// Receives an actor snapshot (after the kind byte): stores it as the checkpoint of its
@@ -597,34 +628,38 @@ impl Executor {
             _ => return Err(format!("this node was not prepared to take over {name:?} with that module")),
         };
         debug!(%from, actor = %name, epoch, bytes = len, "receiving an actor snapshot");
-        // Stream to a temporary file, then store it durably under the new epoch.
+        // Stream to temporary files, then store them durably under the new epoch.
         let tmp = self.checkpoints.path(&name, epoch).with_extension("incoming");
+        let tmp_log = self.checkpoints.log_path(&name, epoch).with_extension("log.incoming");
         if let Some(dir) = tmp.parent() {
             tokio::fs::create_dir_all(dir).await.map_err(|e| e.to_string())?;
         }
-        let mut file = tokio::fs::File::create(&tmp).await.map_err(|e| e.to_string())?;
-        let mut left = len;
         let mut buf = vec![0u8; 256 << 10];
-        while left > 0 {
-            let want = usize::try_from(left.min(buf.len() as u64)).unwrap_or(buf.len());
-            s.read_exact(&mut buf[..want]).await.map_err(|e| format!("the transfer broke: {e}"))?;
-            tokio::io::AsyncWriteExt::write_all(&mut file, &buf[..want]).await.map_err(|e| e.to_string())?;
-            left -= want as u64;
+        receive_file(s, &tmp, len, &mut buf).await?;
+        let mut len8 = [0u8; 8];
+        s.read_exact(&mut len8).await.map_err(|e| format!("the transfer broke: {e}"))?;
+        let log_len = u64::from_be_bytes(len8);
+        if log_len > SNAPSHOT_MAX {
+            let _ = tokio::fs::remove_file(&tmp).await;
+            return Err(format!("a delta log of {log_len} bytes is over the limit of {SNAPSHOT_MAX}"));
         }
-        file.sync_all().await.map_err(|e| e.to_string())?;
-        drop(file);
+        if log_len > 0 {
+            receive_file(s, &tmp_log, log_len, &mut buf).await?;
+        } else {
+            let _ = tokio::fs::remove_file(&tmp_log).await;
+        }
         let me = self.clone();
         let n = name.clone();
-        let checked = tokio::task::spawn_blocking(move || me.adopt(&n, epoch, hash, &manifest, &tmp)).await;
+        let checked = tokio::task::spawn_blocking(move || me.adopt(&n, epoch, hash, &manifest, &tmp, &tmp_log)).await;
         match checked {
-            Ok(Ok(())) => Ok((name, epoch, len)),
+            Ok(Ok(())) => Ok((name, epoch, len + log_len)),
             Ok(Err(e)) => Err(e),
             Err(e) => Err(e.to_string()),
         }
     }
 
-    /// Restores a received snapshot (which checks it), keeps the instance live, and stores
-    /// the file as the checkpoint of `epoch`.
+    /// Restores a received base and delta log (which checks them), keeps the instance live,
+    /// and stores the files as the checkpoint of `epoch`.
     fn adopt(
         &self,
         name: &str,
@@ -632,9 +667,11 @@ impl Executor {
         hash: ModuleHash,
         manifest: &Manifest,
         tmp: &std::path::Path,
+        tmp_log: &std::path::Path,
     ) -> Result<(), String> {
         let fail = |e: String| {
             let _ = std::fs::remove_file(tmp);
+            let _ = std::fs::remove_file(tmp_log);
             e
         };
         let (compiled, _) = match self.store.load(&hash, manifest) {
@@ -643,16 +680,26 @@ impl Executor {
             Err(e) => return Err(fail(e.to_string())),
         };
         let inv = Invocation { input: Vec::new(), now_ms: 0, seed: 0, depth: 0 };
-        let file = std::fs::File::open(tmp).map_err(|e| fail(e.to_string()))?;
-        let mut r = std::io::BufReader::with_capacity(1 << 20, file);
-        let actor = self.store.runtime().restore(&compiled, manifest, inv, &mut r).map_err(|e| fail(e.to_string()))?;
+        let (actor, restored, chain) = restore_files(self.store.runtime(), &compiled, manifest, inv, tmp, tmp_log)
+            .map_err(|e| fail(e.to_string()))?;
+        debug!(actor = %name, epoch, deltas = restored.deltas, "restored an incoming actor checkpoint");
         let path = self.checkpoints.path(name, epoch);
+        let log_path = self.checkpoints.log_path(name, epoch);
+        if chain.is_some() {
+            std::fs::rename(tmp_log, &log_path).map_err(|e| fail(e.to_string()))?;
+        } else {
+            // No log, or one that does not belong to this base: drop any older one too.
+            let _ = std::fs::remove_file(tmp_log);
+            let _ = std::fs::remove_file(&log_path);
+        }
         std::fs::rename(tmp, &path).map_err(|e| fail(e.to_string()))?;
         if let Some(dir) = path.parent() {
             let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
         }
         let slot = self.slot(name).map_err(|e| e.to_string())?;
         let mut g = slot.lock().map_err(|_| "the actor's lock was poisoned".to_string())?;
+        // The log's open handle follows the rename: the next call appends to it.
+        self.checkpoints.set_chain(name, epoch, chain);
         *g = Some(Live { hash, epoch, actor });
         Ok(())
     }
@@ -871,4 +918,44 @@ impl Host for AgentHost {
         let labels = vec![("function".into(), self.function.clone()), ("reason".into(), "call_budget".into())];
         self.metrics.log_lines_dropped.get_or_create(&labels).inc_by(n);
     }
+}
+
+/// Writes `len` bytes of `file` to the stream; fails if the file does not hold exactly that.
+async fn stream_file(
+    s: &mut libp2p::Stream,
+    file: &mut tokio::fs::File,
+    len: u64,
+    buf: &mut [u8],
+) -> Result<(), String> {
+    let mut sent = 0u64;
+    while sent < len {
+        let want = usize::try_from((len - sent).min(buf.len() as u64)).unwrap_or(buf.len());
+        let n = tokio::io::AsyncReadExt::read(file, &mut buf[..want]).await.map_err(|e| e.to_string())?;
+        if n == 0 {
+            break;
+        }
+        s.write_all(&buf[..n]).await.map_err(|e| format!("the transfer broke: {e}"))?;
+        sent += n as u64;
+    }
+    if sent != len {
+        return Err(format!("the checkpoint changed while it was sent ({sent} of {len} bytes)"));
+    }
+    Ok(())
+}
+
+/// Reads `len` bytes from the stream into a new file at `path`, durably.
+async fn receive_file(s: &mut libp2p::Stream, path: &std::path::Path, len: u64, buf: &mut [u8]) -> Result<(), String> {
+    let mut file = tokio::fs::File::create(path).await.map_err(|e| e.to_string())?;
+    let mut left = len;
+    while left > 0 {
+        let want = usize::try_from(left.min(buf.len() as u64)).unwrap_or(buf.len());
+        if let Err(e) = s.read_exact(&mut buf[..want]).await {
+            drop(file);
+            let _ = tokio::fs::remove_file(path).await;
+            return Err(format!("the transfer broke: {e}"));
+        }
+        tokio::io::AsyncWriteExt::write_all(&mut file, &buf[..want]).await.map_err(|e| e.to_string())?;
+        left -= want as u64;
+    }
+    file.sync_all().await.map_err(|e| e.to_string())
 }
