@@ -477,7 +477,8 @@ pub enum DiskOp {
     Compact {
         /// The object whose log is replaced.
         object: ObjectName,
-        /// `Automerge::save` output.
+        /// The whole document: `Document::save_applied` output (`Document::save` for a
+        /// damaged document, whose log keeps the changes that wait for lost ones).
         snapshot: Vec<u8>,
     },
     /// Make every append so far durable (`Store::sync`), then call
@@ -1937,7 +1938,11 @@ impl Objects {
                 let mut after = o.log;
                 after.bytes += len;
                 if o.snapshot_next || o.log.records == 0 || self.cfg.compaction.due(&after) {
-                    let snapshot = o.replica.doc().save();
+                    // Changes waiting for dependencies stay out of the log (orphans a peer passed
+                    // on would read back as damage), except a damaged document's own: its log
+                    // keeps them until sync brings what they depend on.
+                    let doc = o.replica.doc();
+                    let snapshot = if o.damaged.is_some() { doc.save() } else { doc.save_applied() };
                     let size = snapshot.len() as u64 + RECORD_OVERHEAD * 2 + object.as_str().len() as u64 + 8;
                     self.log_bytes = (self.log_bytes - o.log.bytes.min(self.log_bytes)).saturating_add(size);
                     o.log = LogStats { bytes: size, base_bytes: size, records: 2 };

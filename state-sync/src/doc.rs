@@ -18,7 +18,7 @@
 
 use std::fmt;
 
-use automerge::{ActorId, Automerge, ChangeHash, ObjId, ObjType, ROOT, ReadDoc, ScalarValue, Value};
+use automerge::{ActorId, Automerge, ChangeHash, ObjId, ObjType, ROOT, ReadDoc, SaveOptions, ScalarValue, Value};
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
@@ -234,9 +234,23 @@ impl Document {
         self.saved.clone_from(&heads.0);
     }
 
-    /// The whole document, compressed (for compaction and export). Does not mark anything saved.
+    /// The whole document, compressed (for export, and for compacting the log of a damaged
+    /// document). Like `Automerge::save`, it includes the changes still waiting for
+    /// dependencies this document lacks (automerge's *orphans*); see
+    /// [`Document::save_applied`]. Does not mark anything saved.
     pub fn save(&self) -> Vec<u8> {
         self.doc.save()
+    }
+
+    /// The whole document, compressed, without the changes still waiting for dependencies
+    /// this document lacks: what a log is compacted to. Orphans picked up from peers (a
+    /// whole-document sync message carries the sender's, and `receive_sync_message` only asks
+    /// for what the peer's heads need) do not belong in the log: read back, they make it look
+    /// like a log that lost a change others depend on, which [`crate::store::restore`] can only
+    /// take for damage. They come again, with their dependencies, from a peer that has both.
+    /// Does not mark anything saved.
+    pub fn save_applied(&self) -> Vec<u8> {
+        self.doc.save_with_options(SaveOptions { retain_orphans: false, ..SaveOptions::default() })
     }
 
     /// Merges a document or changes made elsewhere (an import); returns whether anything

@@ -512,6 +512,49 @@ fn damage_found_when_a_cold_document_is_read_back_is_refused_then_repaired() {
     assert_eq!(value_of(&h.get(0, "app/c"))["n"], 20);
 }
 
+/// Bytes holding a document and, after it, a change whose dependency they lack: an automerge
+/// *orphan*, as a whole-document sync message from a peer that holds one carries it.
+fn document_with_an_orphan() -> Vec<u8> {
+    let batch = |json: &str| Op::parse_batch(json).unwrap();
+    let mut peer = Document::new(ActorId::from(b"peer".as_slice()));
+    peer.apply(&batch(r#"[{"op":"set","path":"x","value":1}]"#), 0).unwrap();
+    let mut bytes = peer.save();
+    let lost = peer.apply(&batch(r#"[{"op":"set","path":"y","value":2}]"#), 0).unwrap();
+    peer.apply(&batch(r#"[{"op":"set","path":"z","value":3}]"#), 0).unwrap();
+    bytes.extend(peer.automerge().save_after(&lost.0));
+    bytes
+}
+
+/// The objects-cold finding (seed 10): a node's new copy of an object took a peer's orphan
+/// along with the document, its first log record (a snapshot) kept the orphan, and when the
+/// cold document was read back the log lacked the orphan's dependency: an intact log taken
+/// for damage, and the object refused until a replica repaired it. Orphans stay out of
+/// snapshots, so the document reads back whole, cold and after a restart.
+#[test]
+fn an_orphan_taken_from_a_peer_is_not_read_back_as_damage() {
+    let mut h = Cluster::with(1, small_cache());
+    h.run_for(Duration::from_secs(6));
+    let req = Request::Write {
+        object: obj("app/orphan"),
+        change: Change::Import(document_with_an_orphan()),
+        durability: Durability::Local,
+    };
+    let r = h.ask(0, req, Duration::from_secs(10)).expect("answered");
+    assert_eq!(value_of(&r), serde_json::json!({"x":1}));
+    let doc = h.node(0).objects().doc(&obj("app/orphan")).expect("in memory");
+    assert_eq!(doc.missing_deps().len(), 1, "the orphan waits in memory");
+    for k in 0..40 {
+        h.write(0, &format!("app/k{k:02}"), r#"[{"op":"inc","path":"n"}]"#);
+    }
+    assert!(h.node(0).objects().is_cold(&obj("app/orphan")), "app/orphan went cold");
+    assert_eq!(value_of(&h.get(0, "app/orphan")), serde_json::json!({"x":1}), "read back, not refused");
+    assert_eq!(h.node(0).objects().damaged().count(), 0);
+    h.crash(0);
+    h.start(0);
+    assert_eq!(value_of(&h.get(0, "app/orphan")), serde_json::json!({"x":1}), "restored, not refused");
+    assert_eq!(h.node(0).objects().damaged().count(), 0);
+}
+
 /// Documents that must stay in memory (a pinned namespace) at the old end of the cache do
 /// not stop others from going cold, though more of them than one eviction pass looks at.
 #[test]

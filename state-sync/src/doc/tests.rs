@@ -227,6 +227,37 @@ fn unsaved_changes_round_trip_through_load() {
     assert!(Document::load(actor, [b"garbage".as_slice()]).is_err());
 }
 
+/// Bytes holding a document and, after it, a change whose dependency they lack (an automerge
+/// *orphan*, as a whole-document sync message from a peer holding one carries it), and the
+/// hash of that missing dependency.
+fn with_an_orphan() -> (Vec<u8>, ChangeHash) {
+    let mut peer = Document::new(ActorId::from(b"peer".as_slice()));
+    apply(&mut peer, json!([{"op":"set","path":"x","value":1}])).unwrap();
+    let mut bytes = peer.save();
+    let lost = apply(&mut peer, json!([{"op":"set","path":"y","value":2}])).unwrap();
+    apply(&mut peer, json!([{"op":"set","path":"z","value":3}])).unwrap();
+    bytes.extend(peer.automerge().save_after(&lost.0));
+    (bytes, lost.0[0])
+}
+
+/// The objects-cold finding: a copy that took a peer's orphan along with the document wrote
+/// it into its compacted log, and the log then read back as lacking a change (which a store
+/// can only take for damage). `save` keeps orphans, like automerge's; `save_applied`, what
+/// logs are compacted to, leaves them out.
+#[test]
+fn save_applied_leaves_out_changes_waiting_for_dependencies() {
+    let (bytes, lost) = with_an_orphan();
+    let mut d = doc();
+    assert!(d.import(&bytes).unwrap());
+    assert_eq!((d.value(), d.missing_deps()), (json!({"x":1}), vec![lost]));
+    let actor = ActorId::from(b"actor-2".as_slice());
+    let kept = Document::load(actor.clone(), [d.save().as_slice()]).unwrap();
+    assert_eq!(kept.missing_deps(), vec![lost], "save keeps the orphan");
+    let applied = Document::load(actor, [d.save_applied().as_slice()]).unwrap();
+    assert!(applied.missing_deps().is_empty(), "{:?}", applied.missing_deps());
+    assert_eq!(applied.read(), d.read());
+}
+
 #[test]
 fn import_merges_and_reports_news() {
     let (mut a, mut b) = (doc(), Document::new(ActorId::from(b"actor-2".as_slice())));
