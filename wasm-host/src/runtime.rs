@@ -559,6 +559,7 @@ pub struct Actor {
     hash: ModuleHash,
     poisoned: Option<String>,
     tracker: Tracker,
+    tracking_disabled: bool,
 }
 
 impl Drop for Actor {
@@ -591,13 +592,16 @@ impl Actor {
                 store.set_signal_handler(tracker.handler())
             };
         }
-        let mut actor = Actor { store, call, memory, instance, hash, poisoned: None, tracker };
+        let mut actor = Actor { store, call, memory, instance, hash, poisoned: None, tracker, tracking_disabled: false };
         actor.track_from_here();
         actor
     }
 
     /// Starts tracking writes afresh: the current memory is the base.
     fn track_from_here(&mut self) {
+        if self.tracking_disabled {
+            return;
+        }
         let (base, size) = self.memory_range();
         // SAFETY: base/size are the live instance's accessible memory; no call is running.
         #[allow(unsafe_code)]
@@ -617,6 +621,18 @@ impl Actor {
     /// `mprotect` was refused): then every delta carries every page.
     pub fn tracking_writes(&self) -> bool {
         self.tracker.armed()
+    }
+
+    /// Turns write tracking off for good: every later delta carries every page. For
+    /// baselines (the call without tracking's faults) and for platforms where `mprotect`
+    /// misbehaves.
+    pub fn disable_write_tracking(&mut self) {
+        // SAFETY: the instance is live and no call runs (we hold it by &mut).
+        #[allow(unsafe_code)]
+        unsafe {
+            self.tracker.disarm()
+        };
+        self.tracking_disabled = true;
     }
 
     /// Write faults taken so far (a page's first write after each checkpoint).
@@ -701,7 +717,7 @@ impl Actor {
         let page = self.tracker.page_size();
         // SAFETY: base/size are the live instance's memory; no call is running.
         #[allow(unsafe_code)]
-        let written = unsafe { self.tracker.take(base, size) };
+        let written = if self.tracking_disabled { Written::All } else { unsafe { self.tracker.take(base, size) } };
         let indices: Vec<u32> = match written {
             Written::Pages(p) => p,
             Written::All => (0..(size / page) as u32).collect(),
