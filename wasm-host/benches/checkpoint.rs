@@ -120,7 +120,8 @@ fn main() {
     let sizes = env_list("LIQUID_BENCH_CK_SIZES", &[1, 16, 64]);
     let pages_list = env_list("LIQUID_BENCH_CK_PAGES", &[1, 7, 64, 512]);
     let rounds = env_list("LIQUID_BENCH_CK_ROUNDS", &[200])[0].max(3);
-    let rt = Runtime::new(RuntimeConfig { pool_instances: 4, memory_max_mib: 128, ..RuntimeConfig::default() }).unwrap();
+    let rt =
+        Runtime::new(RuntimeConfig { pool_instances: 4, memory_max_mib: 128, ..RuntimeConfig::default() }).unwrap();
     let dir = tempfile::tempdir().unwrap();
     println!("# checkpoint cost against pages written; {rounds} rounds; files in {}", dir.path().display());
     println!(
@@ -166,8 +167,10 @@ fn main() {
 
         for &k in &pages_list {
             let k = k as u32;
-            let mut log = OpenOptions::new().create(true).append(true).open(dir.path().join(format!("log-{mib}-{k}"))).unwrap();
-            let (mut raw_t, mut tracked_t, mut delta_t, mut durable_t) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            let mut log =
+                OpenOptions::new().create(true).append(true).open(dir.path().join(format!("log-{mib}-{k}"))).unwrap();
+            let (mut raw_t, mut tracked_t, mut delta_t, mut durable_t) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new());
             let mut delta_bytes = 0;
             for r in 0..rounds {
                 // Alternate which goes first, so neither always meets a warm cache.

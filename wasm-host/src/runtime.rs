@@ -592,7 +592,8 @@ impl Actor {
                 store.set_signal_handler(tracker.handler())
             };
         }
-        let mut actor = Actor { store, call, memory, instance, hash, poisoned: None, tracker, tracking_disabled: false };
+        let mut actor =
+            Actor { store, call, memory, instance, hash, poisoned: None, tracker, tracking_disabled: false };
         actor.track_from_here();
         actor
     }

@@ -661,6 +661,36 @@ mod tests {
         }
     }
 
+    /// A full disk (ENOSPC on the append) fails the checkpoint with the OS's error, and the
+    /// chain is dropped: the caller drops the instance (the call is not acknowledged), the
+    /// next restore has the state of the last acknowledged call, and the next checkpoint,
+    /// once there is room, is a new base.
+    #[test]
+    fn a_full_disk_fails_the_checkpoint_and_loses_nothing_acknowledged() {
+        let f = fixture();
+        if !wasm_host_tracks() {
+            return;
+        }
+        let mut a = f.rt.activate(&f.compiled, &f.m, inv(&[])).unwrap();
+        f.c.save("a", 1, &mut a).unwrap();
+        f.call(&mut a, &[4]);
+        f.c.save("a", 1, &mut a).unwrap();
+        let acknowledged = f.state(&mut a);
+        f.call(&mut a, &[4]);
+        // /dev/full answers every write with ENOSPC.
+        f.c.chains().get_mut("a").unwrap().log = OpenOptions::new().append(true).open("/dev/full").unwrap();
+        let err = f.c.save("a", 1, &mut a).unwrap_err();
+        assert!(err.to_string().contains("No space left on device"), "{err}");
+        assert!(f.c.chains().get("a").is_none(), "the chain is dropped");
+        drop(a);
+        let (mut back, r) = f.restore(1).unwrap();
+        assert_eq!((r.deltas, r.torn_bytes), (1, 0));
+        assert_eq!(f.state(&mut back), acknowledged);
+        assert_eq!(f.call(&mut back, &[4]), 2, "the unacknowledged call is not there");
+        // The chain restored from disk goes on.
+        assert!(!f.c.save("a", 1, &mut back).unwrap().full);
+    }
+
     #[test]
     fn a_log_of_an_older_base_is_ignored() {
         let f = fixture();
