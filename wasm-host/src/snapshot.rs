@@ -441,9 +441,16 @@ pub(crate) fn encode_delta(
         z.write_all(bytes).map_err(SnapshotError::Io)?;
     }
     z.finish().map_err(SnapshotError::Io)?;
-    let sum = blake3::Hasher::new_derive_key(DELTA_CONTEXT).update(&out).finalize();
-    out.extend_from_slice(sum.as_bytes());
+    let sum = delta_checksum(&out);
+    out.extend_from_slice(&sum);
     Ok(out)
+}
+
+/// The checksum a delta ends with, over every byte before it. Public for fuzzing (a fuzzer
+/// seals arbitrary bodies with it to reach the parser behind the checksum).
+#[doc(hidden)]
+pub fn delta_checksum(body: &[u8]) -> [u8; 32] {
+    *blake3::Hasher::new_derive_key(DELTA_CONTEXT).update(body).finalize().as_bytes()
 }
 
 /// Decodes and verifies a delta whose memory may be at most `memory_limit` bytes: the
@@ -458,7 +465,7 @@ pub(crate) fn decode_delta(bytes: &[u8], memory_limit: u64) -> Result<Delta, Sna
         return Err(SnapshotError::NotASnapshot);
     }
     let (body, sum) = bytes.split_at(bytes.len() - 32);
-    if blake3::Hasher::new_derive_key(DELTA_CONTEXT).update(body).finalize().as_bytes() != sum {
+    if delta_checksum(body) != sum {
         return Err(SnapshotError::Corrupt("the delta's checksum does not match: it was altered or cut short".into()));
     }
     let u32_at = |o: usize| u32::from_le_bytes([body[o], body[o + 1], body[o + 2], body[o + 3]]);

@@ -10,7 +10,7 @@ use proptest::prelude::*;
 use serde_json::Value as Json;
 use wasm_host::abi::{AbiError, Level, ObjCall};
 use wasm_host::runtime::{Actor, Compiled, Host, Invocation, Runtime, RuntimeConfig};
-use wasm_host::snapshot::{Link, SnapshotError, verify_delta};
+use wasm_host::snapshot::{Link, SnapshotError, delta_checksum, verify_delta};
 use wasm_host::{InvokeError, Kind, Manifest};
 
 /// Input: little-endian u32 words. Word `p` < 0x8000_0000 adds one to the i32 at byte
@@ -268,4 +268,46 @@ proptest! {
         }
         prop_assert_eq!(snapshot(&mut back), want);
     }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+    /// Arbitrary bytes, sealed with a valid checksum so the parser behind it is reached
+    /// (page size, counts, indices, header, compressed pages), and mutations of a real delta:
+    /// refused or accepted, never a panic, never past the memory limit. (The `actor_delta`
+    /// fuzz target does the same at scale.)
+    #[test]
+    fn any_sealed_bytes_decode_or_are_refused(body in prop::collection::vec(any::<u8>(), 0..600), flips in prop::collection::vec((any::<usize>(), any::<u8>()), 0..6)) {
+        let mut sealed = body.clone();
+        sealed.extend_from_slice(&delta_checksum(&body));
+        let _ = verify_delta(&sealed, 1 << 20);
+        // A real delta's body, mutated and re-sealed.
+        let mut real = REAL.with(|r| r.clone());
+        real.truncate(real.len() - 32);
+        for (at, x) in flips {
+            if !real.is_empty() {
+                let i = at % real.len();
+                real[i] ^= x;
+            }
+        }
+        let sum = delta_checksum(&real);
+        real.extend_from_slice(&sum);
+        if let Ok((_, _, memory)) = verify_delta(&real, 1 << 20) {
+            prop_assert!(memory <= 1 << 20);
+        }
+    }
+}
+
+thread_local! {
+    /// A real delta of three pages.
+    static REAL: Vec<u8> = {
+        let m = manifest();
+        let rt = runtime();
+        let c = compile(&rt, &m);
+        let mut actor = rt.activate(&c, &m, inv(b"")).unwrap();
+        let _ = base(&mut actor);
+        call(&rt, &mut actor, &m, &[2, 9, 30]).unwrap();
+        delta(&mut actor, &link(1))
+    };
 }
