@@ -114,6 +114,7 @@ impl PolicySummary {
             rolled_back,
             fenced,
             replicas_added: count("replica_added"),
+            replicas_pruned: count("replica_pruned"),
             fencing_violations: violations.len(),
             duplicate_outcomes: m.duplicate_outcomes,
             invariants_ok: final_ok && violations.is_empty() && m.duplicate_outcomes == 0,

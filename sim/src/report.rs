@@ -146,6 +146,8 @@ pub struct PolicySummary {
     pub fenced: u64,
     /// Object replicas the policy added next to functions (docs/placement.md, "Data placement").
     pub replicas_added: u64,
+    /// Added replicas pruned again (the function moved away, or stopped reading the object).
+    pub replicas_pruned: u64,
     /// Overlapping executions of one actor on two nodes (must be 0).
     pub fencing_violations: usize,
     /// Calls that got a second outcome (must be 0).

@@ -414,6 +414,50 @@ mod tests {
         // The facts now see the replica at home: nothing more to add, and the decision says so.
         let decision = h.nodes[p].as_ref().and_then(|n| n.functions().decision("reader").cloned());
         assert!(decision.is_some_and(|d| d.to_string().contains("Pinned")), "stays pinned");
+
+        // The actor stops reading the feed: once its reads have decayed away (60 reads at a
+        // 60 s half-life fall below half a read after about 7 minutes), its home prunes the
+        // replica, and every node counts the feed's replica set without it again.
+        h.run_for(Duration::from_secs(480));
+        let pruned = h.nodes[p].as_ref().map(|n| n.functions().migration_stats().replicas_pruned);
+        assert_eq!(pruned, Some(1), "pruned once the actor stopped reading the feed");
+        for k in 0..6 {
+            if let Some(set) = replicas_at(&mut h, k) {
+                assert!(!set.contains(&me), "node {k} still counts the pruned replica: {set:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn added_replicas_go_stale_when_the_actor_moves_away_or_stops_reading() {
+        use crate::placement::{Access, Call, Facts};
+        let (me, other) = (crate::testing::id(1), crate::testing::id(2));
+        let (feed, log) = (
+            ObjectName::parse("app/feed").unwrap_or_else(|e| panic!("{e}")),
+            ObjectName::parse("app/log").unwrap_or_else(|e| panic!("{e}")),
+        );
+        let added = vec![(feed.clone(), me), (log.clone(), me), (feed.clone(), other)];
+        let mut facts: Facts<NodeId> = Facts::new(FACTS_HALF_LIFE_S);
+        let t = |s: u64| Time::from_micros(s * 1_000_000);
+        for i in 0..100u64 {
+            let reads = [Access { object: "app/feed", reads: 1, writes: 0, read_bytes: 10, write_bytes: 0 }];
+            let call = Call { origin: me, site: None, fuel: 1, latency_ms: 1.0, accesses: &reads };
+            facts.observe(secs(t(i * 6)), &call);
+        }
+        let now = t(600);
+        let names = |v: Vec<(ObjectName, NodeId, &str)>| v.into_iter().map(|(o, n, _)| (o, n)).collect::<Vec<_>>();
+        // Activated just now: only the replica left behind at another node is stale.
+        assert_eq!(names(policy::stale_replicas(now, me, &added, Some(&facts), t(590))), vec![(feed.clone(), other)]);
+        // Serving here for long: the object it still reads stays, the one it never reads goes.
+        assert_eq!(
+            names(policy::stale_replicas(now, me, &added, Some(&facts), t(0))),
+            vec![(log.clone(), me), (feed.clone(), other)]
+        );
+        // Ten minutes after its last read, the feed goes too.
+        let later = t(600 + 600);
+        assert_eq!(names(policy::stale_replicas(later, me, &added, Some(&facts), t(0))).len(), 3);
+        // No facts at all (a restart): only what is elsewhere.
+        assert_eq!(names(policy::stale_replicas(now, me, &added, None, t(0))), vec![(feed, other)]);
     }
 
     fn ok(out: &[u8]) -> Executed {

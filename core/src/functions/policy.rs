@@ -103,8 +103,15 @@ impl Functions {
                 self.decider.decisions.insert(name, Json::String("automatic placement is off".into()));
                 continue;
             }
-            let Some(facts) = self.decider.facts.get(&name) else { continue };
             let Some(act) = self.actors.active.get(&name) else { continue };
+            let stale = stale_replicas(now, self.me, &reg.added_replicas, self.decider.facts.get(&name), act.since);
+            if !stale.is_empty() {
+                if let Err(e) = self.prune_replicas(now, &name, &reg, &stale, ctx) {
+                    self.decider.decisions.insert(name, Json::String(format!("stale replicas not pruned: {e}")));
+                }
+                continue;
+            }
+            let Some(facts) = self.decider.facts.get(&name) else { continue };
             let manifest = &reg.entry.manifest;
             let subject = Subject {
                 kind: Kind::Actor,
@@ -181,10 +188,77 @@ impl Functions {
         Ok(())
     }
 
+    /// Removes `stale` entries from `name`'s added replicas (the registry's `replicas`): every
+    /// node then counts the object's replica set without them.
+    fn prune_replicas(
+        &mut self,
+        now: Time,
+        name: &str,
+        reg: &Registered,
+        stale: &[(ObjectName, NodeId, &'static str)],
+        ctx: &mut Ctx<'_>,
+    ) -> Result<(), String> {
+        let list: Vec<(ObjectName, NodeId)> = reg
+            .added_replicas
+            .iter()
+            .filter(|(o, n)| !stale.iter().any(|(so, sn, _)| so == o && sn == n))
+            .cloned()
+            .collect();
+        let op = record::replicas_op(&list)?;
+        self.write_registry(now, name, op, None, ctx)?;
+        for (object, node, why) in stale {
+            self.actors.migrations.replicas_pruned += 1;
+            event(ctx.out, name, "replica_pruned", Some(*node), 0, format!("{object}: {why}"));
+        }
+        Ok(())
+    }
+
     /// The latest policy decision for `name` made here (JSON), if any.
     pub fn decision(&self, name: &str) -> Option<&Json> {
         self.decider.decisions.get(name)
     }
+}
+
+/// Below this decayed count of accesses (reads and writes, with the facts' half-life), an
+/// object added next to a function is no longer read by it: half an access left means no
+/// access for about a half-life after the last one, and far fewer than the calls that
+/// earned the replica.
+const PRUNE_ACCESSES_BELOW: f64 = 0.5;
+
+/// The added replicas of an actor homed here (`me`) that no longer serve it, with why:
+/// - one at another node: the actor moved away from it (replicas are added at the home);
+/// - one here whose object the actor's calls have stopped reading and writing — judged only
+///   once the actor has run here for two half-lives of its facts, so that a fresh activation
+///   (empty facts after a move or a restart) does not prune what it is about to read.
+pub(super) fn stale_replicas(
+    now: Time,
+    me: NodeId,
+    added: &[(ObjectName, NodeId)],
+    facts: Option<&Facts<NodeId>>,
+    since: Time,
+) -> Vec<(ObjectName, NodeId, &'static str)> {
+    let now_s = secs(now);
+    let mut out = Vec::new();
+    for (object, node) in added {
+        if *node != me {
+            out.push((object.clone(), *node, "the function moved away from it"));
+            continue;
+        }
+        let Some(facts) = facts else { continue };
+        if now_s - secs(since) < 2.0 * facts.half_life_s {
+            continue;
+        }
+        let h = facts.half_life_s;
+        let used = facts
+            .objects
+            .iter()
+            .find(|o| o.object == object.as_str())
+            .map_or(0.0, |o| o.reads.value(now_s, h) + o.writes.value(now_s, h));
+        if used < PRUNE_ACCESSES_BELOW {
+            out.push((object.clone(), *node, "the function stopped reading it"));
+        }
+    }
+    out
 }
 
 /// Node ids inside policy JSON (`node`, `to`, `near` fields, serialized as key bytes) as

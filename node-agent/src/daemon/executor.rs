@@ -150,7 +150,7 @@ impl FnMetrics {
         r.register("actor_snapshot_bytes", "Bytes of actor snapshots moved, by direction", self.snapshot_bytes.clone());
         r.register(
             "migrations",
-            "Placement events on this node: migrations started, finished, rolled_back, activated, fenced, refused; replica_added",
+            "Placement events on this node: migrations started, finished, rolled_back, activated, fenced, refused; replica_added, replica_pruned",
             self.migrations.clone(),
         );
         r.register(

@@ -194,6 +194,8 @@ pub struct MigrationStats {
     pub fenced: u64,
     /// Object replicas the policy added next to functions homed here.
     pub replicas_added: u64,
+    /// Added replicas removed again (the function moved away, or stopped reading the object).
+    pub replicas_pruned: u64,
 }
 
 /// Log lines the driver prints (migrations are rare and worth a line each).
@@ -201,7 +203,8 @@ pub struct MigrationStats {
 pub struct MigrationEvent {
     /// The actor, by its function's name (also its registry key).
     pub name: String,
-    /// `started`, `finished`, `rolled_back`, `activated`, `fenced`, `replica_added`.
+    /// `started`, `finished`, `rolled_back`, `activated`, `fenced`, `replica_added`,
+    /// `replica_pruned`.
     pub what: &'static str,
     /// The other node.
     pub peer: Option<NodeId>,
