@@ -74,6 +74,9 @@ pub struct Saved {
     pub full: bool,
     /// Pages in the delta (0 for a base).
     pub pages: usize,
+    /// The whole checkpoint now: the base and its log, bytes (what a migration moves, and
+    /// the state size the placement policy weighs).
+    pub total_bytes: u64,
 }
 
 /// Why a checkpoint could not be written or read back.
@@ -187,7 +190,12 @@ impl Checkpoints {
                 Ok(info) => {
                     chain.seq += 1;
                     chain.log_bytes += record.len() as u64;
-                    return Ok(Saved { bytes: record.len() as u64, full: false, pages: info.pages });
+                    return Ok(Saved {
+                        bytes: record.len() as u64,
+                        full: false,
+                        pages: info.pages,
+                        total_bytes: chain.base_bytes + chain.log_bytes,
+                    });
                 }
                 Err(e) => {
                     chains.remove(name);
@@ -206,7 +214,8 @@ impl Checkpoints {
         chains.insert(name.to_string(), Chain { epoch, base, base_bytes, seq: 0, log_bytes: LOG_HEADER as u64, log });
         drop(chains);
         self.prune(name, epoch);
-        Ok(Saved { bytes: base_bytes + LOG_HEADER as u64, full: true, pages: 0 })
+        let total_bytes = base_bytes + LOG_HEADER as u64;
+        Ok(Saved { bytes: total_bytes, full: true, pages: 0, total_bytes })
     }
 
     /// Replaces `name`'s log at `epoch` by an empty one for `base`, durably; returns it open
@@ -530,6 +539,7 @@ mod tests {
             let s = f.c.save("a", 1, &mut a).unwrap();
             if a.tracking_writes() {
                 assert!(!s.full && s.pages <= 4 && s.bytes < 2048, "{s:?}");
+                assert!(s.total_bytes >= first.total_bytes + s.bytes, "the state size is base + log: {s:?}");
             }
         }
         let want = f.call(&mut a, &[1]);

@@ -468,7 +468,8 @@ impl Executor {
                 } else {
                     self.metrics.checkpoint_pages.inc_by(saved.pages as u64);
                 }
-                Ok((out, saved.bytes))
+                // The policy weighs what a move would carry: the whole checkpoint.
+                Ok((out, saved.total_bytes))
             }
             Err(e) => {
                 // Poisoned (the call trapped) or the disk failed: the state is not durable,
