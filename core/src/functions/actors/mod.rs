@@ -569,8 +569,14 @@ impl Functions {
 
     /// The hand-off marker of a migration out of this node is durable (or failed): send the
     /// snapshot (or roll back).
+    ///
+    /// The lease is released here, before the snapshot leaves, not after the target has it:
+    /// from `Sending` on this node admits nothing and never serves at this epoch again (a
+    /// roll-back serves at `e + 2` under a new holder), and only the target asks for
+    /// `e + 1`. Released later, the target's first lease round met this node's grant still
+    /// held at its granters and waited a retry (100 ms) — most of a move's fixed cost.
     pub(super) fn mark_written(&mut self, now: Time, name: String, epoch: u64, ok: bool, ctx: &mut Ctx<'_>) {
-        let Some(act) = self.actors.active.get(&name) else { return };
+        let Some(act) = self.actors.active.get_mut(&name) else { return };
         let Phase::Sending { to } = act.phase else { return };
         if act.holder.epoch != epoch {
             return;
@@ -578,6 +584,14 @@ impl Functions {
         if !ok {
             return self.roll_back(now, &name, "disk: the hand-off could not be recorded".into(), ctx);
         }
+        for g in act.holder.granters().to_vec() {
+            if g == self.me {
+                self.actors.granter.release(&name, self.me, epoch);
+            } else {
+                ctx.out.push(Output::send(g, Message::LeaseRelease { name: name.clone(), epoch }));
+            }
+        }
+        act.holder.release();
         let handoff = Handoff { name: name.clone(), hash: act.hash, epoch: epoch + 1, to };
         ctx.out.push(Output::Handoff(Box::new(handoff)));
     }
@@ -866,17 +880,9 @@ impl Functions {
         }
         match result {
             Ok(bytes) => {
-                // Never serve at this epoch again: release, and send everything to the target.
+                // Never serve at this epoch again (the lease went when the marker was
+                // durable, `mark_written`): send everything to the target.
                 let old = act.holder.epoch;
-                for g in act.holder.granters().to_vec() {
-                    let msg = Message::LeaseRelease { name: name.to_string(), epoch: old };
-                    if g == self.me {
-                        self.actors.granter.release(name, self.me, old);
-                    } else {
-                        ctx.out.push(Output::send(g, msg));
-                    }
-                }
-                act.holder.release();
                 act.phase = Phase::Gone { to };
                 act.step_deadline = Time(u64::MAX);
                 let why = format!("{} ({} bytes of state)", act.migration_reason, bytes);
