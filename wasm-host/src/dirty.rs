@@ -34,7 +34,7 @@
 //! written: checkpoints stay correct, just whole.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 /// What a checkpoint must carry.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -57,6 +57,10 @@ struct Shared {
     bits: Box<[AtomicU64]>,
     /// Write faults handled, for tests and metrics.
     faults: AtomicU64,
+    /// A page could not be unprotected on its own (the kernel refused to split the mapping:
+    /// `vm.max_map_count`), so the whole range was made writable: every page counts as
+    /// written until the next arm.
+    overflow: AtomicBool,
 }
 
 /// Write tracking for one actor's memory.
@@ -92,6 +96,7 @@ impl Tracker {
                 page,
                 bits,
                 faults: AtomicU64::new(0),
+                overflow: AtomicBool::new(false),
             }),
         }
     }
@@ -110,7 +115,7 @@ impl Tracker {
     /// bytes large; `None` when not armed (every page counts as written).
     pub(crate) fn written_bytes(&self, size: usize) -> Option<u64> {
         let len = self.shared.len.load(Ordering::Acquire);
-        if len == 0 || size < len {
+        if len == 0 || size < len || self.shared.overflow.load(Ordering::Acquire) {
             return None;
         }
         let page = self.shared.page;
@@ -172,7 +177,21 @@ impl Tracker {
                     libc::PROT_READ | libc::PROT_WRITE,
                 )
             } == 0;
-            ok
+            if ok {
+                return true;
+            }
+            // Unprotecting one page splits the mapping; with too many splits (a call writing
+            // thousands of scattered pages, `vm.max_map_count`) the kernel refuses. Never let
+            // that become a trap of a correct guest: make the whole range writable (which
+            // merges the mapping back) and count every page as written.
+            // SAFETY: as above, for the whole armed range.
+            #[allow(unsafe_code)]
+            let all =
+                unsafe { libc::mprotect(base as *mut libc::c_void, len, libc::PROT_READ | libc::PROT_WRITE) } == 0;
+            if all {
+                shared.overflow.store(true, Ordering::Release);
+            }
+            all
         }
     }
 
@@ -206,6 +225,7 @@ impl Tracker {
         for w in self.shared.bits.iter() {
             w.store(0, Ordering::Relaxed);
         }
+        self.shared.overflow.store(false, Ordering::Release);
         // SAFETY: the caller guarantees the range is the instance's accessible memory.
         if unsafe { protect(base as usize, len, false) } {
             self.shared.base.store(base as usize, Ordering::Release);
@@ -243,7 +263,11 @@ impl Tracker {
     pub(crate) unsafe fn take(&mut self, base: *mut u8, size: usize) -> Written {
         let armed_base = self.shared.base.load(Ordering::Acquire);
         let armed_len = self.shared.len.load(Ordering::Acquire);
-        if armed_len == 0 || armed_base != base as usize || size < armed_len {
+        if armed_len == 0
+            || armed_base != base as usize
+            || size < armed_len
+            || self.shared.overflow.load(Ordering::Acquire)
+        {
             // Never armed, or the memory moved: nothing is known. Start again.
             // SAFETY: forwarded; disarm only touches the old range if it is still armed,
             // and a moved memory is never the case with the pooling allocator.

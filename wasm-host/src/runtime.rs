@@ -738,6 +738,10 @@ impl Actor {
     /// this actor's state, which must be the state `expect` names (its base, and the delta
     /// before it). The delta is verified whole before anything changes; a delta of another
     /// module or out of sequence is refused. `memory_limit` bounds the memory it may claim.
+    ///
+    /// Write tracking is off afterwards (re-protecting the whole memory after each of
+    /// thousands of deltas made restores slow): call [`Actor::mark_base`] once the last delta
+    /// is applied, or the next delta carries every page.
     pub fn apply_delta(&mut self, bytes: &[u8], expect: &Link, memory_limit: u64) -> Result<DeltaInfo, SnapshotError> {
         if let Some(why) = &self.poisoned {
             return Err(SnapshotError::Poisoned(why.clone()));
@@ -772,9 +776,8 @@ impl Actor {
             self.tracker.disarm()
         };
         let result = self.write_delta_pages(&d, want, &globals);
-        match &result {
-            Ok(()) => self.track_from_here(),
-            Err(e) => self.poisoned = Some(format!("a delta failed half-way: {e}")),
+        if let Err(e) = &result {
+            self.poisoned = Some(format!("a delta failed half-way: {e}"));
         }
         result.map(|()| DeltaInfo {
             pages: d.indices.len(),

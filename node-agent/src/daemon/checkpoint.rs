@@ -351,23 +351,43 @@ pub fn restore_files(
     let mut off = LOG_HEADER;
     let mut seq = 0u64;
     while off < bytes.len() {
-        let Some((delta, end)) =
-            record_at(&bytes, off).filter(|(d, _)| wasm_host::snapshot::verify_delta(d, limit).is_ok())
-        else {
-            if intact_after(&bytes, off) {
-                return Err(CheckpointError::Damaged { path: log_path.to_owned(), offset: off as u64, deltas: seq });
-            }
-            restored.torn_bytes = (bytes.len() - off) as u64;
-            tracing::warn!(log = %log_path.display(), offset = off, dropped_bytes = restored.torn_bytes, "cut a torn tail off an actor's delta log (a crash during a call that was never answered)");
-            break;
+        // Apply first (it verifies the delta whole before changing anything); only when that
+        // fails, tell a bad record (torn tail or damage) from an intact one that does not
+        // follow — verifying every delta twice made restores of long logs slow.
+        let applied = match record_at(&bytes, off) {
+            Some((delta, end)) => match actor.apply_delta(delta, &Link { base, seq: seq + 1 }, limit) {
+                Ok(_) => Ok(end),
+                Err(e) if wasm_host::snapshot::verify_delta(delta, limit).is_ok() => {
+                    // An intact delta that does not apply (out of sequence, another module) is
+                    // not a crash's doing: refuse rather than guess.
+                    return Err(e.into());
+                }
+                Err(_) => Err(()),
+            },
+            None => Err(()),
         };
-        // An intact delta that does not apply (out of sequence, another module) is not a
-        // crash's doing: refuse rather than guess.
-        actor.apply_delta(delta, &Link { base, seq: seq + 1 }, limit)?;
-        seq += 1;
-        off = end;
+        match applied {
+            Ok(end) => {
+                seq += 1;
+                off = end;
+            }
+            Err(()) => {
+                if intact_after(&bytes, off) {
+                    return Err(CheckpointError::Damaged {
+                        path: log_path.to_owned(),
+                        offset: off as u64,
+                        deltas: seq,
+                    });
+                }
+                restored.torn_bytes = (bytes.len() - off) as u64;
+                tracing::warn!(log = %log_path.display(), offset = off, dropped_bytes = restored.torn_bytes, "cut a torn tail off an actor's delta log (a crash during a call that was never answered)");
+                break;
+            }
+        }
     }
     restored.deltas = seq;
+    // The restored state is what the next delta is relative to.
+    actor.mark_base();
     let log = OpenOptions::new().append(true).open(log_path)?;
     if restored.torn_bytes > 0 {
         log.set_len(off as u64)?;
