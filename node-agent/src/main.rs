@@ -196,3 +196,46 @@ async fn run(cmd: Cmd) -> Result<()> {
         Cmd::Sim(cmd) => tokio::task::spawn_blocking(move || sim_cmd::run(cmd)).await?,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// Set in the child process of [`a_panic_in_a_task_exits_101_instead_of_leaving_a_zombie`].
+    const CHILD: &str = "LIQUID_TEST_PANIC_CHILD";
+
+    /// The child's side: with the hook installed, a panic inside a tokio task — which tokio
+    /// would otherwise catch, leaving the process running (the zombie of issue 17) — ends the
+    /// process with 101. Without the variable this test does nothing.
+    #[test]
+    fn panic_child() {
+        if std::env::var_os(CHILD).is_none() {
+            return;
+        }
+        super::exit_on_panic();
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build();
+        let Ok(rt) = rt else { std::process::exit(3) };
+        rt.block_on(async {
+            let task = tokio::spawn(async { panic!("a bug in the driver") });
+            let _ = task.await;
+            // Reached only if the panic was caught: the zombie.
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        });
+        std::process::exit(0);
+    }
+
+    #[test]
+    fn a_panic_in_a_task_exits_101_instead_of_leaving_a_zombie() {
+        let exe = std::env::current_exe().unwrap_or_else(|e| panic!("{e}"));
+        let out = std::process::Command::new(exe)
+            .args(["--exact", "tests::panic_child", "--nocapture", "--test-threads=1"])
+            .env(CHILD, "1")
+            .output()
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            out.status.code(),
+            Some(101),
+            "the child should have exited 101: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
