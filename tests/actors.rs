@@ -293,6 +293,71 @@ fn kill_9_of_the_home_mid_call_loses_no_acknowledged_call() {
     );
 }
 
+/// kill -9 of an actor's home, which is not restarted until the end: a standby of its
+/// group, holding the home's copied checkpoint, takes the actor over at a higher epoch and
+/// the count continues from the last answered call (`group` durability: no answered call
+/// is lost). Then the old home comes back: it serves
+/// nothing at its old epoch, and calls through it reach the new home.
+#[test]
+fn kill_9_of_the_home_fails_over_to_a_standby_with_its_state() {
+    let mut c = Cluster::new("act-failover");
+    let ids = start(&mut c, &["fo-a", "fo-b", "fo-c", "fo-d"]);
+    let a = c.agents[0].cli_target();
+    ok(&a, &["fn", "deploy", example("tally").to_str().unwrap(), "--quiet"]);
+    ok(&a, &["fn", "auto", "tally", "off"]);
+    ok(&a, &["obj", "set", "readings/here", "value", "1"]);
+    let first = eventually("the actor answers", Duration::from_secs(15), || invoke(&c, 0, "tally", ""));
+    let mut counts = Counts(None);
+    counts.next(&first, "first call");
+    let mut w = where_is(&a, "tally").unwrap();
+    if str_of(&w, "home") == ids[0] {
+        // The first agent is everyone's bootstrap: restarted on a new port, nobody would find
+        // it again. Kill another one.
+        ok(&a, &["fn", "migrate", "tally", "--to", "fo-b", "--json"]);
+        w = where_is(&a, "tally").unwrap();
+    }
+    let home_id = str_of(&w, "home").to_string();
+    let home = ids.iter().position(|i| *i == home_id).expect("the home is one of the agents");
+    let caller = (home + 1) % ids.len();
+    // What the actor reads lives on the caller, which stays up (`readings` has one replica).
+    let reading = reading_on(&c, caller, &ids[caller], 1);
+    let group: Vec<String> =
+        w["granters"].as_array().unwrap().iter().map(|g| g.as_str().unwrap().to_string()).collect();
+    assert!(group.len() >= 2, "the actor has standbys: {w}");
+    for _ in 0..5 {
+        let v = invoke(&c, caller, "tally", &reading).unwrap();
+        counts.next(&v, "calls before the kill");
+    }
+    let epoch = w["epoch"].as_u64().unwrap();
+    // `group` durability (the default): every answered call is on a majority of the group,
+    // so the kill may come right after the last answer.
+    c.agents[home].kill9();
+    let killed = Instant::now();
+    let v = eventually("a standby serves the actor", Duration::from_secs(60), || invoke(&c, caller, "tally", &reading));
+    let took = killed.elapsed();
+    counts.next(&v, "the first call after kill -9 of the home");
+    for _ in 0..3 {
+        let v = invoke(&c, caller, "tally", &reading).unwrap();
+        counts.next(&v, "calls after the takeover");
+    }
+    let w2 = where_is(&c.agents[caller].cli_target(), "tally").unwrap();
+    let new_home = str_of(&w2, "home").to_string();
+    assert!(new_home != home_id && group.contains(&new_home), "a standby took over: {w2}");
+    assert!(w2["epoch"].as_u64().unwrap() > epoch, "at a higher epoch: {w2}");
+    assert!(str_of(&w2, "reason").contains("failover"), "{w2}");
+    c.agents[home].restart();
+    c.agents[home].wait_ready();
+    let v = eventually("the old home passes calls on", Duration::from_secs(40), || invoke(&c, home, "tally", &reading));
+    counts.next(&v, "a call through the old home");
+    for _ in 0..3 {
+        let v = invoke(&c, caller, "tally", &reading).unwrap();
+        counts.next(&v, "calls after the old home came back");
+    }
+    let w3 = where_is(&c.agents[caller].cli_target(), "tally").unwrap();
+    assert_eq!(str_of(&w3, "home"), new_home, "the old home did not take the actor back: {w3}");
+    eprintln!("kill -9 of the home to the first answer from a standby: {} ms", took.as_millis());
+}
+
 /// `liquid demo` (the README's first command) runs its whole story, the actor part included:
 /// the mesh forms, a partition heals, a function runs, and the actor moves itself to the edge
 /// node that calls it, printing why.

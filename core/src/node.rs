@@ -347,6 +347,18 @@ impl Node {
         self.functions.handle_snapshot_received(now, from, name, epoch, &mut ctx);
     }
 
+    /// The driver stored a copy of actor `name`'s checkpoint of `epoch` on this node (a
+    /// standby's copy from its home), or found one on disk at boot: this node may take the
+    /// actor over if its home goes down (see [`crate::functions::actors::failover`]).
+    ///
+    /// Returns whether the copy may be acknowledged to the home: not when this node promised
+    /// a later epoch (the copy comes from a home that epoch replaced).
+    pub fn handle_replica_stored(&mut self, now: Time, name: &str, pos: crate::functions::actors::lease::Pos) -> bool {
+        self.now = now;
+        let ctx = functions::Ctx { objects: &mut self.objects, membership: &self.membership, out: &mut self.out };
+        self.functions.note_replica(name, pos, &ctx)
+    }
+
     /// An operator asks to move actor `name` to `to`: its home starts the migration (this
     /// node, or the home named by the registry, which is asked). `Err` if it cannot start.
     pub fn handle_migrate(&mut self, now: Time, name: &str, to: NodeId, reason: String) -> Result<NodeId, String> {

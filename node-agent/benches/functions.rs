@@ -62,6 +62,8 @@ struct Settings {
     clients: usize,
     forwarded: usize,
     many: usize,
+    fair: usize,
+    hogs: usize,
 }
 
 impl Settings {
@@ -75,6 +77,8 @@ impl Settings {
             clients: env_usize("LIQUID_BENCH_FN_CLIENTS", 64)?.max(1),
             forwarded: env_usize("LIQUID_BENCH_FN_FORWARDED", 2_000)?.max(1),
             many: env_usize("LIQUID_BENCH_FN_MANY", 100)?.max(1),
+            fair: env_usize("LIQUID_BENCH_FN_FAIR", 400)?.max(1),
+            hogs: env_usize("LIQUID_BENCH_FN_HOGS", 540)?.max(1),
         })
     }
 }
@@ -527,8 +531,87 @@ struct Part5 {
     many: usize,
 }
 
-/// Parts 5 then 3 on one standalone agent (`--dev`).
-async fn parts_5_3(s: &Settings, root: &Path) -> Result<(Part5, Part3)> {
+/// Part 6: one hostile function's load against another function's latency.
+struct Part6 {
+    alone: Samples,
+    /// Per hog: echo latencies with the hog's calls in flight, and the hog calls' outcomes
+    /// (HTTP status → count).
+    loaded: Vec<(&'static str, Samples, std::collections::BTreeMap<u16, u64>)>,
+    hogs: usize,
+}
+
+/// Sequential echo calls; latencies.
+async fn echo_run(http: &reqwest::Client, url: &str, token: &str, n: usize) -> Result<Samples> {
+    let mut lat = Samples::default();
+    for _ in 0..n {
+        let t = Instant::now();
+        invoke(http, url, token, INPUT).await?;
+        lat.push(t.elapsed());
+    }
+    Ok(lat)
+}
+
+async fn part6(s: &Settings, agent: &Agent, echo_url: &str) -> Result<Part6> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let http = client()?;
+    let hogs: [(&'static str, &str); 2] = [
+        ("spin", include_str!("../../wasm-host/tests/guests/loop.wat")),
+        ("sleep", include_str!("../../wasm-host/tests/guests/sleep.wat")),
+    ];
+    for (name, wat) in hogs {
+        // limits.instances asks for more than the fair share; fuel is high so the wall limit
+        // is what ends a spinning call.
+        let manifest = format!("name = \"{name}\"\n\n[limits]\nwall_ms = 1000\nfuel = 100000000000\ninstances = 256\n");
+        agent.deploy(&http, name, &wat::parse_str(wat)?, Some(&manifest)).await?;
+    }
+    let rounds = 2;
+    let per = s.fair.div_ceil(rounds);
+    let mut p = Part6 { alone: Samples::default(), loaded: Vec::new(), hogs: s.hogs };
+    for (name, _) in hogs {
+        p.loaded.push((name, Samples::default(), Default::default()));
+    }
+    for _ in 0..rounds {
+        p.alone.extend(echo_run(&http, echo_url, &agent.token, per).await?);
+        for (i, (name, _)) in hogs.iter().enumerate() {
+            let stop = Arc::new(AtomicBool::new(false));
+            let url = agent.invoke_url(name);
+            let hog_http = reqwest::Client::builder().pool_max_idle_per_host(s.hogs).build()?;
+            let mut tasks = Vec::new();
+            for _ in 0..s.hogs {
+                let (stop, url, token, c) = (stop.clone(), url.clone(), agent.token.clone(), hog_http.clone());
+                tasks.push(tokio::spawn(async move {
+                    let mut seen = std::collections::BTreeMap::<u16, u64>::new();
+                    while !stop.load(Ordering::Relaxed) {
+                        let code = match c.post(&url).bearer_auth(&token).body(Vec::new()).send().await {
+                            Ok(r) => {
+                                let code = r.status().as_u16();
+                                let _ = r.bytes().await;
+                                code
+                            }
+                            Err(_) => 0,
+                        };
+                        *seen.entry(code).or_default() += 1;
+                    }
+                    seen
+                }));
+            }
+            // Let the hogs fill the function's instances and queue first.
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            let lat = echo_run(&http, echo_url, &agent.token, per).await;
+            stop.store(true, Ordering::Relaxed);
+            for t in tasks {
+                for (code, n) in t.await? {
+                    *p.loaded[i].2.entry(code).or_default() += n;
+                }
+            }
+            p.loaded[i].1.extend(lat.with_context(|| format!("echo while {name} hogs run"))?);
+        }
+    }
+    Ok(p)
+}
+
+/// Parts 5, 3 and 6 on one standalone agent (`--dev`).
+async fn parts_5_3(s: &Settings, root: &Path) -> Result<(Part5, Part3, Part6)> {
     let http = client()?;
     let mut agent = Agent::start(root, "solo", &["--dev"])?;
     agent.ready(&http).await?;
@@ -559,7 +642,8 @@ async fn parts_5_3(s: &Settings, root: &Path) -> Result<(Part5, Part3)> {
     let per = s.http.div_ceil(s.clients);
     let many = load(&url, &agent.token, s.clients, per).await?;
     let rss_after_http = agent.memory()?;
-    Ok((p5, Part3 { one, many, clients: s.clients, rss_after_http }))
+    let p6 = part6(s, &agent, &url).await.context("part 6 (fairness)")?;
+    Ok((p5, Part3 { one, many, clients: s.clients, rss_after_http }, p6))
 }
 
 struct Part4 {
@@ -672,7 +756,7 @@ fn main() -> Result<()> {
 
     let root = tempfile::Builder::new().prefix("liquid-bench-fn-").tempdir()?;
     let io = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    let (p5, p3) = io.block_on(parts_5_3(&s, root.path())).context("parts 3 and 5 (one agent)")?;
+    let (p5, p3, p6) = io.block_on(parts_5_3(&s, root.path())).context("parts 3 and 5 (one agent)")?;
     let p4 = io.block_on(part4(&s, root.path(), &echo)).context("part 4 (forwarding)")?;
 
     println!("\n== 3. HTTP invoke of echo on one agent (loopback, reqwest keep-alive, a connection per client) ==");
@@ -711,6 +795,25 @@ fn main() -> Result<()> {
         us(p5.first_invokes.p50()),
         us(p5.first_invokes.p99()),
     );
+
+    println!(
+        "\n== 6. Fairness: echo from one client, alone and with {} clients keeping a hostile function's calls in flight ({} calls each, 2 interleaved rounds) ==",
+        p6.hogs,
+        p6.alone.0.len()
+    );
+    println!("| | p50 | p99 | mean | ratio p50 | ratio p99 |");
+    println!("|---|---|---|---|---|---|");
+    row("echo alone", &p6.alone, None);
+    for (name, lat, _) in &p6.loaded {
+        row(&format!("echo while {} hogs call `{name}`", p6.hogs), lat, Some(&p6.alone));
+    }
+    for (name, _, codes) in &p6.loaded {
+        let codes: Vec<String> = codes
+            .iter()
+            .map(|(c, n)| format!("{n} × {}", if *c == 0 { "no answer".to_string() } else { c.to_string() }))
+            .collect();
+        println!("`{name}` calls answered: {}", codes.join(", "));
+    }
     println!("\nload average at end {}; total {:.0} s", load_average(), started.elapsed().as_secs_f64());
     Ok(())
 }

@@ -760,7 +760,7 @@ impl<'a> Engine<'a> {
             })
             .flatten();
         let life = self.nodes[i as usize].life;
-        if let Some(run) = exec.actor {
+        if let Some(run) = exec.actor.as_ref() {
             self.fnm.actor_running.insert(key, self.fnm.actor_runs.len());
             self.fnm.actor_runs.push(ActorExec {
                 name: exec.name.clone(),

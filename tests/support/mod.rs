@@ -455,7 +455,8 @@ impl Agent {
         if let Ok(mut f) = File::open(&self.log) {
             let _ = f.read_to_string(&mut text);
         }
-        let lines: Vec<&str> = text.lines().collect();
+        // DEBUG lines (mostly the mesh redialling a dead peer) would crowd out what matters.
+        let lines: Vec<&str> = text.lines().filter(|l| !l.contains(" DEBUG ") && !l.contains(" TRACE ")).collect();
         lines[lines.len().saturating_sub(LOG_TAIL)..].join("\n")
     }
 }

@@ -21,5 +21,5 @@ pub mod snapshot;
 #[cfg(feature = "runtime")]
 pub mod store;
 
-pub use manifest::{Kind, Limits, Manifest, ManifestError, ModuleHash};
+pub use manifest::{ActorOptions, Durability, Kind, Limits, Manifest, ManifestError, ModuleHash};
 pub use outcome::InvokeError;

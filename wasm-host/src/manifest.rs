@@ -181,6 +181,36 @@ pub struct Manifest {
     /// Latency objective.
     #[serde(default)]
     pub slo: Slo,
+    /// Actor options (ignored for stateless functions).
+    #[serde(default, skip_serializing_if = "ActorOptions::is_default")]
+    pub actor: ActorOptions,
+}
+
+/// `[actor]`: how an actor's state is kept.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ActorOptions {
+    /// When a call is answered, relative to its checkpoint reaching the actor's group.
+    pub durability: Durability,
+}
+
+impl ActorOptions {
+    fn is_default(&self) -> bool {
+        *self == ActorOptions::default()
+    }
+}
+
+/// When an actor's call is answered (docs/functions.md, "Failover").
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Durability {
+    /// Once a majority of the actor's group (its home and standbys) holds the call's
+    /// checkpoint durably: an acknowledged call survives the loss of the home.
+    #[default]
+    Group,
+    /// Once the home fsynced it: survives kill -9 and a restart of the home, not its loss
+    /// (copies reach the standbys after the answer).
+    Local,
 }
 
 fn default_version() -> String {
@@ -210,6 +240,7 @@ impl Manifest {
             objects: ObjectAccess::default(),
             placement: Placement::default(),
             slo: Slo::default(),
+            actor: ActorOptions::default(),
         }
     }
 

@@ -50,6 +50,10 @@ pub enum Message {
         base: u64,
         /// The asker's time when it asked (echoed back).
         sent: u64,
+        /// A takeover's copy of the state (absent otherwise): a granter holding a newer copy
+        /// refuses it (docs/functions.md, "Failover").
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pos: Option<super::actors::lease::Pos>,
     },
     /// Granted.
     LeaseGrant {

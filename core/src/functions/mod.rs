@@ -206,6 +206,27 @@ pub struct Functions {
 }
 
 impl Functions {
+    /// Pending calls and their stages, for debugging tests.
+    #[cfg(test)]
+    pub(crate) fn debug_calls(&self) -> String {
+        let calls: Vec<String> = self
+            .calls
+            .pending
+            .iter()
+            .map(|(k, p)| format!("{k}: {} {:?} arrived {:?}", p.name, p.stage, p.arrived))
+            .collect();
+        let parked: Vec<_> = self.actors.parked.iter().collect();
+        let active: Vec<String> = self
+            .actors
+            .active
+            .iter()
+            .map(|(n, a)| format!("{n} e{} {:?} held {:?} running {:?}", a.holder.epoch, a.phase, a.held, a.running))
+            .collect();
+        format!("pending [{}] parked {parked:?} active {active:?}", calls.join("; "))
+    }
+}
+
+impl Functions {
     /// A fresh subsystem; `seed` makes executions' randomness reproducible.
     pub fn new(cfg: Config, me: NodeId, seed: u64, now: Time) -> Functions {
         Functions {

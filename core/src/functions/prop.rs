@@ -235,6 +235,16 @@ fn run(s: &Scenario, drift_max: f64) -> Result<(), String> {
     }
     let until = h.now + HEAL;
     run_to(&mut h, until)?;
+    if std::env::var_os("LIQUID_FENCING_DEBUG").is_some() {
+        for k in 0..s.nodes {
+            if let Some(n) = h.nodes[k].as_ref() {
+                eprintln!("node {k}: {}", n.functions().debug_calls());
+            }
+        }
+        for e in &h.migration_events {
+            eprintln!("{e:?}");
+        }
+    }
     check_answers(&h, &r)
 }
 
@@ -349,4 +359,21 @@ fn a_source_restarted_after_handing_off_does_not_loop() {
     let t = h.now + HEAL;
     res = res.and_then(|()| run_to(&mut h, t));
     assert_eq!(res.and_then(|()| check_answers(&h, &r)), Ok(()));
+}
+
+/// Found by the property once standbys took over (issue 18): kept as a regression test.
+#[test]
+fn a_call_during_a_move_after_a_partition_is_answered() {
+    let s = Scenario {
+        nodes: 4,
+        seed: 289382623997312682,
+        loss: 0.0,
+        delay_ms: 0,
+        drift: vec![0.0; 5],
+        calls: vec![(37917, 2)],
+        migrations: vec![(38158, 0, 2), (16067, 0, 2)],
+        partition: Some((12006, 6001, vec![false, true, false, true, false])),
+        crash: None,
+    };
+    assert_eq!(run(&s, LeaseConfig::default().drift), Ok(()));
 }

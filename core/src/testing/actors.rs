@@ -85,7 +85,7 @@ impl Cluster {
     pub fn run_actors(&mut self) {
         let execs = std::mem::take(&mut self.executions);
         for (k, exec) in execs {
-            let result = match exec.actor {
+            let result = match exec.actor.as_ref() {
                 None => Ok(Vec::new()),
                 Some(run) => {
                     let d = self.actor_disks.entry((k, exec.name.clone())).or_default();
@@ -112,7 +112,33 @@ impl Cluster {
                             let v = v + 1;
                             d.live = Some((run.epoch, v));
                             d.checkpoints.insert(run.epoch, v);
-                            Ok(v.to_string().into_bytes())
+                            // The driver copies the checkpoint to the standbys it can reach
+                            // (at once, here: the harness has no copy latency); the count is
+                            // the checkpoint's position within the epoch.
+                            let pos = crate::functions::actors::lease::Pos { epoch: run.epoch, n: v.unsigned_abs() };
+                            let mut acks = 0;
+                            for s in run.standbys.iter().map(super::index) {
+                                if self.nodes[s].is_none() || self.cut.contains(&(k.min(s), k.max(s))) {
+                                    continue;
+                                }
+                                let sd = self.actor_disks.entry((s, exec.name.clone())).or_default();
+                                sd.checkpoints.retain(|e, _| *e >= run.epoch);
+                                sd.checkpoints.insert(run.epoch, v);
+                                let now = self.clock(s);
+                                if let Some(n) = self.nodes[s].as_mut()
+                                    && n.handle_replica_stored(now, &exec.name, pos)
+                                {
+                                    acks += 1;
+                                }
+                                self.drain(s);
+                            }
+                            if acks >= run.quorum {
+                                Ok(v.to_string().into_bytes())
+                            } else {
+                                Err(wasm_host::InvokeError::Unavailable(
+                                    "not durable on a majority of the group".into(),
+                                ))
+                            }
                         }
                         None => Err(wasm_host::InvokeError::Unavailable("no state".into())),
                     }

@@ -195,6 +195,8 @@ pub struct Cluster {
     pub traffic: Traffic,
     /// What is in the queue now.
     pub flight: Flight,
+    /// Every placement event ([`Output::Migration`]): (global time, node, event).
+    pub migration_events: Vec<(Time, usize, crate::functions::MigrationEvent)>,
 }
 
 impl Cluster {
@@ -235,6 +237,7 @@ impl Cluster {
             next_req: 0,
             executions: Vec::new(),
             invoked: BTreeMap::new(),
+            migration_events: Vec::new(),
             actor_disks: BTreeMap::new(),
             prefetch_fails: BTreeSet::new(),
             deactivated: Vec::new(),
@@ -496,6 +499,7 @@ impl Cluster {
                         Event::Handoff { from: k, to, name: h.name, epoch: h.epoch, state, boot },
                     );
                 }
+                Output::Migration(e) => self.migration_events.push((self.now, k, e)),
                 Output::Deactivate { name, epoch } => {
                     if let Some(d) = self.actor_disks.get_mut(&(k, name.clone())) {
                         d.live = None;

@@ -284,6 +284,13 @@ pub async fn run(args: AgentArgs) -> Result<()> {
             .with_context(|| format!("opening the module cache in {}", s.data_dir.display()))?,
     );
     let (executed_tx, executed_rx) = mpsc::unbounded_channel();
+    let checkpoints = crate::daemon::checkpoint::Checkpoints::open(s.data_dir.join("actors"))
+        .with_context(|| format!("opening the actor checkpoints in {}", s.data_dir.display()))?;
+    // Checkpoints held here (this node's own, or standby copies) make it a takeover candidate.
+    for (name, epoch, n) in checkpoints.actors() {
+        let pos = liquid_core::functions::actors::lease::Pos { epoch, n };
+        node.handle_replica_stored(liquid_core::Time::ZERO, &name, pos);
+    }
     let executor = crate::daemon::executor::Executor::new(
         modules.clone(),
         mesh.clone(),
@@ -291,8 +298,7 @@ pub async fn run(args: AgentArgs) -> Result<()> {
         executed_tx,
         fn_metrics.clone(),
         unix_offset_us,
-        crate::daemon::checkpoint::Checkpoints::open(s.data_dir.join("actors"))
-            .with_context(|| format!("opening the actor checkpoints in {}", s.data_dir.display()))?,
+        checkpoints,
         s.trust.clone(),
     );
     let app = crate::daemon::api::router(modules, s.trust.clone(), token, inbox_tx, registry, changes.clone(), s.dev);

@@ -16,16 +16,33 @@
 //!
 //! # Log format
 //! ```text
-//! magic   8 bytes "LQCKLOG1"
+//! magic   8 bytes "LQCKLOG2"
 //! base    32 bytes: BLAKE3 of the base snapshot's bytes (the deltas' Link::base)
+//! n_base  u64 LE: the base's checkpoint number in its epoch (1 for an epoch's first)
+//! check   8 bytes: BLAKE3 of the 48 bytes before, truncated (a flipped bit in `n_base`
+//!         must not pass for a position)
 //! record* len: u32 LE | a delta (self-checksummed, numbered 1, 2, … after the base)
 //! ```
+//! (`LQCKLOG1` logs, without `n_base`, are still read, as `n_base = 1`.)
+//!
+//! Every checkpoint has a **position** `(epoch, n)`: delta `k` after a base numbered `n_base`
+//! is `n_base + k`, and a compaction's base takes the next number. Positions only grow, on the
+//! home and on every copy, across restarts and compactions; the actor's group compares them
+//! to let only a member holding the newest acknowledged checkpoint take over.
 //! On restore, a bad record with nothing intact after it is a **torn tail** (a crash during
 //! an append that was never acknowledged): it is cut off. A bad record *followed* by an
 //! intact one is **damage** (durable bytes changed): the restore is refused with the file
 //! named, because applying the deltas around a hole would build a state that never existed.
 //!
 //! A migration streams the base and the log; the target stores both under the new epoch.
+//!
+//! # Standby copies
+//! The actor's standbys hold the same two files, sent by the home after its calls
+//! (`executor/replica.rs`): the whole pair when the standby's copy is of another epoch or
+//! base ([`Checkpoints::store_copy`]), else only the log's new records
+//! ([`Checkpoints::append_copy`]). A standby checks every byte it is sent without a runtime —
+//! the base's snapshot checksum, its BLAKE3 against the log's header, each delta's checksum,
+//! module and place in the chain — so a peer's garbage or lies never become a checkpoint.
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
@@ -38,9 +55,52 @@ use wasm_host::runtime::{Actor, Compiled, Invocation, Runtime};
 use wasm_host::snapshot::{DELTA_MAGIC, Link, SnapshotError};
 
 /// The first bytes of a delta log.
-pub const LOG_MAGIC: [u8; 8] = *b"LQCKLOG1";
-/// A log's header: magic and base id.
-const LOG_HEADER: usize = 8 + 32;
+pub const LOG_MAGIC: [u8; 8] = *b"LQCKLOG2";
+/// The first bytes of a delta log written before positions (no `n_base`).
+const LOG_MAGIC_V1: [u8; 8] = *b"LQCKLOG1";
+/// A log's header: magic, base id, the base's checkpoint number and a check.
+const LOG_HEADER: usize = 8 + 32 + 8 + 8;
+const LOG_HEADER_V1: usize = 8 + 32;
+
+/// A log's header, parsed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct LogHeader {
+    base: [u8; 32],
+    n_base: u64,
+    len: usize,
+}
+
+fn parse_header(bytes: &[u8]) -> Option<LogHeader> {
+    let magic = bytes.get(..8)?;
+    let base: [u8; 32] = bytes.get(8..40)?.try_into().ok()?;
+    if magic == LOG_MAGIC {
+        let n_base = u64::from_le_bytes(bytes.get(40..48)?.try_into().ok()?);
+        if bytes.get(48..56)? != header_check(&bytes[..48]) {
+            return None;
+        }
+        Some(LogHeader { base, n_base, len: LOG_HEADER })
+    } else if magic == LOG_MAGIC_V1 {
+        Some(LogHeader { base, n_base: 1, len: LOG_HEADER_V1 })
+    } else {
+        None
+    }
+}
+
+fn header_check(first: &[u8]) -> [u8; 8] {
+    let mut out = [0u8; 8];
+    out.copy_from_slice(&blake3::hash(first).as_bytes()[..8]);
+    out
+}
+
+/// The number of whole records in `bytes` from `off`, and where the first cut one starts.
+fn count_records(bytes: &[u8], mut off: usize) -> (u64, usize) {
+    let mut n = 0;
+    while let Some((_, end)) = record_at(bytes, off) {
+        n += 1;
+        off = end;
+    }
+    (n, off)
+}
 /// Logs are compacted once they would exceed the larger of this and their base's size.
 pub const LOG_MIN_BYTES: u64 = 1 << 20;
 
@@ -52,6 +112,8 @@ pub struct Checkpoints {
     log_min_bytes: u64,
     /// Per actor, the chain its next delta extends (absent: the next checkpoint is a base).
     chains: Arc<Mutex<HashMap<String, Chain>>>,
+    /// Per actor, the position of its newest checkpoint here: (epoch, n).
+    last: Arc<Mutex<HashMap<String, (u64, u64)>>>,
 }
 
 /// The open end of an actor's checkpoint chain.
@@ -60,6 +122,8 @@ struct Chain {
     epoch: u64,
     base: [u8; 32],
     base_bytes: u64,
+    /// The base's checkpoint number in its epoch.
+    n_base: u64,
     seq: u64,
     log_bytes: u64,
     log: File,
@@ -77,6 +141,60 @@ pub struct Saved {
     /// The whole checkpoint now: the base and its log, bytes (what a migration moves, and
     /// the state size the placement policy weighs).
     pub total_bytes: u64,
+    /// The base the log now extends (BLAKE3 of the base file).
+    pub base: [u8; 32],
+    /// The log's length now, header included: a whole number of records (what a standby's
+    /// copy is brought up to).
+    pub log_bytes: u64,
+    /// The checkpoint's number in its epoch (its position is `(epoch, n)`).
+    pub n: u64,
+}
+
+/// Why a standby refused a copy.
+#[derive(Debug, thiserror::Error)]
+pub enum CopyError {
+    /// The copy does not extend what this node holds (another base, a gap): send the whole
+    /// checkpoint.
+    #[error("behind: {0}")]
+    Behind(String),
+    /// The bytes are not a valid checkpoint of that module and base.
+    #[error("refused: {0}")]
+    Invalid(String),
+    /// This node holds a newer epoch of the actor (the sender is a stale home).
+    #[error("stale: this node holds epoch {0} of the actor")]
+    Stale(u64),
+    /// The disk.
+    #[error("{0}")]
+    Io(#[from] io::Error),
+}
+
+/// The most memory a copy's snapshot or delta may claim (the largest any manifest may ask).
+const COPY_MEMORY_MAX: u64 = (wasm_host::manifest::Limits::MAX.memory_mib as u64) << 20;
+
+/// Checks `records` (whole delta records) as the deltas after number `seq` of base `base` of
+/// module `hash`; returns how many there are.
+fn verify_records(records: &[u8], hash: &wasm_host::ModuleHash, base: &[u8; 32], seq: u64) -> Result<u64, CopyError> {
+    let mut off = 0;
+    let mut n = 0u64;
+    while off < records.len() {
+        let (delta, end) =
+            record_at(records, off).ok_or_else(|| CopyError::Invalid(format!("a cut record at byte {off}")))?;
+        let (h, link, _) = wasm_host::snapshot::verify_delta(delta, COPY_MEMORY_MAX)
+            .map_err(|e| CopyError::Invalid(format!("delta {}: {e}", seq + n + 1)))?;
+        if h != *hash {
+            return Err(CopyError::Invalid("a delta of another module".into()));
+        }
+        if link.base != *base || link.seq != seq + n + 1 {
+            return Err(CopyError::Behind(format!(
+                "delta {} of another chain, or out of sequence (expected number {})",
+                link.seq,
+                seq + n + 1
+            )));
+        }
+        n += 1;
+        off = end;
+    }
+    Ok(n)
 }
 
 /// Why a checkpoint could not be written or read back.
@@ -109,7 +227,7 @@ impl Checkpoints {
     pub fn open(root: impl Into<PathBuf>) -> io::Result<Checkpoints> {
         let root = root.into();
         fs::create_dir_all(&root)?;
-        Ok(Checkpoints { root, log_min_bytes: LOG_MIN_BYTES, chains: Arc::default() })
+        Ok(Checkpoints { root, log_min_bytes: LOG_MIN_BYTES, chains: Arc::default(), last: Arc::default() })
     }
 
     /// Sets the log size below which no compaction happens (default [`LOG_MIN_BYTES`]).
@@ -190,11 +308,16 @@ impl Checkpoints {
                 Ok(info) => {
                     chain.seq += 1;
                     chain.log_bytes += record.len() as u64;
+                    let n = chain.n_base + chain.seq;
+                    self.note_position(name, epoch, n);
                     return Ok(Saved {
+                        n,
                         bytes: record.len() as u64,
                         full: false,
                         pages: info.pages,
                         total_bytes: chain.base_bytes + chain.log_bytes,
+                        base: chain.base,
+                        log_bytes: chain.log_bytes,
                     });
                 }
                 Err(e) => {
@@ -204,28 +327,55 @@ impl Checkpoints {
             }
         }
         chains.remove(name);
+        let n_base = self.position(name).filter(|(e, _)| *e == epoch).map_or(1, |(_, n)| n + 1);
         let (base_bytes, base) = self.write_with(name, epoch, |w| {
             let mut h = Hashing { inner: w, hasher: blake3::Hasher::new(), bytes: 0 };
             actor.write_snapshot(&mut h)?;
             Ok::<_, CheckpointError>((h.bytes, *h.hasher.finalize().as_bytes()))
         })?;
         actor.mark_base();
-        let log = self.new_log(name, epoch, &base)?;
-        chains.insert(name.to_string(), Chain { epoch, base, base_bytes, seq: 0, log_bytes: LOG_HEADER as u64, log });
+        let log = self.new_log(name, epoch, &base, n_base)?;
+        chains.insert(
+            name.to_string(),
+            Chain { epoch, base, base_bytes, n_base, seq: 0, log_bytes: LOG_HEADER as u64, log },
+        );
         drop(chains);
+        self.note_position(name, epoch, n_base);
         self.prune(name, epoch);
         let total_bytes = base_bytes + LOG_HEADER as u64;
-        Ok(Saved { bytes: total_bytes, full: true, pages: 0, total_bytes })
+        Ok(Saved {
+            bytes: total_bytes,
+            full: true,
+            pages: 0,
+            total_bytes,
+            base,
+            log_bytes: LOG_HEADER as u64,
+            n: n_base,
+        })
+    }
+
+    /// The position of `name`'s newest checkpoint here, as (epoch, n).
+    pub fn position(&self, name: &str) -> Option<(u64, u64)> {
+        self.last.lock().unwrap_or_else(|p| p.into_inner()).get(name).copied()
+    }
+
+    fn note_position(&self, name: &str, epoch: u64, n: u64) {
+        self.last.lock().unwrap_or_else(|p| p.into_inner()).insert(name.to_string(), (epoch, n));
     }
 
     /// Replaces `name`'s log at `epoch` by an empty one for `base`, durably; returns it open
     /// for appending.
-    fn new_log(&self, name: &str, epoch: u64, base: &[u8; 32]) -> io::Result<File> {
+    fn new_log(&self, name: &str, epoch: u64, base: &[u8; 32], n_base: u64) -> io::Result<File> {
         let path = self.log_path(name, epoch);
         let tmp = path.with_extension("log.tmp");
         let mut f = File::create(&tmp)?;
-        f.write_all(&LOG_MAGIC)?;
-        f.write_all(base)?;
+        let mut header = Vec::with_capacity(LOG_HEADER);
+        header.extend_from_slice(&LOG_MAGIC);
+        header.extend_from_slice(base);
+        header.extend_from_slice(&n_base.to_le_bytes());
+        let check = header_check(&header);
+        header.extend_from_slice(&check);
+        f.write_all(&header)?;
         f.sync_all()?;
         drop(f);
         fs::rename(&tmp, &path)?;
@@ -268,6 +418,7 @@ impl Checkpoints {
     ) -> Result<(Actor, Restored), CheckpointError> {
         let (actor, restored, chain) =
             restore_files(rt, compiled, manifest, inv, &self.path(name, epoch), &self.log_path(name, epoch))?;
+        self.note_position(name, epoch, restored.n);
         self.set_chain(name, epoch, chain);
         Ok((actor, restored))
     }
@@ -279,6 +430,7 @@ impl Checkpoints {
         match chain {
             Some(ChainHandle(mut c)) => {
                 c.epoch = epoch;
+                self.note_position(name, epoch, c.n_base + c.seq);
                 chains.insert(name.to_string(), c);
             }
             None => {
@@ -290,6 +442,115 @@ impl Checkpoints {
     /// Forgets the open chain of `name` (its instance was dropped, or it moved away).
     pub fn forget(&self, name: &str) {
         self.chains().remove(name);
+    }
+
+    /// Every actor with a checkpoint here, with the position (epoch, n) of its newest
+    /// (read at boot: a standby knows what it may take over).
+    pub fn actors(&self) -> Vec<(String, u64, u64)> {
+        let Ok(rd) = fs::read_dir(&self.root) else { return Vec::new() };
+        rd.flatten()
+            .filter_map(|e| {
+                let name = e.file_name().to_str()?.to_string();
+                let epoch = *self.epochs(&name).last()?;
+                let n = fs::read(self.log_path(&name, epoch))
+                    .ok()
+                    .and_then(|log| parse_header(&log).map(|h| h.n_base + count_records(&log, h.len).0))
+                    .unwrap_or(1);
+                self.note_position(&name, epoch, n);
+                Some((name, epoch, n))
+            })
+            .collect()
+    }
+
+    /// Installs a standby's copy of `name` at `epoch`, received into `base_tmp` and `log_tmp`
+    /// (the log may be absent): checks both whole, then renames them into place durably and
+    /// drops older epochs. Refused when this node holds a newer epoch.
+    pub fn store_copy(
+        &self,
+        name: &str,
+        epoch: u64,
+        hash: &wasm_host::ModuleHash,
+        base_tmp: &Path,
+        log_tmp: &Path,
+    ) -> Result<u64, CopyError> {
+        let result = (|| {
+            if let Some(newest) = self.epochs(name).last().copied().filter(|e| *e > epoch) {
+                return Err(CopyError::Stale(newest));
+            }
+            let mut r = HashingReader {
+                inner: io::BufReader::new(File::open(base_tmp)?),
+                hasher: blake3::Hasher::new(),
+                bytes: 0,
+            };
+            let (h, _) = wasm_host::snapshot::verify(&mut r, COPY_MEMORY_MAX)
+                .map_err(|e| CopyError::Invalid(format!("the base: {e}")))?;
+            io::copy(&mut r, &mut io::sink())?;
+            if h != *hash {
+                return Err(CopyError::Invalid("a base of another module".into()));
+            }
+            let base = *r.hasher.finalize().as_bytes();
+            let log = fs::read(log_tmp)?;
+            let header = parse_header(&log)
+                .filter(|h| h.base == base)
+                .ok_or_else(|| CopyError::Invalid("the log does not belong to the base sent with it".into()))?;
+            let n = header.n_base + verify_records(&log[header.len..], hash, &base, 0)?;
+            File::open(log_tmp)?.sync_all()?;
+            fs::rename(log_tmp, self.log_path(name, epoch))?;
+            File::open(base_tmp)?.sync_all()?;
+            fs::rename(base_tmp, self.path(name, epoch))?;
+            sync_dir(&self.dir(name))?;
+            Ok(n)
+        })();
+        let _ = fs::remove_file(base_tmp);
+        let _ = fs::remove_file(log_tmp);
+        let n = result?;
+        // A chain open here belonged to this node's own activation, which has ended.
+        self.forget(name);
+        self.note_position(name, epoch, n);
+        self.prune(name, epoch);
+        Ok(n)
+    }
+
+    /// Appends `records` (whole delta records) to a standby's copy of `name` at `epoch`,
+    /// whose log must extend base `base` and be exactly `offset` bytes long; fdatasync'ed.
+    pub fn append_copy(
+        &self,
+        name: &str,
+        epoch: u64,
+        hash: &wasm_host::ModuleHash,
+        base: &[u8; 32],
+        offset: u64,
+        records: &[u8],
+    ) -> Result<u64, CopyError> {
+        if let Some(newest) = self.epochs(name).last().copied().filter(|e| *e > epoch) {
+            return Err(CopyError::Stale(newest));
+        }
+        let path = self.log_path(name, epoch);
+        let log = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(CopyError::Behind(format!("no copy of epoch {epoch} here")));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let header = parse_header(&log)
+            .filter(|h| h.base == *base)
+            .ok_or_else(|| CopyError::Behind("this node's copy has another base".into()))?;
+        if log.len() as u64 != offset {
+            return Err(CopyError::Behind(format!("this node's copy is {} bytes long, not {offset}", log.len())));
+        }
+        // Records already here are trusted (they were checked on arrival): count them.
+        let (seq, end) = count_records(&log, header.len);
+        if end != log.len() {
+            return Err(CopyError::Behind("this node's copy ends in a cut record".into()));
+        }
+        let added = verify_records(records, hash, base, seq)?;
+        let mut f = OpenOptions::new().append(true).open(&path)?;
+        f.write_all(records)?;
+        f.sync_data()?;
+        let n = header.n_base + seq + added;
+        self.note_position(name, epoch, n);
+        Ok(n)
     }
 
     /// Removes checkpoints older than `epoch`.
@@ -310,6 +571,8 @@ pub struct Restored {
     pub torn_bytes: u64,
     /// Whether the log belonged to an older base (a crash during compaction) and was ignored.
     pub stale_log: bool,
+    /// The restored state's checkpoint number in its epoch.
+    pub n: u64,
 }
 
 /// Restores from a base file and a log file (absent: no deltas). A torn tail is cut off the
@@ -333,7 +596,7 @@ pub fn restore_files(
     io::copy(&mut r, &mut io::sink())?;
     let base = *r.hasher.finalize().as_bytes();
     let base_bytes = r.bytes;
-    let mut restored = Restored::default();
+    let mut restored = Restored { n: 1, ..Restored::default() };
     let bytes = match fs::read(log_path) {
         Ok(b) => b,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -341,14 +604,21 @@ pub fn restore_files(
         }
         Err(e) => return Err(io::Error::new(e.kind(), format!("reading {}: {e}", log_path.display())).into()),
     };
-    if bytes.len() < LOG_HEADER || bytes[..8] != LOG_MAGIC || bytes[8..LOG_HEADER] != base {
-        // A log from before the last compaction (or one whose header never became durable):
-        // everything in it is in the base already.
-        restored.stale_log = true;
-        return Ok((actor, restored, None));
-    }
+    let header = match parse_header(&bytes) {
+        Some(h) if h.base == base => h,
+        other => {
+            // A log from before the last compaction (or one whose header never became
+            // durable): everything in it is in the base already, which a compaction numbers
+            // one past the log's last delta.
+            restored.stale_log = true;
+            if let Some(h) = other {
+                restored.n = h.n_base + count_records(&bytes, h.len).0 + 1;
+            }
+            return Ok((actor, restored, None));
+        }
+    };
     let limit = u64::from(manifest.limits.memory_mib) << 20;
-    let mut off = LOG_HEADER;
+    let mut off = header.len;
     let mut seq = 0u64;
     while off < bytes.len() {
         // Apply first (it verifies the delta whole before changing anything); only when that
@@ -386,6 +656,7 @@ pub fn restore_files(
         }
     }
     restored.deltas = seq;
+    restored.n = header.n_base + seq;
     // The restored state is what the next delta is relative to.
     actor.mark_base();
     let log = OpenOptions::new().append(true).open(log_path)?;
@@ -393,7 +664,7 @@ pub fn restore_files(
         log.set_len(off as u64)?;
         log.sync_all()?;
     }
-    let chain = Chain { epoch: 0, base, base_bytes, seq, log_bytes: off as u64, log };
+    let chain = Chain { epoch: 0, base, base_bytes, n_base: header.n_base, seq, log_bytes: off as u64, log };
     Ok((actor, restored, Some(ChainHandle(chain))))
 }
 

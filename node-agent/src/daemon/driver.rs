@@ -566,6 +566,9 @@ impl Driver {
             }
             DriverMsg::Prefetched { name, result } => self.node.handle_prefetched(now, &name, result),
             DriverMsg::HandoffSent { name, epoch, result } => self.node.handle_handoff_sent(now, &name, epoch, result),
+            DriverMsg::ReplicaStored { name, pos, reply } => {
+                let _ = reply.send(self.node.handle_replica_stored(now, &name, pos));
+            }
             DriverMsg::SnapshotReceived { from, name, epoch } => {
                 self.node.handle_snapshot_received(now, from, &name, epoch)
             }

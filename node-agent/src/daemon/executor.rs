@@ -23,6 +23,8 @@ use wasm_host::store::{ModuleStore, Source};
 use wasm_host::{InvokeError, Kind, ModuleHash};
 
 use crate::daemon::checkpoint::{Checkpoints, restore_files};
+
+mod replica;
 use mesh::Mesh;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -77,6 +79,10 @@ pub struct FnMetrics {
     pub checkpoints: Counter,
     /// Bytes of actor checkpoints written.
     pub checkpoint_bytes: Counter,
+    /// Standby copies of actor checkpoints sent from this node, by outcome.
+    pub replica_copies: Family<Vec<(String, String)>, Counter>,
+    /// Bytes of standby copies sent.
+    pub replica_bytes: Counter,
     /// Checkpoints that were full snapshots (new bases), not deltas.
     pub checkpoint_bases: Counter,
     /// Memory pages carried by delta checkpoints.
@@ -105,6 +111,8 @@ impl Default for FnMetrics {
             checkpoint_bytes: Counter::default(),
             checkpoint_bases: Counter::default(),
             checkpoint_pages: Counter::default(),
+            replica_copies: Family::default(),
+            replica_bytes: Counter::default(),
             snapshots: Family::default(),
             snapshot_bytes: Family::default(),
             migrations: Family::default(),
@@ -143,6 +151,16 @@ impl FnMetrics {
             self.checkpoint_pages.clone(),
         );
         r.register(
+            "actor_standby_copies",
+            "Copies of actor checkpoints sent to the actor's standbys, by outcome (ok; behind: the standby needed the whole checkpoint; failed)",
+            self.replica_copies.clone(),
+        );
+        r.register(
+            "actor_standby_copy_bytes",
+            "Bytes of actor checkpoints copied to standbys",
+            self.replica_bytes.clone(),
+        );
+        r.register(
             "actor_snapshots",
             "Actor snapshots moved by migrations, by direction and outcome",
             self.snapshots.clone(),
@@ -150,7 +168,7 @@ impl FnMetrics {
         r.register("actor_snapshot_bytes", "Bytes of actor snapshots moved, by direction", self.snapshot_bytes.clone());
         r.register(
             "migrations",
-            "Placement events on this node: migrations started, finished, rolled_back, activated, fenced, refused; replica_added, replica_pruned",
+            "Placement events on this node: migrations started, finished, rolled_back, activated, fenced, refused; takeover (a standby took a down home's actor over), gave_way; replica_added, replica_pruned",
             self.migrations.clone(),
         );
         r.register(
@@ -200,6 +218,10 @@ pub struct Executor {
     checkpoints: Checkpoints,
     /// Modules prepared for an incoming migration: actor → (module, manifest).
     prepared: Mutex<HashMap<String, (ModuleHash, Manifest)>>,
+    /// Per (actor, standby) homed here, the newest checkpoint its copy is brought up to.
+    replicas: replica::Senders,
+    /// What the standbys acknowledged.
+    acks: replica::Acks,
 }
 
 impl Executor {
@@ -230,6 +252,8 @@ impl Executor {
             unix_offset_us,
             checkpoints,
             prepared: Mutex::new(HashMap::new()),
+            replicas: Mutex::new(HashMap::new()),
+            acks: replica::Acks::default(),
         })
     }
 
@@ -370,7 +394,7 @@ impl Executor {
         Ok(bytes)
     }
 
-    fn execute_blocking(&self, mut exec: Execution) -> Executed {
+    fn execute_blocking(self: &Arc<Self>, mut exec: Execution) -> Executed {
         let fail = |e: InvokeError| Executed { result: Err(e), fuel: 0, fetched: false, state_bytes: 0 };
         let (compiled, source) = match self.store.load(&exec.hash, &exec.manifest) {
             Ok(Some(c)) => c,
@@ -400,7 +424,7 @@ impl Executor {
             runtime: tokio::runtime::Handle::try_current().ok(),
         });
         let rt = self.store.runtime();
-        let (out, state_bytes) = match (exec.manifest.kind, exec.actor) {
+        let (out, state_bytes) = match (exec.manifest.kind, exec.actor.clone()) {
             (Kind::Actor, Some(run)) => match self.run_actor(&exec, run, &compiled, inv, host) {
                 Ok(done) => done,
                 Err(e) => return fail(e),
@@ -417,7 +441,7 @@ impl Executor {
     /// answered (returned with the checkpoint's size). A call that traps drops the instance:
     /// the next one starts again from the last checkpoint, never from half-updated memory.
     fn run_actor(
-        &self,
+        self: &Arc<Self>,
         exec: &Execution,
         run: ActorRun,
         compiled: &wasm_host::runtime::Compiled,
@@ -467,6 +491,17 @@ impl Executor {
                     self.metrics.checkpoint_bases.inc();
                 } else {
                     self.metrics.checkpoint_pages.inc_by(saved.pages as u64);
+                }
+                self.replicate(&exec.name, (exec.hash, exec.size), run.epoch, &run.standbys, &saved);
+                if run.quorum > 0 {
+                    // `group` durability: answered once a majority of the group holds it. The
+                    // instance stays: the checkpoint is durable here whatever the standbys do.
+                    let pos = liquid_core::functions::actors::lease::Pos { epoch: run.epoch, n: saved.n };
+                    if let Err(why) = self.await_quorum(&exec.name, &run.standbys, run.quorum, pos) {
+                        return Err(InvokeError::Unavailable(format!(
+                            "the call ran and is durable on this node, but not yet on a majority of the actor's group: {why}"
+                        )));
+                    }
                 }
                 // The policy weighs what a move would carry: the whole checkpoint.
                 Ok((out, saved.total_bytes))
@@ -747,6 +782,10 @@ impl Executor {
                         .await;
                     }
                 }
+                return;
+            }
+            if kind[0] == replica::BULK_REPLICA {
+                me.receive_copy(from, s).await;
                 return;
             }
             if kind[0] != BULK_MODULE {

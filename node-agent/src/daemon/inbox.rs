@@ -67,6 +67,16 @@ pub enum DriverMsg {
         /// Its new epoch.
         epoch: u64,
     },
+    /// The executor stored a standby's copy of an actor's checkpoint; the core says whether
+    /// it may be acknowledged.
+    ReplicaStored {
+        /// The actor.
+        name: String,
+        /// The copy's position.
+        pos: liquid_core::functions::actors::lease::Pos,
+        /// Whether to acknowledge it.
+        reply: tokio::sync::oneshot::Sender<bool>,
+    },
     /// Move actor `name` to `to` (answered with its current home, which runs the migration).
     Migrate {
         /// The actor.

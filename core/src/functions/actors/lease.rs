@@ -64,6 +64,12 @@ pub struct Promise {
     pub promised: u64,
     /// The highest epoch granted: no grant to a holder whose state is older (unless fresh).
     pub granted: u64,
+    /// The node `granted` went to: only it may ask for that epoch again from older state
+    /// (after a restart). Two nodes may choose the same new epoch — a migration's target
+    /// and a standby taking over — and the second must not start from its own state beside
+    /// the first. Absent in promises written before failover existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub granted_to: Option<NodeId>,
 }
 
 /// Why a granter said no.
@@ -83,6 +89,22 @@ pub enum Denial {
         /// Its epoch.
         epoch: u64,
     },
+    /// A takeover whose copy of the actor's state is older than this granter's: it may not
+    /// take over (a member holding the newer copy will).
+    Behind {
+        /// This granter's copy.
+        have: Pos,
+    },
+}
+
+/// A checkpoint's position: the epoch of the home that wrote it and its number within that
+/// epoch (`node-agent/src/daemon/checkpoint.rs`). Ordered by epoch, then number.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Pos {
+    /// The epoch.
+    pub epoch: u64,
+    /// The checkpoint's number within it.
+    pub n: u64,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -134,6 +156,9 @@ impl Granter {
         self.from_before.entry(actor.to_string()).or_insert(p.promised > 0 && !known);
         let e = self.promises.entry(actor.to_string()).or_default();
         e.promised = e.promised.max(p.promised);
+        if p.granted > e.granted || (p.granted == e.granted && e.granted_to.is_none()) {
+            e.granted_to = p.granted_to;
+        }
         e.granted = e.granted.max(p.granted);
     }
 
@@ -147,7 +172,19 @@ impl Granter {
     /// On [`Verdict::Grant`] and [`Verdict::GrantAfterPersist`] the grant is recorded at
     /// once (so a concurrent request is refused), but must not be answered before the
     /// promise is durable.
-    pub fn ask(&mut self, now: Time, actor: &str, holder: NodeId, epoch: u64, base: u64) -> Verdict {
+    ///
+    /// `behind`: the asker is a takeover whose copy is older than this node's copy (at that
+    /// position): refused, so only a member holding the newest copy can win an election
+    /// (Raft's election restriction).
+    pub fn ask(
+        &mut self,
+        now: Time,
+        actor: &str,
+        holder: NodeId,
+        epoch: u64,
+        base: u64,
+        behind: Option<Pos>,
+    ) -> Verdict {
         let promise = self.promise(actor);
         // A granter with no durable promise for this actor never answered a grant for it
         // (grants wait for their promise), so only actors it promised *before this start*
@@ -158,7 +195,8 @@ impl Granter {
         }
         // Older state than a granted epoch's may not serve again — except the activation of
         // that very epoch (the one node given it), e.g. after it restarted.
-        let stale = base != 0 && base < promise.granted && epoch != promise.granted;
+        let other = promise.granted_to.is_some_and(|h| h != holder);
+        let stale = base != 0 && base < promise.granted && (epoch != promise.granted || other);
         if epoch < promise.promised || stale || epoch < base {
             return Verdict::Deny(Denial::Fenced { promise });
         }
@@ -169,9 +207,13 @@ impl Granter {
         {
             return Verdict::Deny(Denial::Held { holder: g.holder, epoch: g.epoch });
         }
+        if let Some(have) = behind {
+            return Verdict::Deny(Denial::Behind { have });
+        }
         self.grants.insert(actor.to_string(), Grant { holder, epoch, until: now + self.cfg.duration, released: false });
         if epoch > promise.promised || epoch > promise.granted {
-            let p = Promise { promised: epoch.max(promise.promised), granted: epoch.max(promise.granted) };
+            let granted_to = if epoch > promise.granted { Some(holder) } else { promise.granted_to };
+            let p = Promise { promised: epoch.max(promise.promised), granted: epoch.max(promise.granted), granted_to };
             self.promises.insert(actor.to_string(), p);
             Verdict::GrantAfterPersist(p)
         } else {
@@ -219,12 +261,51 @@ pub struct Holder {
     pub fenced: bool,
     /// An early next round (a denial while the lease is not held: ask again soon).
     retry_at: Option<Time>,
+    /// A takeover's own id: until it first holds the lease it asks its own granter only once
+    /// a majority less one of the others granted, so a candidate cut off from the group raises
+    /// no promise anywhere (one it raised alone would fence the live home later).
+    self_last: Option<NodeId>,
+    /// Whether this round asked `self_last` already.
+    asked_self: bool,
 }
 
 impl Holder {
     /// Seeks a lease at `epoch` from `granters`.
     pub fn new(epoch: u64, base: u64, granters: Vec<NodeId>) -> Holder {
-        Holder { epoch, base, granters, round: None, valid_until: Time(0), fenced: false, retry_at: None }
+        Holder {
+            epoch,
+            base,
+            granters,
+            round: None,
+            valid_until: Time(0),
+            fenced: false,
+            retry_at: None,
+            self_last: None,
+            asked_self: false,
+        }
+    }
+
+    /// A takeover by `me`: it asks itself last (see `self_last`).
+    pub fn asking_self_last(mut self, me: NodeId) -> Holder {
+        self.self_last = Some(me);
+        self
+    }
+
+    /// Whether the current round should ask this node's own granter now (a takeover that has
+    /// a majority less one of the others' grants). Returns `true` once per round.
+    pub fn ask_self_now(&mut self) -> bool {
+        let majority = self.majority();
+        let (Some(_), Some((_, got))) = (self.self_last, &self.round) else { return false };
+        if self.asked_self || got.len() + 1 < majority {
+            return false;
+        }
+        self.asked_self = true;
+        true
+    }
+
+    /// Whether this holder still holds back its own grant (see `self_last`).
+    fn holds_back_self(&self) -> Option<NodeId> {
+        self.self_last.filter(|_| self.valid_until == Time(0))
     }
 
     /// The granters.
@@ -262,7 +343,16 @@ impl Holder {
         }
         self.retry_at = None;
         self.round = Some((now, BTreeSet::new()));
-        Some(self.granters.clone())
+        match self.holds_back_self() {
+            Some(me) if self.granters.contains(&me) => {
+                self.asked_self = false;
+                Some(self.granters.iter().copied().filter(|g| *g != me).collect())
+            }
+            _ => {
+                self.asked_self = true;
+                Some(self.granters.clone())
+            }
+        }
     }
 
     /// When the next round is due.
@@ -299,18 +389,20 @@ impl Holder {
     /// A denial at `now`. Returns `true` if it fences this activation. A holder without a
     /// valid lease asks again after `retry` (a migration target waiting for the source's
     /// release, a granter that is starting) rather than a whole renewal period later.
-    pub fn denied_at(&mut self, now: Time, retry: Duration, denial: &Denial) -> bool {
+    pub fn denied_at(&mut self, now: Time, retry: Duration, denial: &Denial, me: NodeId) -> bool {
         if !self.fenced && self.valid_until <= now + retry {
             self.retry_at = Some(self.retry_at.map_or(now + retry, |r| r.min(now + retry)));
         }
-        self.denied(denial)
+        self.denied(denial, me)
     }
 
-    /// A denial. Returns `true` if it fences this activation.
-    pub fn denied(&mut self, denial: &Denial) -> bool {
+    /// A denial to `me`. Returns `true` if it fences this activation.
+    pub fn denied(&mut self, denial: &Denial, me: NodeId) -> bool {
         if let Denial::Fenced { promise } = denial
             && (promise.promised > self.epoch
-                || (self.base != 0 && promise.granted > self.base && promise.granted != self.epoch))
+                || (self.base != 0
+                    && promise.granted > self.base
+                    && (promise.granted != self.epoch || promise.granted_to.is_some_and(|h| h != me))))
         {
             self.fenced = true;
             self.valid_until = Time(0);
@@ -342,27 +434,36 @@ mod tests {
         let cfg = LeaseConfig::default();
         let mut g = Granter::new(cfg, at(0));
         let t = at(10_000);
-        g.restore("b", Promise { promised: 1, granted: 1 });
-        assert_eq!(g.ask(at(1000), "b", n(1), 1, 1), Verdict::Deny(Denial::Starting), "quiet after boot");
-        assert!(matches!(g.ask(at(1000), "new", n(1), 1, 0), Verdict::GrantAfterPersist(_)), "never promised");
+        g.restore("b", Promise { promised: 1, granted: 1, granted_to: None });
+        assert_eq!(g.ask(at(1000), "b", n(1), 1, 1, None), Verdict::Deny(Denial::Starting), "quiet after boot");
+        assert!(matches!(g.ask(at(1000), "new", n(1), 1, 0, None), Verdict::GrantAfterPersist(_)), "never promised");
         // Its promise, durable and read back, was made in this life: no grant from before the
         // start can be running, so the next holder need not wait out the quiet time.
-        g.restore("new", Promise { promised: 1, granted: 1 });
+        g.restore("new", Promise { promised: 1, granted: 1, granted_to: None });
         g.release("new", n(1), 1);
-        assert!(matches!(g.ask(at(1500), "new", n(2), 2, 1), Verdict::GrantAfterPersist(_)), "promised in this life");
-        assert_eq!(g.ask(t, "a", n(1), 1, 0), Verdict::GrantAfterPersist(Promise { promised: 1, granted: 1 }));
-        assert_eq!(g.ask(t, "a", n(1), 1, 1), Verdict::Grant, "a renewal needs no new promise");
-        assert_eq!(g.ask(t, "a", n(2), 2, 1), Verdict::Deny(Denial::Held { holder: n(1), epoch: 1 }));
+        assert!(
+            matches!(g.ask(at(1500), "new", n(2), 2, 1, None), Verdict::GrantAfterPersist(_)),
+            "promised in this life"
+        );
+        assert_eq!(
+            g.ask(t, "a", n(1), 1, 0, None),
+            Verdict::GrantAfterPersist(Promise { promised: 1, granted: 1, granted_to: Some(n(1)) })
+        );
+        assert_eq!(g.ask(t, "a", n(1), 1, 1, None), Verdict::Grant, "a renewal needs no new promise");
+        assert_eq!(g.ask(t, "a", n(2), 2, 1, None), Verdict::Deny(Denial::Held { holder: n(1), epoch: 1 }));
         g.release("a", n(1), 1);
-        assert_eq!(g.ask(t, "a", n(2), 2, 1), Verdict::GrantAfterPersist(Promise { promised: 2, granted: 2 }));
+        assert_eq!(
+            g.ask(t, "a", n(2), 2, 1, None),
+            Verdict::GrantAfterPersist(Promise { promised: 2, granted: 2, granted_to: Some(n(2)) })
+        );
         // The old holder is fenced now, and cannot come back with its older state.
-        match g.ask(t + cfg.duration * 2, "a", n(1), 3, 1) {
+        match g.ask(t + cfg.duration * 2, "a", n(1), 3, 1, None) {
             Verdict::Deny(Denial::Fenced { promise }) => assert_eq!(promise.granted, 2),
             other => panic!("{other:?}"),
         }
         // Expiry frees it for the next epoch.
         let later = t + cfg.duration + Duration::from_millis(1);
-        assert!(matches!(g.ask(later, "a", n(3), 3, 2), Verdict::GrantAfterPersist(_)));
+        assert!(matches!(g.ask(later, "a", n(3), 3, 2, None), Verdict::GrantAfterPersist(_)));
     }
 
     #[test]
@@ -379,7 +480,7 @@ mod tests {
         assert!(h.valid_for(t0, Duration::from_secs(5)));
         assert!(h.valid_until() < t0 + cfg.duration, "shorter than any grant");
         assert!(h.poll(t0 + Duration::from_secs(1), &cfg).is_none(), "not due yet");
-        assert!(h.denied(&Denial::Fenced { promise: Promise { promised: 2, granted: 2 } }));
+        assert!(h.denied(&Denial::Fenced { promise: Promise { promised: 2, granted: 2, granted_to: None } }, n(9)));
         assert!(!h.valid_for(t0, Duration::ZERO));
         assert!(h.poll(t0 + Duration::from_secs(10), &cfg).is_none(), "a fenced holder stops asking");
     }
@@ -388,10 +489,10 @@ mod tests {
     fn a_fresh_redeploy_may_start_below_the_granted_epoch_state() {
         let cfg = LeaseConfig::default();
         let mut g = Granter::new(cfg, at(0));
-        g.restore("a", Promise { promised: 4, granted: 4 });
+        g.restore("a", Promise { promised: 4, granted: 4, granted_to: None });
         let t = at(20_000);
-        assert!(matches!(g.ask(t, "a", n(1), 5, 3), Verdict::Deny(Denial::Fenced { .. })), "older state");
-        assert!(matches!(g.ask(t, "a", n(1), 5, 0), Verdict::GrantAfterPersist(_)), "fresh state");
-        assert!(matches!(g.ask(t, "a", n(1), 3, 0), Verdict::Deny(Denial::Fenced { .. })), "older epoch");
+        assert!(matches!(g.ask(t, "a", n(1), 5, 3, None), Verdict::Deny(Denial::Fenced { .. })), "older state");
+        assert!(matches!(g.ask(t, "a", n(1), 5, 0, None), Verdict::GrantAfterPersist(_)), "fresh state");
+        assert!(matches!(g.ask(t, "a", n(1), 3, 0, None), Verdict::Deny(Denial::Fenced { .. })), "older epoch");
     }
 }

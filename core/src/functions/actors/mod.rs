@@ -23,8 +23,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use wasm_host::{InvokeError, Kind, Manifest, ModuleHash};
+use wasm_host::{Durability, InvokeError, Kind, Manifest, ModuleHash};
 
+pub mod failover;
 pub mod lease;
 
 use self::lease::{Denial, Holder, Verdict};
@@ -54,7 +55,7 @@ pub const REREAD: Duration = Duration::from_millis(250);
 const RESUME_AFTER: Duration = Duration::from_secs(3 * 30 + 10);
 
 /// How the driver runs an actor's call.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ActorRun {
     /// The activation's epoch: the driver keeps one live instance per actor and a durable
     /// checkpoint per epoch.
@@ -63,6 +64,14 @@ pub struct ActorRun {
     /// no checkpoint of `epoch`, start a fresh instance. Otherwise the driver restores the
     /// newest checkpoint not above `epoch`, and fails the call if there is none.
     pub fresh: bool,
+    /// The actor's group members other than this node (its standbys): after the call's
+    /// checkpoint the driver copies it to them (see [`failover`]).
+    pub standbys: Vec<NodeId>,
+    /// How many standbys must hold the call's checkpoint durably before the call is
+    /// answered (`group` durability; 0 for `local`). A call that cannot reach that many in
+    /// time fails as unavailable — its effect may still survive (the usual ambiguity of an
+    /// error after execution).
+    pub quorum: usize,
 }
 
 /// Fetch and compile this module now (a migration target preparing); answer with
@@ -137,6 +146,9 @@ pub(super) struct Activation {
     pub(super) running: BTreeSet<u64>,
     /// The registry's placement has been set to this activation.
     pub(super) announced: bool,
+    /// Started by a standby whose home was down, from its copy at this position: it gives
+    /// way to a rival that holds the lease or a newer copy (see [`failover`]).
+    pub(super) takeover_from: Option<lease::Pos>,
     /// Why it is here (written with the placement).
     pub(super) reason: String,
     pub(super) figures: Option<serde_json::Value>,
@@ -196,6 +208,8 @@ pub struct MigrationStats {
     pub replicas_added: u64,
     /// Added replicas removed again (the function moved away, or stopped reading the object).
     pub replicas_pruned: u64,
+    /// Activations this node started as a standby because the actor's home was down.
+    pub failovers: u64,
 }
 
 /// Log lines the driver prints (migrations are rare and worth a line each).
@@ -237,6 +251,13 @@ pub(super) struct Actors {
     /// When this subsystem started (a restart forgets migrations in progress).
     pub(super) booted: Time,
     pub(super) migrations: MigrationStats,
+    /// Actors whose checkpoint this node holds (as a standby, or as a former home): the
+    /// position of the newest copy acknowledged.
+    pub(super) replicas: BTreeMap<String, lease::Pos>,
+    /// Standby actors whose home looks gone: since when (see [`failover`]).
+    pub(super) silent: BTreeMap<String, Time>,
+    /// When standbys next look at their actors' homes.
+    pub(super) failover_check: Time,
 }
 
 impl Actors {
@@ -252,6 +273,9 @@ impl Actors {
             parked: BTreeMap::new(),
             booted: now,
             migrations: MigrationStats::default(),
+            replicas: BTreeMap::new(),
+            silent: BTreeMap::new(),
+            failover_check: now,
         }
     }
 }
@@ -303,6 +327,21 @@ impl Functions {
             },
         };
         if home != self.me {
+            // A home that is down cannot answer: its group's standby takes over (or holds
+            // the newest copy), so the call goes there and waits for it.
+            if let Some(pl) = &placement
+                && let Some(standby) = self.standby_for(pl, ctx)
+            {
+                if standby == self.me {
+                    return self.park(
+                        now,
+                        key,
+                        format!("its home {} is down; this standby takes over", home.short()),
+                        ctx,
+                    );
+                }
+                return self.pass_on(now, key, standby, ctx);
+            }
             return self.pass_on(now, key, home, ctx);
         }
         // This node is the home: start the activation (its lease is sought now).
@@ -343,6 +382,7 @@ impl Functions {
                 held: Vec::new(),
                 running: BTreeSet::new(),
                 announced,
+                takeover_from: None,
                 reason,
                 figures: placement.and_then(|p| p.figures),
                 step_deadline: Time(u64::MAX),
@@ -424,7 +464,15 @@ impl Functions {
         // limit (see `admission_margin`).
         if serving && act.holder.valid_for(now, admission_margin(wall, &self.actors.lease_cfg)) {
             act.running.insert(key);
-            let run = ActorRun { epoch: act.holder.epoch, fresh: act.holder.base == 0 };
+            let standbys: Vec<NodeId> = act.holder.granters().iter().copied().filter(|g| *g != self.me).collect();
+            // With `group` durability the answer waits until this many standbys hold the
+            // checkpoint: with the home (when it is a member) a majority of the group.
+            let me_member = usize::from(standbys.len() < act.holder.granters().len());
+            let quorum = match reg.entry.manifest.actor.durability {
+                Durability::Group => act.holder.majority().saturating_sub(me_member),
+                Durability::Local => 0,
+            };
+            let run = ActorRun { epoch: act.holder.epoch, fresh: act.holder.base == 0, standbys, quorum };
             return self.execute(now, key, reg, Some(run), ctx);
         }
         if let Phase::Gone { to } = act.phase {
@@ -668,18 +716,24 @@ impl Functions {
                 continue;
             }
             if let Some(granters) = act.holder.poll(now, &cfg) {
+                let msg = Message::LeaseAsk {
+                    name: name.clone(),
+                    epoch: act.holder.epoch,
+                    base: act.holder.base,
+                    sent: now.0,
+                    // Only an election carries the copy's position: once it holds the lease,
+                    // its own calls put other members' copies past it.
+                    pos: act.takeover_from.filter(|_| !act.announced),
+                };
                 for g in granters {
-                    let msg = Message::LeaseAsk {
-                        name: name.clone(),
-                        epoch: act.holder.epoch,
-                        base: act.holder.base,
-                        sent: now.0,
-                    };
                     if g == self.me {
-                        mine.push(msg);
+                        mine.push(msg.clone());
                     } else {
-                        ctx.out.push(Output::send(g, msg));
+                        ctx.out.push(Output::send(g, msg.clone()));
                     }
+                }
+                if act.holder.ask_self_now() {
+                    mine.push(msg);
                 }
             }
         }
@@ -692,13 +746,17 @@ impl Functions {
     /// Lease and migration messages.
     pub(super) fn handle_lease_message(&mut self, now: Time, from: NodeId, msg: Message, ctx: &mut Ctx<'_>) {
         match msg {
-            Message::LeaseAsk { name, epoch, base, sent } => {
+            Message::LeaseAsk { name, epoch, base, sent, pos } => {
                 if let Ok(object) = registry_object(&name)
                     && let Some(doc) = ctx.objects.doc(&object)
                 {
                     self.actors.granter.restore(&name, promise_of(doc, &self.me));
                 }
-                match self.actors.granter.ask(now, &name, from, epoch, base) {
+                let behind = match (pos, self.actors.replicas.get(&name)) {
+                    (Some(theirs), Some(mine)) if theirs < *mine => Some(*mine),
+                    _ => None,
+                };
+                match self.actors.granter.ask(now, &name, from, epoch, base, behind) {
                     Verdict::Grant => self.reply_lease(now, from, Message::LeaseGrant { name, epoch, sent }, ctx),
                     Verdict::GrantAfterPersist(p) => {
                         // Granted once the promise is durable (`handle_object_reply`).
@@ -718,7 +776,19 @@ impl Functions {
                 if act.holder.epoch != epoch {
                     return;
                 }
-                if act.holder.granted(from, Time(sent), &cfg) {
+                let extended = act.holder.granted(from, Time(sent), &cfg);
+                if act.holder.ask_self_now() {
+                    let me = self.me;
+                    let (epoch, base, pos) = (act.holder.epoch, act.holder.base, act.takeover_from);
+                    self.handle_lease_message(
+                        now,
+                        me,
+                        Message::LeaseAsk { name: name.clone(), epoch, base, sent, pos },
+                        ctx,
+                    );
+                }
+                let Some(act) = self.actors.active.get_mut(&name) else { return };
+                if extended {
                     if !act.announced {
                         act.announced = true;
                         self.announce(now, &name, ctx);
@@ -727,8 +797,11 @@ impl Functions {
                 }
             }
             Message::LeaseDeny { name, epoch, denial, .. } => {
+                if self.rival_holds(now, &name, epoch, &denial, ctx) {
+                    return;
+                }
                 let Some(act) = self.actors.active.get_mut(&name) else { return };
-                if act.holder.epoch == epoch && act.holder.denied_at(now, RETRY, &denial) {
+                if act.holder.epoch == epoch && act.holder.denied_at(now, RETRY, &denial, self.me) {
                     let why = match denial {
                         Denial::Fenced { promise } => format!("a granter promised epoch {}", promise.promised),
                         other => format!("{other:?}"),
@@ -906,6 +979,12 @@ impl Functions {
         self.actors.migrations.received += 1;
         let reason = inc.reason.clone();
         let figures = inc.figures.clone();
+        // An activation left here at an older or equal epoch (one that never won its lease)
+        // ends: its waiting calls resolve afresh once the new one is in place.
+        let replaced = self.actors.active.remove(name);
+        if let Some(old) = &replaced {
+            ctx.out.push(Output::Deactivate { name: name.to_string(), epoch: old.holder.epoch });
+        }
         self.actors.active.insert(
             name.to_string(),
             Activation {
@@ -915,6 +994,7 @@ impl Functions {
                 held: Vec::new(),
                 running: BTreeSet::new(),
                 announced: false,
+                takeover_from: None,
                 reason,
                 figures,
                 step_deadline: Time(u64::MAX),
@@ -924,6 +1004,12 @@ impl Functions {
             },
         );
         self.lease_rounds(now, ctx);
+        for (key, _) in replaced.map(|a| a.held).unwrap_or_default() {
+            self.actors.held_entries.remove(&key);
+            if let Some(p) = self.calls.pending.remove(&key) {
+                self.start(now, p.origin, p.name, p.input, p.depth, p.hops, ctx);
+            }
+        }
         for key in self.actors.waiting_for_snapshot.remove(name).unwrap_or_default() {
             if let Some(p) = self.calls.pending.remove(&key) {
                 self.start(now, p.origin, p.name, p.input, p.depth, p.hops, ctx);
@@ -975,6 +1061,7 @@ impl Functions {
         self.actors
             .active
             .retain(|_, a| !matches!(a.phase, Phase::Gone { .. }) || now.since(a.since) < Duration::from_secs(600));
+        self.failovers(now, ctx);
         self.lease_rounds(now, ctx);
     }
 
@@ -992,6 +1079,9 @@ impl Functions {
         }
         for i in self.actors.incoming.values() {
             t = t.min(i.deadline);
+        }
+        if !self.actors.replicas.is_empty() {
+            t = t.min(self.actors.failover_check);
         }
         t
     }
@@ -1131,6 +1221,101 @@ mod tests {
         h.cut.clear();
         settle(&mut h, Duration::from_secs(10));
         assert_eq!(call(&mut h, 1, "a"), Ok(b"3".to_vec()));
+    }
+
+    /// Calls `name` at `k` until one succeeds; its answer and when it came.
+    fn call_until_ok(h: &mut H, k: usize, name: &str, within: Duration) -> (Vec<u8>, crate::Time) {
+        let end = h.now + within;
+        while h.now < end {
+            if let Ok(v) = call(h, k, name) {
+                return (v, h.now);
+            }
+        }
+        panic!("no call of {name} at node {k} succeeded within {within:?}");
+    }
+
+    #[test]
+    fn a_dead_homes_actor_fails_over_to_a_standby_with_its_state() {
+        let mut h = H::new(4);
+        deploy_actor(&mut h, 0, "a");
+        let p = placement(&h, 0, "a").unwrap_or_else(|| panic!("no placement"));
+        let home = crate::testing::index(&p.home);
+        let caller = (0..4).find(|k| *k != home).unwrap_or(0);
+        for n in 1..=3 {
+            assert_eq!(call(&mut h, caller, "a"), Ok(n.to_string().into_bytes()));
+        }
+        let killed = h.now;
+        h.crash(home);
+        let (answer, at) = call_until_ok(&mut h, caller, "a", Duration::from_secs(60));
+        assert_eq!(answer, b"4".to_vec(), "the standby's copy held every answered call");
+        let lease = crate::functions::actors::lease::LeaseConfig::default();
+        // Detection and the old grants' expiry overlap; the bound is the issue's.
+        assert!(at.since(killed) <= lease.duration + Duration::from_secs(5), "took {:?}", at.since(killed));
+        let q = placement(&h, caller, "a").unwrap_or_else(|| panic!("no placement"));
+        assert!(q.home != p.home && p.granters.contains(&q.home), "{q:?}");
+        assert!(q.epoch > p.epoch && q.base == p.epoch, "{q:?}");
+        assert!(q.reason.contains("failover"), "{}", q.reason);
+        let took = h.nodes[crate::testing::index(&q.home)].as_ref().map(|n| n.functions().migration_stats().failovers);
+        assert_eq!(took, Some(1));
+        // The old home comes back: it serves nothing at its old epoch, and calls through it
+        // reach the new home.
+        h.start(home);
+        for k in 0..4 {
+            if k != home {
+                h.connect(home, k);
+                h.connect(k, home);
+            }
+        }
+        settle(&mut h, Duration::from_secs(3));
+        assert_eq!(call(&mut h, caller, "a"), Ok(b"5".to_vec()));
+        assert_eq!(call_until_ok(&mut h, home, "a", Duration::from_secs(30)).0, b"6".to_vec());
+        let served_old = h.actor_log.iter().any(|x| x.node == home && x.at > killed);
+        assert!(!served_old, "the old home ran a call after it came back: {:?}", h.actor_log);
+    }
+
+    #[test]
+    fn the_old_home_rejoins_as_a_standby() {
+        let mut h = H::new(3);
+        deploy_actor(&mut h, 0, "a");
+        let p = placement(&h, 0, "a").unwrap_or_else(|| panic!("no placement"));
+        let home = crate::testing::index(&p.home);
+        assert_eq!(p.granters.len(), 3, "every node is in the group");
+        let caller = (home + 1) % 3;
+        assert_eq!(call(&mut h, caller, "a"), Ok(b"1".to_vec()));
+        h.crash(home);
+        assert_eq!(call_until_ok(&mut h, caller, "a", Duration::from_secs(60)).0, b"2".to_vec());
+        h.start(home);
+        for k in 0..3 {
+            if k != home {
+                h.connect(home, k);
+                h.connect(k, home);
+            }
+        }
+        settle(&mut h, Duration::from_secs(3));
+        assert_eq!(call(&mut h, caller, "a"), Ok(b"3".to_vec()));
+        let q = placement(&h, caller, "a").unwrap_or_else(|| panic!("no placement"));
+        let copy = h.actor_disks.get(&(home, "a".to_string())).and_then(|d| d.checkpoints.get(&q.epoch).copied());
+        assert_eq!(copy, Some(3), "the old home holds the new home's checkpoint");
+    }
+
+    #[test]
+    fn a_standby_cut_off_from_the_home_alone_takes_nothing_over() {
+        let mut h = H::new(3);
+        deploy_actor(&mut h, 0, "a");
+        let p = placement(&h, 0, "a").unwrap_or_else(|| panic!("no placement"));
+        let home = crate::testing::index(&p.home);
+        let (s1, s2) = ((home + 1) % 3, (home + 2) % 3);
+        assert_eq!(call(&mut h, s2, "a"), Ok(b"1".to_vec()));
+        // The home still reaches one standby, which keeps it alive in the other's view too
+        // (indirect probes), and keeps renewing its lease through it.
+        h.partition(&[home], &[s1]);
+        for n in 2..=20 {
+            assert_eq!(call(&mut h, s2, "a"), Ok(n.to_string().into_bytes()));
+            settle(&mut h, Duration::from_millis(500));
+        }
+        let q = placement(&h, s2, "a").unwrap_or_else(|| panic!("no placement"));
+        assert_eq!((q.home, q.epoch), (p.home, p.epoch), "no takeover");
+        assert!(h.actor_log.iter().all(|x| x.node == home), "only the home ran calls");
     }
 
     #[test]

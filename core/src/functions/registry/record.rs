@@ -178,7 +178,7 @@ mod tests {
         assert_eq!(PlacementRecord::from_value(&serde_json::json!(7)), None);
         let mut doc = state_sync::Document::new(state_sync::automerge::ActorId::from(b"record".as_slice()));
         assert_eq!(promise_of(&doc, &NodeId([1; 32])), Promise::default());
-        let p = Promise { promised: 4, granted: 3 };
+        let p = Promise { promised: 4, granted: 3, granted_to: None };
         doc.apply(&[promise_op(&NodeId([1; 32]), p).unwrap()], 0).unwrap();
         assert_eq!(promise_of(&doc, &NodeId([1; 32])), p);
         assert_eq!(promise_of(&doc, &NodeId([2; 32])), Promise::default());
