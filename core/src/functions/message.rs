@@ -92,8 +92,12 @@ pub enum Message {
         base: u64,
         /// The module.
         hash: ModuleHash,
-        /// The actor's lease granters.
+        /// The actor's group (lease granters) at the target.
         granters: Vec<NodeId>,
+        /// The group before the move, when it changes: the target's first lease needs a
+        /// majority of both (empty: the group stays).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        joint: Vec<NodeId>,
         /// Why it moves.
         reason: String,
         /// The policy's figures (JSON text), if the policy moved it.

@@ -267,6 +267,10 @@ pub struct Holder {
     self_last: Option<NodeId>,
     /// Whether this round asked `self_last` already.
     asked_self: bool,
+    /// The group before a move: until the lease is first held, a round needs a majority of
+    /// these too (joint consensus), so a member of the old group cannot hand the same epoch
+    /// to anyone else while the actor changes groups.
+    joint: Vec<NodeId>,
 }
 
 impl Holder {
@@ -282,7 +286,25 @@ impl Holder {
             retry_at: None,
             self_last: None,
             asked_self: false,
+            joint: Vec::new(),
         }
+    }
+
+    /// A holder whose first lease also needs a majority of `old` (the group before a move).
+    pub fn joint_with(mut self, old: Vec<NodeId>) -> Holder {
+        self.joint = old;
+        self
+    }
+
+    /// Everyone a round asks: the group, and the old group while joint.
+    fn askable(&self) -> Vec<NodeId> {
+        let mut all = self.granters.clone();
+        for g in &self.joint {
+            if !all.contains(g) {
+                all.push(*g);
+            }
+        }
+        all
     }
 
     /// A takeover by `me`: it asks itself last (see `self_last`).
@@ -346,11 +368,11 @@ impl Holder {
         match self.holds_back_self() {
             Some(me) if self.granters.contains(&me) => {
                 self.asked_self = false;
-                Some(self.granters.iter().copied().filter(|g| *g != me).collect())
+                Some(self.askable().into_iter().filter(|g| *g != me).collect())
             }
             _ => {
                 self.asked_self = true;
-                Some(self.granters.clone())
+                Some(self.askable())
             }
         }
     }
@@ -372,11 +394,15 @@ impl Holder {
     pub fn granted(&mut self, from: NodeId, sent: Time, cfg: &LeaseConfig) -> bool {
         let majority = self.majority();
         let Some((round_sent, got)) = self.round.as_mut() else { return false };
-        if *round_sent != sent || !self.granters.contains(&from) {
+        if *round_sent != sent || !(self.granters.contains(&from) || self.joint.contains(&from)) {
             return false;
         }
         got.insert(from);
-        if got.len() >= majority {
+        let count = |set: &[NodeId]| got.iter().filter(|g| set.contains(g)).count();
+        let joint_ok = self.joint.is_empty() || count(&self.joint) > self.joint.len() / 2;
+        if count(&self.granters) >= majority && joint_ok {
+            // Held once: the new group alone leases from now on.
+            self.joint.clear();
             let until = sent + cfg.holder_span();
             if until > self.valid_until {
                 self.valid_until = until;

@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use wasm_host::{Durability, InvokeError, Kind, Manifest, ModuleHash};
 
 pub mod failover;
+pub mod group;
 pub mod lease;
 
 use self::lease::{Denial, Holder, Verdict};
@@ -169,6 +170,8 @@ pub(super) struct Incoming {
     pub(super) base: u64,
     pub(super) hash: ModuleHash,
     pub(super) granters: Vec<NodeId>,
+    /// The group before the move: the first lease needs a majority of it too.
+    pub(super) joint: Vec<NodeId>,
     pub(super) deadline: Time,
     pub(super) reason: String,
     pub(super) figures: Option<serde_json::Value>,
@@ -534,13 +537,21 @@ impl Functions {
         act.step_deadline = now + STEP_MAX;
         act.migration_reason = reason.clone();
         act.figures = figures;
-        let granters = act.holder.granters().to_vec();
+        // The group moves with the actor: the target's first lease needs majorities of both.
+        let old = act.holder.granters().to_vec();
+        let mut granters = group::group_for(name, to, &group::alive_sites(ctx.membership, now), group::SIZE);
+        if granters.len() < old.len().min(group::SIZE) {
+            // This node's view lacks members: keep the group rather than shrink it.
+            granters = old.clone();
+        }
+        let joint = if granters == old { Vec::new() } else { old };
         let msg = Message::Prepare {
             name: name.to_string(),
             epoch: next,
             base: act.holder.epoch,
             hash: act.hash,
             granters,
+            joint,
             reason: reason.clone(),
             figures: act.figures.as_ref().map(|f| f.to_string()),
         };
@@ -810,9 +821,9 @@ impl Functions {
                 }
             }
             Message::LeaseRelease { name, epoch } => self.actors.granter.release(&name, from, epoch),
-            Message::Prepare { name, epoch, base, hash, granters, reason, figures } => {
+            Message::Prepare { name, epoch, base, hash, granters, joint, reason, figures } => {
                 let figures = figures.and_then(|f| serde_json::from_str(&f).ok());
-                self.prepare(now, from, name, epoch, base, hash, granters, (reason, figures), ctx);
+                self.prepare(now, from, name, epoch, base, hash, (granters, joint), (reason, figures), ctx);
             }
             Message::Prepared { name, epoch, result } => {
                 let Some(act) = self.actors.active.get_mut(&name) else { return };
@@ -886,7 +897,7 @@ impl Functions {
         epoch: u64,
         base: u64,
         hash: ModuleHash,
-        granters: Vec<NodeId>,
+        (granters, joint): (Vec<NodeId>, Vec<NodeId>),
         (reason, figures): (String, Option<serde_json::Value>),
         ctx: &mut Ctx<'_>,
     ) {
@@ -913,7 +924,7 @@ impl Functions {
         let sources = self.sources(&reg, ctx);
         self.actors.incoming.insert(
             name.clone(),
-            Incoming { from, epoch, base, hash, granters, deadline: now + STEP_MAX * 3, reason, figures },
+            Incoming { from, epoch, base, hash, granters, joint, deadline: now + STEP_MAX * 3, reason, figures },
         );
         ctx.out.push(Output::Prefetch(Box::new(Prefetch {
             name,
@@ -989,7 +1000,7 @@ impl Functions {
             name.to_string(),
             Activation {
                 hash: inc.hash,
-                holder: Holder::new(inc.epoch, inc.base, inc.granters),
+                holder: Holder::new(inc.epoch, inc.base, inc.granters).joint_with(inc.joint),
                 phase: Phase::Serving,
                 held: Vec::new(),
                 running: BTreeSet::new(),
@@ -1316,6 +1327,37 @@ mod tests {
         let q = placement(&h, s2, "a").unwrap_or_else(|| panic!("no placement"));
         assert_eq!((q.home, q.epoch), (p.home, p.epoch), "no takeover");
         assert!(h.actor_log.iter().all(|x| x.node == home), "only the home ran calls");
+    }
+
+    #[test]
+    fn the_group_moves_with_the_actor_and_its_site_serves_it_when_cut_off() {
+        use crate::info::Tier;
+        let site = |k: usize| if k < 3 { "a" } else { "b" };
+        let layout: Vec<(Tier, Option<&str>)> = (0..6).map(|k| (Tier::Edge, Some(site(k)))).collect();
+        let mut h = H::with_layout(&layout, Default::default());
+        deploy_actor(&mut h, 0, "a");
+        let p = placement(&h, 0, "a").unwrap_or_else(|| panic!("no placement"));
+        let home = crate::testing::index(&p.home);
+        let in_site = |g: &[crate::NodeId], s: &str| g.iter().filter(|n| site(crate::testing::index(n)) == s).count();
+        assert_eq!(in_site(&p.granters, site(home)), 2, "a majority in the home's site: {p:?}");
+        assert_eq!(call(&mut h, home, "a"), Ok(b"1".to_vec()));
+        // Move it to the other site: the group follows (joint leases on the way).
+        let to = if home < 3 { 4 } else { 1 };
+        let now = h.now;
+        assert!(h.nodes[home].as_mut().is_some_and(|n| n.handle_migrate(now, "a", id(to), "test".into()).is_ok()));
+        h.drain(home);
+        settle(&mut h, Duration::from_secs(3));
+        assert_eq!(call(&mut h, to, "a"), Ok(b"2".to_vec()));
+        let q = placement(&h, to, "a").unwrap_or_else(|| panic!("no placement"));
+        assert_eq!(q.home, id(to));
+        assert_eq!(in_site(&q.granters, site(to)), 2, "the group moved along: {q:?}");
+        // Cut the two sites apart: the actor's site keeps serving it.
+        let (a, b): (Vec<usize>, Vec<usize>) = (0..6).partition(|k| *k < 3);
+        h.partition(&a, &b);
+        for n in 3..=12 {
+            assert_eq!(call(&mut h, to, "a"), Ok(n.to_string().into_bytes()), "served inside the cut-off site");
+            settle(&mut h, Duration::from_millis(500));
+        }
     }
 
     #[test]

@@ -21,9 +21,8 @@ pub use record::PlacementRecord;
 
 use super::invocations::{allows, choose, describe, eligible};
 use super::{Ctx, Functions, Message};
-use crate::membership::{Membership, Status};
+use crate::membership::Membership;
 use crate::objects::{Change, Durability, Objects, Request};
-use crate::rendezvous::{hash64, score};
 use crate::{NodeId, Time};
 
 /// The reserved object namespace of the function registry: `liquid-fn/<name>`.
@@ -162,14 +161,10 @@ pub fn initial_placement(
     };
     let granters = match &previous {
         Some(p) if !p.granters.is_empty() => p.granters.clone(),
+        // The actor's group: the home, a majority in its site, one member elsewhere.
         _ => {
-            let alive: Vec<NodeId> =
-                membership.members(now).filter(|m| m.status == Status::Alive).map(|m| m.info.id).collect();
-            let f = hash64(format!("granters/{}", manifest.name).as_bytes());
-            let mut ranked: Vec<(u64, NodeId)> =
-                alive.into_iter().map(|id| (score(f, hash64(&id.to_peer_id_bytes())), id)).collect();
-            ranked.sort_by(|a, b| b.cmp(a));
-            ranked.into_iter().take(record::GRANTERS).map(|(_, id)| id).collect()
+            use super::actors::group;
+            group::group_for(&manifest.name, home, &group::alive_sites(membership, now), group::SIZE)
         }
     };
     Ok(PlacementRecord {
