@@ -54,6 +54,16 @@ pub fn group_for(name: &str, home: NodeId, alive: &[(NodeId, Option<String>)], s
     group
 }
 
+/// The alive members of `membership` (this node included) with their `site` labels: the
+/// input of [`group_for`].
+pub fn alive_sites(membership: &crate::membership::Membership, now: crate::Time) -> Vec<(NodeId, Option<String>)> {
+    membership
+        .members(now)
+        .filter(|m| m.status == crate::membership::Status::Alive)
+        .map(|m| (m.info.id, m.info.labels.get("site").cloned()))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,14 +139,4 @@ mod tests {
             }
         }
     }
-}
-
-/// The alive members of `membership` (this node included) with their `site` labels: the
-/// input of [`group_for`].
-pub fn alive_sites(membership: &crate::membership::Membership, now: crate::Time) -> Vec<(NodeId, Option<String>)> {
-    membership
-        .members(now)
-        .filter(|m| m.status == crate::membership::Status::Alive)
-        .map(|m| (m.info.id, m.info.labels.get("site").cloned()))
-        .collect()
 }
