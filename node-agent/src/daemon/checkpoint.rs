@@ -477,6 +477,7 @@ impl Checkpoints {
             if let Some(newest) = self.epochs(name).last().copied().filter(|e| *e > epoch) {
                 return Err(CopyError::Stale(newest));
             }
+            fs::create_dir_all(self.dir(name))?;
             let mut r = HashingReader {
                 inner: io::BufReader::new(File::open(base_tmp)?),
                 hasher: blake3::Hasher::new(),
@@ -846,6 +847,85 @@ mod tests {
         drop(back);
         let (mut again, _) = f.restore(1).unwrap();
         assert_eq!(f.state(&mut again), st);
+    }
+
+    /// A standby's copies: the home's files install and extend; a peer's garbage, lies and
+    /// gaps are refused and change nothing; positions only grow.
+    #[test]
+    fn standby_copies_install_extend_and_refuse_hostile_bytes() {
+        let home = fixture();
+        let standby = Checkpoints::open(home._tmp.path().join("standby")).unwrap();
+        let tmp = home._tmp.path().join("in");
+        fs::create_dir_all(&tmp).unwrap();
+        let hash = home.compiled.hash();
+        let mut a = home.rt.activate(&home.compiled, &home.m, inv(&[])).unwrap();
+        home.call(&mut a, &[1]);
+        let first = home.c.save("a", 1, &mut a).unwrap();
+        let (base, log) = (fs::read(home.c.path("a", 1)).unwrap(), fs::read(home.c.log_path("a", 1)).unwrap());
+        let whole = |b: &[u8], l: &[u8]| {
+            fs::write(tmp.join("b"), b).unwrap();
+            fs::write(tmp.join("l"), l).unwrap();
+            standby.store_copy("a", 1, &hash, &tmp.join("b"), &tmp.join("l"))
+        };
+        // Garbage, a flipped byte in the base, a log of another base, another module.
+        assert!(whole(b"not a snapshot", &log).is_err());
+        let mut bad = base.clone();
+        let mid = bad.len() / 2;
+        bad[mid] ^= 0x40;
+        assert!(whole(&bad, &log).is_err(), "a flipped byte in the base");
+        let mut other_log = log.clone();
+        other_log[20] ^= 1;
+        assert!(whole(&base, &other_log).is_err(), "a log naming another base");
+        fs::write(tmp.join("b"), &base).unwrap();
+        fs::write(tmp.join("l"), &log).unwrap();
+        let other = wasm_host::ModuleHash::of(b"another module");
+        assert!(standby.store_copy("a", 1, &other, &tmp.join("b"), &tmp.join("l")).is_err());
+        assert!(standby.epochs("a").is_empty(), "nothing installed by refused copies");
+        // The real thing.
+        assert_eq!(whole(&base, &log).unwrap(), first.n);
+        // Deltas extend it; a gap, a repeat, or a delta of another base is "behind".
+        let mut deltas = Vec::new();
+        for _ in 0..3 {
+            home.call(&mut a, &[1, 9]);
+            let s = home.c.save("a", 1, &mut a).unwrap();
+            if s.full {
+                return; // no write tracking on this platform: every checkpoint is a base
+            }
+            let l = fs::read(home.c.log_path("a", 1)).unwrap();
+            deltas.push((s, l));
+        }
+        let (s1, l1) = &deltas[0];
+        let (s2, l2) = &deltas[1];
+        let rec1 = &l1[log.len()..];
+        let rec2 = &l2[l1.len()..];
+        let id = s1.base;
+        assert!(matches!(standby.append_copy("a", 1, &hash, &id, l1.len() as u64, rec2), Err(CopyError::Behind(_))));
+        assert!(
+            matches!(standby.append_copy("a", 1, &hash, &id, log.len() as u64, rec2), Err(CopyError::Behind(_))),
+            "a gap"
+        );
+        let mut flipped = rec1.to_vec();
+        let last = flipped.len() - 1;
+        flipped[last] ^= 1;
+        assert!(standby.append_copy("a", 1, &hash, &id, log.len() as u64, &flipped).is_err(), "a damaged delta");
+        assert!(
+            standby.append_copy("a", 1, &hash, &id, log.len() as u64, &rec1[..rec1.len() - 3]).is_err(),
+            "a cut record"
+        );
+        assert_eq!(standby.append_copy("a", 1, &hash, &id, log.len() as u64, rec1).unwrap(), s1.n);
+        assert_eq!(standby.append_copy("a", 1, &hash, &id, l1.len() as u64, rec2).unwrap(), s2.n);
+        assert!(standby.append_copy("a", 1, &hash, &id, l1.len() as u64, rec2).is_err(), "a repeat");
+        assert_eq!(fs::read(standby.log_path("a", 1)).unwrap(), *l2, "the copy is the home's log");
+        // The copy restores to the home's state.
+        let (mut back, r) = standby.restore(&home.rt, &home.compiled, &home.m, inv(&[]), "a", 1).unwrap();
+        assert_eq!(r.n, s2.n);
+        // Page 1 was bumped by the first call and the two copied ones: the next call finds 3.
+        assert_eq!(home.call(&mut back, &[1]), 4, "the state of the last copied call");
+        // A copy of an older epoch never replaces a newer one.
+        fs::write(tmp.join("b"), &base).unwrap();
+        fs::write(tmp.join("l"), &log).unwrap();
+        fs::copy(standby.path("a", 1), standby.path("a", 2)).unwrap();
+        assert!(matches!(standby.store_copy("a", 1, &hash, &tmp.join("b"), &tmp.join("l")), Err(CopyError::Stale(2))));
     }
 
     fn wasm_host_tracks() -> bool {
