@@ -1,8 +1,10 @@
 //! Standby copies of actor checkpoints (issue 18): the home's side sends each call's
 //! checkpoint to the actor's standbys in the background; a standby's side checks and stores
-//! it ([`Checkpoints::store_copy`], [`Checkpoints::append_copy`]) and tells its core, which
-//! may then take the actor over when the home goes down
-//! (`liquid_core::functions::actors::failover`).
+//! it ([`store_copy`], [`append_copy`]) and tells its core, which may then take the actor
+//! over when the home goes down (`liquid_core::functions::actors::failover`).
+//!
+//! [`store_copy`]: crate::daemon::checkpoint::Checkpoints::store_copy
+//! [`append_copy`]: crate::daemon::checkpoint::Checkpoints::append_copy
 //!
 //! One task per (actor, standby) sends, in order; it only ever needs the newest checkpoint,
 //! so it waits on a `watch` channel, not a queue: calls faster than the link coalesce into
