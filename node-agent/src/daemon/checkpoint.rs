@@ -527,6 +527,7 @@ impl Checkpoints {
             return Err(CopyError::Stale(newest));
         }
         let path = self.log_path(name, epoch);
+        self.promote(name, epoch, base, offset)?;
         let log = match fs::read(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -552,6 +553,34 @@ impl Checkpoints {
         let n = header.n_base + seq + added;
         self.note_position(name, epoch, n);
         Ok(n)
+    }
+
+    /// A tail for `epoch` whose base this node holds under its newest older epoch, exactly
+    /// `offset` bytes of log long (a move: the new home's chain is the old one, renamed):
+    /// renames that copy to `epoch`, so the tail extends it instead of a whole transfer.
+    fn promote(&self, name: &str, epoch: u64, base: &[u8; 32], offset: u64) -> io::Result<()> {
+        let epochs = self.epochs(name);
+        if epochs.contains(&epoch) {
+            return Ok(());
+        }
+        let Some(older) = epochs.iter().rev().copied().find(|e| *e < epoch) else { return Ok(()) };
+        let Ok(log) = fs::read(self.log_path(name, older)) else { return Ok(()) };
+        if parse_header(&log).is_none_or(|h| h.base != *base) || log.len() as u64 != offset {
+            return Ok(());
+        }
+        fs::rename(self.log_path(name, older), self.log_path(name, epoch))?;
+        fs::rename(self.path(name, older), self.path(name, epoch))?;
+        sync_dir(&self.dir(name))?;
+        self.forget(name);
+        Ok(())
+    }
+
+    /// The base id and length of `name`'s log at `epoch`, if it is whole and readable.
+    pub fn log_tip(&self, name: &str, epoch: u64) -> Option<([u8; 32], u64)> {
+        let log = fs::read(self.log_path(name, epoch)).ok()?;
+        let h = parse_header(&log)?;
+        let (_, end) = count_records(&log, h.len);
+        (end == log.len()).then_some((h.base, log.len() as u64))
     }
 
     /// Removes checkpoints older than `epoch`.
@@ -926,6 +955,43 @@ mod tests {
         fs::write(tmp.join("l"), &log).unwrap();
         fs::copy(standby.path("a", 1), standby.path("a", 2)).unwrap();
         assert!(matches!(standby.store_copy("a", 1, &hash, &tmp.join("b"), &tmp.join("l")), Err(CopyError::Stale(2))));
+    }
+
+    /// After a move, the new home's chain is the old one renamed to the next epoch: a standby
+    /// holding it under the old epoch takes the tail on top of it.
+    #[test]
+    fn a_tail_after_a_move_extends_the_copy_of_the_previous_epoch() {
+        let home = fixture();
+        let standby = Checkpoints::open(home._tmp.path().join("standby")).unwrap();
+        let tmp = home._tmp.path().join("in");
+        fs::create_dir_all(&tmp).unwrap();
+        let hash = home.compiled.hash();
+        let mut a = home.rt.activate(&home.compiled, &home.m, inv(&[])).unwrap();
+        home.call(&mut a, &[1]);
+        home.c.save("a", 1, &mut a).unwrap();
+        fs::write(tmp.join("b"), fs::read(home.c.path("a", 1)).unwrap()).unwrap();
+        fs::write(tmp.join("l"), fs::read(home.c.log_path("a", 1)).unwrap()).unwrap();
+        standby.store_copy("a", 1, &hash, &tmp.join("b"), &tmp.join("l")).unwrap();
+        let (base, len) = home.c.log_tip("a", 1).unwrap();
+        // The move: the same files under epoch 2, and a call there appends a delta.
+        fs::rename(home.c.path("a", 1), home.c.path("a", 2)).unwrap();
+        fs::rename(home.c.log_path("a", 1), home.c.log_path("a", 2)).unwrap();
+        home.c.forget("a");
+        let (mut b, _) = home.restore(2).unwrap();
+        home.call(&mut b, &[1]);
+        let s = home.c.save("a", 2, &mut b).unwrap();
+        if s.full {
+            return; // no write tracking here
+        }
+        let log2 = fs::read(home.c.log_path("a", 2)).unwrap();
+        assert!(matches!(
+            standby.append_copy("a", 2, &hash, &[7; 32], len, &log2[len as usize..]),
+            Err(CopyError::Behind(_))
+        ));
+        assert_eq!(standby.epochs("a"), vec![1], "a tail of another base promotes nothing");
+        assert_eq!(standby.append_copy("a", 2, &hash, &base, len, &log2[len as usize..]).unwrap(), s.n);
+        assert_eq!(standby.epochs("a"), vec![2]);
+        assert_eq!(fs::read(standby.log_path("a", 2)).unwrap(), log2);
     }
 
     fn wasm_host_tracks() -> bool {

@@ -201,6 +201,9 @@ struct Live {
 
 type ActorSlot = Arc<Mutex<Option<Live>>>;
 
+/// A checkpoint chain's end: (epoch, base id, log bytes).
+type ChainTip = (u64, [u8; 32], u64);
+
 /// The executor.
 pub struct Executor {
     store: Arc<ModuleStore>,
@@ -222,6 +225,8 @@ pub struct Executor {
     replicas: replica::Senders,
     /// What the standbys acknowledged.
     acks: replica::Acks,
+    /// Per actor moved here, the chain received with it.
+    adopted: Mutex<HashMap<String, ChainTip>>,
 }
 
 impl Executor {
@@ -254,6 +259,7 @@ impl Executor {
             prepared: Mutex::new(HashMap::new()),
             replicas: Mutex::new(HashMap::new()),
             acks: replica::Acks::default(),
+            adopted: Mutex::new(HashMap::new()),
         })
     }
 
@@ -736,6 +742,9 @@ impl Executor {
         let mut g = slot.lock().map_err(|_| "the actor's lock was poisoned".to_string())?;
         // The log's open handle follows the rename: the next call appends to it.
         self.checkpoints.set_chain(name, epoch, chain);
+        if let (Some(tip), Ok(mut m)) = (self.checkpoints.log_tip(name, epoch), self.adopted.lock()) {
+            m.insert(name.to_string(), (epoch, tip.0, tip.1));
+        }
         *g = Some(Live { hash, epoch, actor });
         Ok(())
     }

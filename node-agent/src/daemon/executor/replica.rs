@@ -115,7 +115,15 @@ impl Executor {
     /// Keeps standby `peer`'s copy of `name` up to the newest note, until the home forgets
     /// the standby (the channel closes).
     async fn replica_sender(self: Arc<Self>, name: String, peer: NodeId, mut rx: watch::Receiver<Option<Note>>) {
-        let mut mirror: Option<Mirror> = None;
+        // After a move the chain is the old home's, renamed: standbys of the old group hold it
+        // already, so the first transfer tries the tail on top of it (a wrong guess answers
+        // "behind", and the whole checkpoint follows).
+        let mut mirror: Option<Mirror> = self
+            .adopted
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&name).copied())
+            .map(|(epoch, base, log_bytes)| Mirror { epoch, base, log_bytes });
         let mut backoff = RETRY_MIN;
         loop {
             let Some(note) = *rx.borrow_and_update() else { return };
