@@ -115,15 +115,11 @@ impl Executor {
     /// Keeps standby `peer`'s copy of `name` up to the newest note, until the home forgets
     /// the standby (the channel closes).
     async fn replica_sender(self: Arc<Self>, name: String, peer: NodeId, mut rx: watch::Receiver<Option<Note>>) {
-        // After a move the chain is the old home's, renamed: standbys of the old group hold it
-        // already, so the first transfer tries the tail on top of it (a wrong guess answers
-        // "behind", and the whole checkpoint follows).
-        let mut mirror: Option<Mirror> = self
-            .adopted
-            .lock()
-            .ok()
-            .and_then(|m| m.get(&name).copied())
-            .map(|(epoch, base, log_bytes)| Mirror { epoch, base, log_bytes });
+        let mut mirror: Option<Mirror> = None;
+        // After a move the chain is the old home's, renamed: the old group's members hold it
+        // already, so the first transfer of an epoch tries the tail on top of it (a wrong
+        // guess answers "behind", and the whole checkpoint follows). The epoch last guessed:
+        let mut guessed: Option<u64> = None;
         let mut backoff = RETRY_MIN;
         loop {
             let Some(note) = *rx.borrow_and_update() else { return };
@@ -133,7 +129,12 @@ impl Executor {
                 }
                 continue;
             }
-            let tail = mirror.filter(|m| m.epoch == note.epoch && m.base == note.base);
+            let same = |m: &Mirror| m.epoch == note.epoch && m.base == note.base && m.log_bytes <= note.log_bytes;
+            let mut tail = mirror.filter(same);
+            if tail.is_none() && guessed != Some(note.epoch) {
+                tail = self.adopted_tip(&name).filter(same);
+                guessed = Some(note.epoch);
+            }
             let sent = tokio::time::timeout(SNAPSHOT_TIMEOUT, self.send_copy(&name, peer, note, tail)).await;
             let sent = sent.unwrap_or_else(|_| Err(format!("took over {} s", SNAPSHOT_TIMEOUT.as_secs())));
             let outcome = match &sent {
@@ -379,6 +380,13 @@ impl Executor {
         let out = store();
         drop(g);
         out
+    }
+
+    /// The chain `name` arrived with when it moved here, as a guess of what the old group's
+    /// members hold (see `replica_sender`).
+    fn adopted_tip(&self, name: &str) -> Option<Mirror> {
+        let (epoch, base, log_bytes) = self.adopted.lock().ok()?.get(name).copied()?;
+        Some(Mirror { epoch, base, log_bytes })
     }
 
     /// Standby `peer` acknowledged `name`'s checkpoint at `pos`.
