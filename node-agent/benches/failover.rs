@@ -32,30 +32,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
-use support::{Agent, env_usize, liquid_cmd, load_average};
+use support::{Agent, client, env_usize, invoke_count, liquid_cmd, load_average};
 
 const BALLAST: &str = include_str!("../../wasm-host/tests/guests/ballast.wat");
 const NAMES: [&str; 4] = ["fo-a", "fo-b", "fo-c", "fo-d"];
 /// The lease a takeover waits out (`LeaseConfig::default().duration`).
 const LEASE: Duration = Duration::from_secs(6);
-
-fn client() -> Result<reqwest::Client> {
-    // reqwest's rustls needs a process-wide provider even for plain HTTP.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    Ok(reqwest::Client::builder().pool_max_idle_per_host(4).timeout(Duration::from_secs(30)).build()?)
-}
-
-/// One invoke: the actor's count, or the error.
-async fn invoke(http: &reqwest::Client, url: &str, token: &str, input: &[u8]) -> Result<u64, String> {
-    let r = http.post(url).bearer_auth(token).body(input.to_vec()).send().await.map_err(|e| e.to_string())?;
-    let code = r.status();
-    let body = r.bytes().await.map_err(|e| e.to_string())?;
-    let text = String::from_utf8_lossy(&body);
-    if !code.is_success() {
-        return Err(format!("{code} {text}"));
-    }
-    text.trim().parse().map_err(|_| format!("not a count: {text:?}"))
-}
 
 #[derive(Default)]
 struct Seen {
@@ -67,10 +49,10 @@ fn spawn_client(url: String, token: String, stop: Arc<AtomicBool>) -> std::threa
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         rt.block_on(async move {
-            let http = client()?;
+            let http = client(Duration::from_secs(30))?;
             let mut seen = Seen::default();
             while !stop.load(Ordering::Relaxed) {
-                match invoke(&http, &url, &token, b"").await {
+                match invoke_count(&http, &url, &token, b"").await {
                     Ok(n) => seen.ok.push((Instant::now(), n)),
                     Err(_) => {
                         seen.errors += 1;
@@ -100,7 +82,7 @@ async fn home_of(a: &Agent, http: &reqwest::Client) -> Result<(String, u64)> {
 }
 
 async fn run(root: &std::path::Path, rounds: usize, mib: usize) -> Result<Vec<Round>> {
-    let http = client()?;
+    let http = client(Duration::from_secs(30))?;
     let key = root.join("cluster.key");
     let out = liquid_cmd()?.args(["cluster", "init", "--out"]).arg(&key).output()?;
     ensure!(out.status.success(), "liquid cluster init: {}", String::from_utf8_lossy(&out.stderr));
@@ -139,7 +121,7 @@ async fn run(root: &std::path::Path, rounds: usize, mib: usize) -> Result<Vec<Ro
     agents[0].deploy(&http, "fo", &wat::parse_str(BALLAST)?, Some(&manifest)).await?;
     let first = Instant::now();
     loop {
-        match invoke(&http, &agents[0].invoke_url("fo"), &agents[0].token, mib.to_string().as_bytes()).await {
+        match invoke_count(&http, &agents[0].invoke_url("fo"), &agents[0].token, mib.to_string().as_bytes()).await {
             Ok(_) => break,
             Err(e) if first.elapsed() > Duration::from_secs(30) => bail!("the actor never answered: {e}"),
             Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
@@ -164,7 +146,8 @@ async fn run(root: &std::path::Path, rounds: usize, mib: usize) -> Result<Vec<Ro
         while Instant::now() < watch_until && !seen_after {
             tokio::time::sleep(Duration::from_millis(200)).await;
             // The client reports only when stopped: probe through the caller instead.
-            seen_after = invoke(&http, &agents[caller].invoke_url("fo"), &agents[caller].token, b"").await.is_ok();
+            seen_after =
+                invoke_count(&http, &agents[caller].invoke_url("fo"), &agents[caller].token, b"").await.is_ok();
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
         stop.store(true, Ordering::Relaxed);

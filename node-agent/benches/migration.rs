@@ -63,7 +63,7 @@ use libp2p::{Multiaddr, PeerId};
 use mesh::{Config, Event, Mesh, Metrics, cluster::ClusterKey};
 use raw_quinn::Cipher;
 use serde_json::Value;
-use support::{Agent, env_usize, liquid_cmd, load_average};
+use support::{Agent, client, env_usize, invoke_count, liquid_cmd, load_average};
 use tokio::sync::mpsc;
 
 const BALLAST_WAT: &str = include_str!("../../wasm-host/tests/guests/ballast.wat");
@@ -159,24 +159,6 @@ impl Agent {
     }
 }
 
-fn client() -> Result<reqwest::Client> {
-    // reqwest's rustls needs a process-wide provider even for plain HTTP.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    Ok(reqwest::Client::builder().pool_max_idle_per_host(4).timeout(Duration::from_secs(180)).build()?)
-}
-
-/// One invoke: the actor's count, or the error (status and body).
-async fn invoke(http: &reqwest::Client, url: &str, token: &str, input: &[u8]) -> Result<u64, String> {
-    let r = http.post(url).bearer_auth(token).body(input.to_vec()).send().await.map_err(|e| e.to_string())?;
-    let code = r.status();
-    let body = r.bytes().await.map_err(|e| e.to_string())?;
-    let text = String::from_utf8_lossy(&body);
-    if !code.is_success() {
-        return Err(format!("{code} {text}"));
-    }
-    text.trim().parse().map_err(|_| format!("not a count: {text:?}"))
-}
-
 // ---------------------------------------------------------------------------------------------
 // The continuous client
 
@@ -192,10 +174,10 @@ fn spawn_client(url: String, token: String, stop: Arc<AtomicBool>) -> std::threa
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         rt.block_on(async move {
-            let http = client()?;
+            let http = client(Duration::from_secs(180))?;
             let mut seen = Seen::default();
             while !stop.load(Ordering::Relaxed) {
-                match invoke(&http, &url, &token, b"").await {
+                match invoke_count(&http, &url, &token, b"").await {
                     Ok(n) => seen.ok.push((Instant::now(), n)),
                     Err(e) => {
                         seen.errors.push((Instant::now(), e));
@@ -338,7 +320,7 @@ async fn one_move(
 }
 
 async fn size_run(s: &Settings, root: &Path, mib: u32, wasm: &[u8], base: &Baselines) -> Result<SizeResult> {
-    let http = client()?;
+    let http = client(Duration::from_secs(180))?;
     let dir = root.join(format!("{mib}mib"));
     std::fs::create_dir_all(&dir)?;
     let key = dir.join("cluster.key");
@@ -369,7 +351,7 @@ async fn size_run(s: &Settings, root: &Path, mib: u32, wasm: &[u8], base: &Basel
     let url = format!("{}/v1/functions/{name}/invoke", a.base);
     let t = Instant::now();
     let first = loop {
-        match invoke(&http, &url, &a.token, mib.to_string().as_bytes()).await {
+        match invoke_count(&http, &url, &a.token, mib.to_string().as_bytes()).await {
             Ok(n) => break n,
             Err(e) if t.elapsed() > Duration::from_secs(30) => bail!("the first call failed: {e}\n{}", a.log_tail()),
             Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
@@ -393,7 +375,7 @@ async fn size_run(s: &Settings, root: &Path, mib: u32, wasm: &[u8], base: &Basel
     let mut steady = Vec::new();
     for _ in 0..5 {
         let t = Instant::now();
-        let n = invoke(&http, &url, &a.token, b"").await.map_err(anyhow::Error::msg)?;
+        let n = invoke_count(&http, &url, &a.token, b"").await.map_err(anyhow::Error::msg)?;
         steady.push(ms(t.elapsed()));
         check_counts(&Seen { ok: vec![(Instant::now(), n)], errors: vec![] }, &mut last, "steady calls");
     }

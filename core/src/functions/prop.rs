@@ -154,16 +154,6 @@ fn check_one_leased(h: &H) -> Result<(), String> {
     Ok(())
 }
 
-fn restart(h: &mut H, k: usize) {
-    h.start(k);
-    for j in 0..h.nodes.len() {
-        if j != k && h.nodes[j].is_some() {
-            h.connect(k, j);
-            h.connect(j, k);
-        }
-    }
-}
-
 fn run(s: &Scenario, drift_max: f64) -> Result<(), String> {
     let faults =
         Faults { seed: s.seed, drift: s.drift[..s.nodes].iter().map(|d| d * drift_max).collect(), ..Faults::default() };
@@ -218,7 +208,7 @@ fn run(s: &Scenario, drift_max: f64) -> Result<(), String> {
                 h.crash(k);
                 r.crashes.push((k, h.now));
             }
-            Action::Restart(k) if h.nodes[k].is_none() => restart(&mut h, k),
+            Action::Restart(k) if h.nodes[k].is_none() => h.restart(k),
             _ => {}
         }
     }
@@ -230,7 +220,7 @@ fn run(s: &Scenario, drift_max: f64) -> Result<(), String> {
     h.cut.clear();
     for k in 0..s.nodes {
         if h.nodes[k].is_none() {
-            restart(&mut h, k);
+            h.restart(k);
         }
     }
     let until = h.now + HEAL;
@@ -348,7 +338,7 @@ fn a_source_restarted_after_handing_off_does_not_loop() {
     h.partition(&[1], &[0, 2]);
     h.crash(0);
     r.crashes.push((0, h.now));
-    restart(&mut h, 0);
+    h.restart(0);
     let mut res = Ok(());
     for _ in 0..30 {
         call(&mut h, &mut r, 2);

@@ -328,6 +328,18 @@ impl Cluster {
         self.boot(k, memory.as_ref());
     }
 
+    /// Node `k` starts again and its sessions with every running node come up on both sides
+    /// (as after a crash: the agent redials and its peers accept).
+    pub fn restart(&mut self, k: usize) {
+        self.start(k);
+        for j in 0..self.nodes.len() {
+            if j != k && self.nodes[j].is_some() {
+                self.connect(k, j);
+                self.connect(j, k);
+            }
+        }
+    }
+
     fn boot(&mut self, k: usize, memory: Option<&Persisted>) {
         self.boots[k] += 1;
         let boot = self.boots[k];

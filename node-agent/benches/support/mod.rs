@@ -175,3 +175,23 @@ impl Agent {
         format!("{}/v1/functions/{name}/invoke", self.base)
     }
 }
+
+/// An HTTP client for one bench's calls, each bounded by `timeout`.
+pub fn client(timeout: Duration) -> Result<reqwest::Client> {
+    // reqwest's rustls needs a process-wide provider even for plain HTTP.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    Ok(reqwest::Client::builder().pool_max_idle_per_host(4).timeout(timeout).build()?)
+}
+
+/// One invoke of an actor that answers its call count (`ballast.wat`): the count, or the
+/// error (status and body).
+pub async fn invoke_count(http: &reqwest::Client, url: &str, token: &str, input: &[u8]) -> Result<u64, String> {
+    let r = http.post(url).bearer_auth(token).body(input.to_vec()).send().await.map_err(|e| e.to_string())?;
+    let code = r.status();
+    let body = r.bytes().await.map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&body);
+    if !code.is_success() {
+        return Err(format!("{code} {text}"));
+    }
+    text.trim().parse().map_err(|_| format!("not a count: {text:?}"))
+}

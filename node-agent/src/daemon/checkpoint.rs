@@ -114,6 +114,19 @@ pub struct Checkpoints {
     chains: Arc<Mutex<HashMap<String, Chain>>>,
     /// Per actor, the position of its newest checkpoint here: (epoch, n).
     last: Arc<Mutex<HashMap<String, (u64, u64)>>>,
+    /// Per actor, the end of this node's standby copy, so that appending a tail (once per
+    /// call at the home) does not read the whole log to count its records.
+    copies: Arc<Mutex<HashMap<String, CopyTip>>>,
+}
+
+/// The end of a standby's copy: its epoch, base, log length and numbering.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct CopyTip {
+    epoch: u64,
+    base: [u8; 32],
+    len: u64,
+    n_base: u64,
+    seq: u64,
 }
 
 /// The open end of an actor's checkpoint chain.
@@ -227,7 +240,13 @@ impl Checkpoints {
     pub fn open(root: impl Into<PathBuf>) -> io::Result<Checkpoints> {
         let root = root.into();
         fs::create_dir_all(&root)?;
-        Ok(Checkpoints { root, log_min_bytes: LOG_MIN_BYTES, chains: Arc::default(), last: Arc::default() })
+        Ok(Checkpoints {
+            root,
+            log_min_bytes: LOG_MIN_BYTES,
+            chains: Arc::default(),
+            last: Arc::default(),
+            copies: Arc::default(),
+        })
     }
 
     /// Sets the log size below which no compaction happens (default [`LOG_MIN_BYTES`]).
@@ -494,17 +513,20 @@ impl Checkpoints {
             let header = parse_header(&log)
                 .filter(|h| h.base == base)
                 .ok_or_else(|| CopyError::Invalid("the log does not belong to the base sent with it".into()))?;
-            let n = header.n_base + verify_records(&log[header.len..], hash, &base, 0)?;
+            let seq = verify_records(&log[header.len..], hash, &base, 0)?;
+            let n = header.n_base + seq;
+            let tip = CopyTip { epoch, base, len: log.len() as u64, n_base: header.n_base, seq };
             File::open(log_tmp)?.sync_all()?;
             fs::rename(log_tmp, self.log_path(name, epoch))?;
             File::open(base_tmp)?.sync_all()?;
             fs::rename(base_tmp, self.path(name, epoch))?;
             sync_dir(&self.dir(name))?;
-            Ok(n)
+            Ok((n, tip))
         })();
         let _ = fs::remove_file(base_tmp);
         let _ = fs::remove_file(log_tmp);
-        let n = result?;
+        let (n, tip) = result?;
+        self.copy_tips().insert(name.to_string(), tip);
         // A chain open here belonged to this node's own activation, which has ended.
         self.forget(name);
         self.note_position(name, epoch, n);
@@ -528,31 +550,53 @@ impl Checkpoints {
         }
         let path = self.log_path(name, epoch);
         self.promote(name, epoch, base, offset)?;
-        let log = match fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(CopyError::Behind(format!("no copy of epoch {epoch} here")));
+        // The file's length guards the cached end against anything that changed it since.
+        let cached = self.copy_tips().get(name).copied().filter(|t| {
+            t.epoch == epoch
+                && t.base == *base
+                && t.len == offset
+                && fs::metadata(&path).is_ok_and(|m| m.len() == offset)
+        });
+        let (n_base, seq) = match cached {
+            Some(t) => (t.n_base, t.seq),
+            None => {
+                let log = match fs::read(&path) {
+                    Ok(b) => b,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                        return Err(CopyError::Behind(format!("no copy of epoch {epoch} here")));
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                let header = parse_header(&log)
+                    .filter(|h| h.base == *base)
+                    .ok_or_else(|| CopyError::Behind("this node's copy has another base".into()))?;
+                if log.len() as u64 != offset {
+                    return Err(CopyError::Behind(format!(
+                        "this node's copy is {} bytes long, not {offset}",
+                        log.len()
+                    )));
+                }
+                // Records already here are trusted (they were checked on arrival): count them.
+                let (seq, end) = count_records(&log, header.len);
+                if end != log.len() {
+                    return Err(CopyError::Behind("this node's copy ends in a cut record".into()));
+                }
+                (header.n_base, seq)
             }
-            Err(e) => return Err(e.into()),
         };
-        let header = parse_header(&log)
-            .filter(|h| h.base == *base)
-            .ok_or_else(|| CopyError::Behind("this node's copy has another base".into()))?;
-        if log.len() as u64 != offset {
-            return Err(CopyError::Behind(format!("this node's copy is {} bytes long, not {offset}", log.len())));
-        }
-        // Records already here are trusted (they were checked on arrival): count them.
-        let (seq, end) = count_records(&log, header.len);
-        if end != log.len() {
-            return Err(CopyError::Behind("this node's copy ends in a cut record".into()));
-        }
         let added = verify_records(records, hash, base, seq)?;
         let mut f = OpenOptions::new().append(true).open(&path)?;
         f.write_all(records)?;
         f.sync_data()?;
-        let n = header.n_base + seq + added;
+        let tip = CopyTip { epoch, base: *base, len: offset + records.len() as u64, n_base, seq: seq + added };
+        self.copy_tips().insert(name.to_string(), tip);
+        let n = n_base + seq + added;
         self.note_position(name, epoch, n);
         Ok(n)
+    }
+
+    fn copy_tips(&self) -> std::sync::MutexGuard<'_, HashMap<String, CopyTip>> {
+        self.copies.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// A tail for `epoch` whose base this node holds under its newest older epoch, exactly

@@ -1270,13 +1270,7 @@ mod tests {
         assert_eq!(took, Some(1));
         // The old home comes back: it serves nothing at its old epoch, and calls through it
         // reach the new home.
-        h.start(home);
-        for k in 0..4 {
-            if k != home {
-                h.connect(home, k);
-                h.connect(k, home);
-            }
-        }
+        h.restart(home);
         settle(&mut h, Duration::from_secs(3));
         assert_eq!(call(&mut h, caller, "a"), Ok(b"5".to_vec()));
         assert_eq!(call_until_ok(&mut h, home, "a", Duration::from_secs(30)).0, b"6".to_vec());
@@ -1295,13 +1289,7 @@ mod tests {
         assert_eq!(call(&mut h, caller, "a"), Ok(b"1".to_vec()));
         h.crash(home);
         assert_eq!(call_until_ok(&mut h, caller, "a", Duration::from_secs(60)).0, b"2".to_vec());
-        h.start(home);
-        for k in 0..3 {
-            if k != home {
-                h.connect(home, k);
-                h.connect(k, home);
-            }
-        }
+        h.restart(home);
         settle(&mut h, Duration::from_secs(3));
         assert_eq!(call(&mut h, caller, "a"), Ok(b"3".to_vec()));
         let q = placement(&h, caller, "a").unwrap_or_else(|| panic!("no placement"));
